@@ -1,0 +1,34 @@
+"""What the pipeline needs from an exchange, and nothing more.
+
+An adapter owns its transport (pooled HTTP client, one WebSocket per account...), its auth, its
+paging and rate limiting, and its ``parse_*`` functions. It returns a *complete* snapshot of
+normalized :class:`~connector.model.Order` or raises a :class:`~connector.errors.ConnectorError`
+subclass; it never returns a partial snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..accounts import Account
+from ..model import Exchange, FetchResult, OrderQuery
+
+
+class ExchangeAdapter(Protocol):
+    exchange: Exchange
+
+    async def fetch_open_orders(
+        self, account: Account, query: OrderQuery, *, deadline: float
+    ) -> FetchResult:
+        """Fetch every open order for ``query``.
+
+        ``deadline`` is an ``asyncio`` loop time (``loop.time()``) by which the fetch must have
+        finished, retries included; past it raise :class:`~connector.errors.ExchangeTimeout`
+        (or the last retryable error). Retryable failures (dropped socket, 5xx, throttling) are
+        retried inside the adapter; the error finally raised carries ``attempts``.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; called once at worker shutdown."""
+        ...

@@ -1,0 +1,37 @@
+"""Prometheus metrics, defined once so every module records into the same series."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter(
+    "connector_commands_total", "Commands answered, by exchange and result status", ["exchange", "status"]
+)
+COMMAND_LATENCY = Histogram(
+    "connector_command_duration_seconds",
+    "Time from command receipt to its QueryResult being acknowledged",
+    ["exchange"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+EXCHANGE_CALL_LATENCY = Histogram(
+    "connector_exchange_call_duration_seconds",
+    "Latency of one exchange request (HTTP page or WebSocket request)",
+    ["exchange", "endpoint"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ORDER_EVENTS = Counter(
+    "connector_order_events_published_total", "OrderEvents acknowledged by the broker", ["exchange"]
+)
+ERRORS = Counter("connector_errors_total", "ErrorEvents published, by code", ["code"])
+RATE_LIMIT_WAITS = Counter(
+    "connector_rate_limiter_waits_total",
+    "Requests that had to wait for the client-side rate limiter",
+    ["exchange"],
+)
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    "connector_rate_limiter_wait_seconds_total", "Total time spent waiting for the rate limiter", ["exchange"]
+)
+WS_RECONNECTS = Counter(
+    "connector_ws_reconnects_total", "WebSocket connections re-opened after a drop", ["exchange"]
+)
+IN_FLIGHT = Gauge("connector_commands_in_flight", "Commands being processed now")

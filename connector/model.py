@@ -1,0 +1,178 @@
+"""The normalized model: what the pipeline knows about orders, whatever the exchange.
+
+Exchange packages turn their raw payloads into :class:`Order` with pure ``parse_*`` functions;
+the pipeline stamps request-level fields (``request_id``, ``snapshot_seq``...) when it publishes.
+Decimals stay :class:`~decimal.Decimal` here and become canonical decimal strings on the wire,
+because exchange quantities have arbitrary scale and must never pass through a float.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+
+class Exchange(StrEnum):
+    ASCENDEX = "ascendex"
+    BITGET = "bitget"
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class PositionSide(StrEnum):
+    LONG = "LONG"
+    SHORT = "SHORT"
+
+
+class OrderType(StrEnum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+    STOP_LIMIT = "STOP_LIMIT"
+    STOP_MARKET = "STOP_MARKET"
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    PENDING_NEW = "PENDING_NEW"
+    ACK = "ACK"
+    UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True, slots=True)
+class CopyTrading:
+    """Copy-trading context of a follower's tracking order (Bitget)."""
+
+    trader_id: str | None = None
+    trader_name: str | None = None
+    open_order_id: str | None = None
+    close_order_id: str | None = None
+    open_average_price: Decimal | None = None
+    close_average_price: Decimal | None = None
+    open_size: Decimal | None = None
+    close_size: Decimal | None = None
+    open_time: int | None = None
+    close_time: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """One open order, normalized. Timestamps are UTC epoch milliseconds."""
+
+    exchange: Exchange
+    order_id: str
+    symbol: str
+    raw: str
+    account_id: str | None = None
+    product_type: str | None = None
+    client_order_id: str | None = None
+    unified_symbol: str | None = None
+    side: Side | None = None
+    position_side: PositionSide | None = None
+    order_type: OrderType | None = None
+    status: OrderStatus = OrderStatus.UNKNOWN
+    price: Decimal | None = None
+    quantity: Decimal | None = None
+    filled_quantity: Decimal | None = None
+    remaining_quantity: Decimal | None = None
+    average_fill_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    fee: Decimal | None = None
+    fee_asset: str | None = None
+    leverage: Decimal | None = None
+    margin: Decimal | None = None
+    created_at: int | None = None
+    updated_at: int | None = None
+    copy_trading: CopyTrading | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """A validated query-orders command, as the exchange adapters see it."""
+
+    request_id: str
+    exchange: Exchange
+    account: str
+    symbol: str | None = None
+    product_type: str | None = None
+    trader_id: str | None = None
+    requested_at: int | None = None
+    deadline_ms: int | None = None
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """A complete snapshot: every page fetched. ``calls`` counts requests/pages made."""
+
+    orders: list[Order] = field(default_factory=list)
+    calls: int = 0
+
+
+# --- value helpers shared by every parser ----------------------------------------------------
+
+PLACEHOLDERS = frozenset({"", "NULL_VAL", "None", "null", "NULL"})
+
+
+def now_ms() -> int:
+    """Current UTC time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def text_or_none(value: object) -> str | None:
+    """A string field, with exchange placeholders (``""``, ``"None"``, ``NULL_VAL``) as None."""
+    if value is None:
+        return None
+    s = str(value).strip()
+    return None if s in PLACEHOLDERS else s
+
+
+def decimal_or_none(value: object, *, zero_is_null: bool = False) -> Decimal | None:
+    """Exact decimal from an exchange string; placeholders (and "0" where zero means unset) -> None.
+
+    Raises ValueError for text that is not a number, so a corrupt payload is reported rather than
+    silently published as null.
+    """
+    s = text_or_none(value)
+    if s is None:
+        return None
+    if isinstance(value, float):
+        raise ValueError(f"refusing float {value!r}: decimals must arrive as strings")
+    try:
+        d = Decimal(s)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal: {s!r}") from exc
+    if not d.is_finite():
+        raise ValueError(f"not a finite decimal: {s!r}")
+    if zero_is_null and d == 0:
+        return None
+    return d
+
+
+def millis_or_none(value: object, *, zero_is_null: bool = True) -> int | None:
+    """Epoch-millisecond timestamp from an int or numeric string; "0"/placeholders -> None."""
+    s = text_or_none(value)
+    if s is None:
+        return None
+    try:
+        ms = int(s)
+    except ValueError as exc:
+        raise ValueError(f"not a millisecond timestamp: {s!r}") from exc
+    if zero_is_null and ms == 0:
+        return None
+    return ms
+
+
+def canonical_decimal(d: Decimal) -> str:
+    """Canonical decimal string: no exponent, no trailing zeros (``0.0010000`` -> ``0.001``)."""
+    n = d.normalize()
+    if n == 0:
+        return "0"
+    return format(n, "f")

@@ -1,0 +1,103 @@
+"""Runtime configuration, from ``CONNECTOR_*`` environment variables.
+
+pydantic-settings does the parsing; :func:`load_settings` turns its multi-line validation report
+into the one clear line the operator sees at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+ENV_PREFIX = "CONNECTOR_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # Kafka
+    kafka_bootstrap: str = "localhost:9092"
+    app_id: str = "exchange-order-connector"
+    topic_query_orders: str = "query-orders"
+    topic_orders: str = "orders"
+    topic_results: str = "order-query-results"
+    topic_errors: str = "order-errors"
+    topic_partitions: int = Field(default=4, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    kafka_session_timeout_s: float = Field(default=30.0, gt=0)
+    kafka_heartbeat_interval_s: float = Field(default=3.0, gt=0)
+    kafka_request_timeout_s: float = Field(default=40.0, gt=0)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    schema_registry_url: str | None = None
+
+    # Worker
+    accounts_file: str | None = None
+    worker_concurrency: int = Field(default=8, ge=1, le=256)
+    web_host: str = "0.0.0.0"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    # Exchanges
+    ascendex_rest_url: str = "https://ascendex.com"
+    ascendex_ws_url: str = "wss://ascendex.com"
+    bitget_rest_url: str = "https://api.bitget.com"
+
+    # Timeouts, retries, rate limits
+    request_timeout_s: float = Field(default=10.0, gt=0)
+    command_timeout_s: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_backoff_s: float = Field(default=0.5, ge=0)
+    ws_ping_interval_s: float = Field(default=15.0, gt=0)
+    contracts_cache_ttl_s: float = Field(default=3600.0, ge=0)
+    bitget_rate_limit_per_s: int = Field(default=10, ge=1)
+    bitget_page_size: int = Field(default=50, ge=1, le=50)
+    bitget_max_pages: int = Field(default=100, ge=1)
+
+    @field_validator(
+        "ascendex_rest_url", "ascendex_ws_url", "bitget_rest_url", "schema_registry_url"
+    )
+    @classmethod
+    def _strip_slash(cls, v: str | None) -> str | None:
+        return v.rstrip("/") if v else v
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, v: str) -> str:
+        v = v.removeprefix("kafka://")
+        for server in v.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {v!r}")
+        return v
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {
+            "query-orders": self.topic_query_orders,
+            "orders": self.topic_orders,
+            "order-query-results": self.topic_results,
+            "order-errors": self.topic_errors,
+        }
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value raises one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+        raise ConfigurationError(f"{name}: {err['msg']}") from None
