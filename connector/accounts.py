@@ -112,8 +112,9 @@ def load_accounts(path: str | Path) -> Accounts:
             data = yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         # Parser messages can quote file content (a secret); report only the position.
-        where = getattr(exc, "problem_mark", None) or getattr(exc, "lineno", None)
-        raise ConfigurationError(f"{setting}: {p} is not valid YAML/TOML (at {where})") from None
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else getattr(exc, "lineno", "?")
+        raise ConfigurationError(f"{setting}: {p} is not valid YAML/TOML (line {line})") from None
     if isinstance(data, dict) and isinstance(data.get("accounts"), dict):
         data = data["accounts"]
     if not isinstance(data, dict) or not data:

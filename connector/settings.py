@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # Worker
     accounts_file: str | None = None
     worker_concurrency: int = Field(default=8, ge=1, le=256)
+    data_dir: str = "/tmp/connector-data"  # Faust's working directory (no tables are kept)
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

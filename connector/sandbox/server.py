@@ -45,6 +45,7 @@ async def _serve(app: web.Application, host: str, port: int) -> tuple[web.AppRun
 async def start_sandbox(
     *,
     host: str = "127.0.0.1",
+    public_host: str | None = None,
     ascendex_port: int = 0,
     bitget_port: int = 0,
     workdir: str | None = None,
@@ -63,6 +64,7 @@ async def start_sandbox(
     else:
         simulators.append(("bitget", bitget_port, bitget.create_app, bitget.demo_accounts))
 
+    public = public_host or host
     directory = Path(workdir or tempfile.mkdtemp(prefix="connector-sandbox-"))
     directory.mkdir(parents=True, exist_ok=True)
     accounts: dict[str, dict[str, str]] = {}
@@ -74,10 +76,10 @@ async def start_sandbox(
         sandbox.apps[name] = app
         accounts.update(demo_accounts())
         if name == "ascendex":
-            sandbox.env["CONNECTOR_ASCENDEX_REST_URL"] = f"http://{host}:{bound}"
-            sandbox.env["CONNECTOR_ASCENDEX_WS_URL"] = f"ws://{host}:{bound}"
+            sandbox.env["CONNECTOR_ASCENDEX_REST_URL"] = f"http://{public}:{bound}"
+            sandbox.env["CONNECTOR_ASCENDEX_WS_URL"] = f"ws://{public}:{bound}"
         else:
-            sandbox.env[f"CONNECTOR_{name.upper()}_REST_URL"] = f"http://{host}:{bound}"
+            sandbox.env[f"CONNECTOR_{name.upper()}_REST_URL"] = f"http://{public}:{bound}"
     accounts_file = directory / "accounts.yaml"
     accounts_file.write_text(yaml.safe_dump({"accounts": accounts}, sort_keys=True))
     accounts_file.chmod(0o600)

@@ -1,0 +1,128 @@
+"""The ``connector`` command line (see DESIGN.md, "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from .errors import ConfigurationError
+from .settings import Settings, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="connector",
+        description="Exchange order connector. Configuration comes from CONNECTOR_* variables.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("worker", help="run the Faust worker")
+
+    sub.add_parser(
+        "broker",
+        help="run the embedded Kafka-compatible broker on CONNECTOR_KAFKA_BOOTSTRAP (dev/tests)",
+    )
+
+    s = sub.add_parser("sandbox", help="run local AscendEX and Bitget simulators")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument(
+        "--public-host", help="host name workers use to reach the simulators (default: --host)"
+    )
+    s.add_argument("--ascendex-port", type=int, default=0, help="0 = any free port")
+    s.add_argument("--bitget-port", type=int, default=0, help="0 = any free port")
+    s.add_argument("--workdir", help="where to write accounts.yaml (default: a new temp dir)")
+    s.add_argument("--orders-file", help="YAML: account alias -> raw exchange orders")
+
+    q = sub.add_parser("query", help="publish one query-orders command")
+    q.add_argument("--exchange", required=True)
+    q.add_argument("--account", required=True)
+    q.add_argument("--symbol")
+    q.add_argument("--product-type")
+    q.add_argument("--trader-id")
+    q.add_argument("--request-id", help="default: a new UUID")
+    q.add_argument("--deadline-ms", type=int, help="absolute UTC epoch milliseconds")
+    q.add_argument("--avro", action="store_true", help="send the command as Avro, not JSON")
+    q.add_argument("--wait", action="store_true", help="print the outputs; exit 0 OK / 1 FAILED")
+    q.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (exit 2 after)")
+
+    t = sub.add_parser("tail", help="decode an output topic as JSON lines")
+    t.add_argument("topic")
+    t.add_argument("--latest", action="store_true", help="only new records (default: from start)")
+    t.add_argument("--max-messages", type=int)
+    t.add_argument("--idle-timeout", type=float, help="exit after this many seconds of silence")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return _dispatch(args, settings)
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from .logs import setup
+
+    if args.command == "worker":
+        from .worker import run_worker
+
+        run_worker(settings)
+        return 0
+    setup(settings.log_level if args.command != "query" else "WARNING", settings.log_format)
+    if args.command == "broker":
+        from .broker import run_broker
+
+        return run_broker(settings)
+    if args.command == "sandbox":
+        from .sandbox.server import run_forever
+
+        asyncio.run(
+            run_forever(
+                host=args.host,
+                public_host=args.public_host,
+                ascendex_port=args.ascendex_port,
+                bitget_port=args.bitget_port,
+                workdir=args.workdir,
+                orders_file=args.orders_file,
+            )
+        )
+        return 0
+    if args.command == "query":
+        from .client import build_command, query
+
+        command = build_command(
+            exchange=args.exchange,
+            account=args.account,
+            request_id=args.request_id,
+            symbol=args.symbol,
+            product_type=args.product_type,
+            trader_id=args.trader_id,
+            deadline_ms=args.deadline_ms,
+        )
+        return asyncio.run(
+            query(settings, command, wait=args.wait, timeout=args.timeout, avro=args.avro)
+        )
+    if args.command == "tail":
+        from .client import tail
+
+        return asyncio.run(
+            tail(
+                settings,
+                args.topic,
+                from_beginning=not args.latest,
+                max_messages=args.max_messages,
+                idle_timeout=args.idle_timeout,
+            )
+        )
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

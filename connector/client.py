@@ -1,0 +1,194 @@
+"""``connector query`` and ``connector tail``: publish a command, read the outputs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from .codec import QUERY_ORDERS, QUERY_RESULT, DecodeError, Serializer, to_plain
+from .kafka import client_kwargs
+from .settings import Settings
+
+
+@dataclass
+class Decoded:
+    topic: str
+    key: str | None
+    headers: dict[str, str]
+    schema: str | None
+    value: Any
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"topic": self.topic, "key": self.key, "schema": self.schema, "value": self.value},
+            sort_keys=False,
+        )
+
+
+async def decode_message(msg: Any, serializer: Serializer) -> Decoded:
+    headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
+    key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+    try:
+        schema, record = await serializer.decode(msg.value or b"")
+        value: Any = to_plain(record)
+    except DecodeError as exc:
+        schema, value = None, {"undecodable": str(exc), "bytes": len(msg.value or b"")}
+    return Decoded(msg.topic, key, headers, schema, value)
+
+
+def build_command(
+    *,
+    exchange: str,
+    account: str,
+    request_id: str | None = None,
+    symbol: str | None = None,
+    product_type: str | None = None,
+    trader_id: str | None = None,
+    deadline_ms: int | None = None,
+    requested_at: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id or str(uuid.uuid4()),
+        "exchange": exchange,
+        "account": account,
+        "symbol": symbol,
+        "product_type": product_type,
+        "trader_id": trader_id,
+        "requested_at": requested_at,
+        "deadline_ms": deadline_ms,
+    }
+
+
+async def query(
+    settings: Settings,
+    command: dict[str, Any],
+    *,
+    wait: bool,
+    timeout: float,
+    avro: bool = False,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Publish one command; with ``wait``, print its outputs and return 0 (OK) / 1 (FAILED).
+
+    Returns 2 if no result arrived within ``timeout``.
+    """
+    serializer = Serializer(settings.schema_registry_url)
+    consumer = None
+    try:
+        if wait:
+            consumer = await _consumer_at_end(
+                settings, [settings.topic_orders, settings.topic_results, settings.topic_errors]
+            )
+        if avro:
+            value = await serializer.encode(settings.topic_query_orders, QUERY_ORDERS, command)
+        else:
+            value = json.dumps({k: v for k, v in command.items() if v is not None}).encode()
+        producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
+        await producer.start()
+        try:
+            key = f"{command['exchange']}:{command['account']}".lower().encode()
+            await producer.send_and_wait(settings.topic_query_orders, value, key=key)
+        finally:
+            await producer.stop()
+        if consumer is None:
+            print(json.dumps({"published": command["request_id"]}), file=out, flush=True)
+            return 0
+        return await _await_result(consumer, serializer, command["request_id"], timeout, out)
+    finally:
+        if consumer is not None:
+            await consumer.stop()
+        await serializer.aclose()
+
+
+async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaConsumer:
+    """A group-less consumer positioned at the current end of every partition of ``topics``.
+
+    Filtering by request_id makes an early position harmless (it only re-reads older records),
+    which matters on the embedded broker, whose end offsets can lag after batched produces.
+    """
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    tps = []
+    for topic in topics:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+    consumer.assign(tps)
+    for tp, offset in (await consumer.end_offsets(tps)).items():
+        consumer.seek(tp, offset)
+    return consumer
+
+
+async def _await_result(
+    consumer: AIOKafkaConsumer, serializer: Serializer, request_id: str, timeout: float, out: TextIO
+) -> int:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        batches = await consumer.getmany(timeout_ms=500)
+        for records in batches.values():
+            for msg in records:
+                headers = dict(msg.headers or [])
+                if headers.get("request_id", b"").decode() != request_id:
+                    continue
+                decoded = await decode_message(msg, serializer)
+                print(decoded.to_json(), file=out, flush=True)
+                if decoded.schema == QUERY_RESULT:
+                    return 0 if decoded.value.get("status") == "OK" else 1
+    print(json.dumps({"error": f"no result for {request_id} within {timeout}s"}), file=sys.stderr)
+    return 2
+
+
+async def tail(
+    settings: Settings,
+    topic: str,
+    *,
+    from_beginning: bool,
+    max_messages: int | None,
+    idle_timeout: float | None,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Decode and print a topic as JSON lines."""
+    serializer = Serializer(settings.schema_registry_url)
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic)
+        if parts is None:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            print(f"topic {topic!r} does not exist", file=sys.stderr)
+            return 1
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            for tp, offset in (await consumer.end_offsets(tps)).items():
+                consumer.seek(tp, offset)
+        seen = 0
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for msg in records:
+                    print((await decode_message(msg, serializer)).to_json(), file=out, flush=True)
+                    seen += 1
+                    last = loop.time()
+                    if max_messages is not None and seen >= max_messages:
+                        return 0
+            if idle_timeout is not None and loop.time() - last > idle_timeout:
+                return 0
+    finally:
+        await consumer.stop()
+        await serializer.aclose()

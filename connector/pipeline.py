@@ -1,0 +1,276 @@
+"""Command in, output records out: the connector's logic, free of Kafka.
+
+:meth:`Pipeline.process` never raises for anything a command or an exchange can do: every path
+ends in exactly one QueryResult, preceded by the snapshot's OrderEvents (OK) or by one ErrorEvent
+(FAILED). The worker only has to publish the :class:`Outcome` in order and wait for the acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import codec
+from .accounts import Accounts, redact, redact_bytes
+from .commands import RawCommand, decode_command, validate_command
+from .errors import ConnectorError, Expired, ExchangeTimeout, InternalError, Unsupported
+from .exchanges.base import ExchangeAdapter
+from .model import Exchange, FetchResult, Order, OrderQuery, canonical_decimal, now_ms
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+Role = Literal["orders", "results", "errors"]
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    role: Role
+    key: str | None
+    schema: str
+    value: dict[str, Any]
+    headers: dict[str, str]
+
+
+@dataclass
+class Outcome:
+    """Everything one command produces, in publishing order."""
+
+    request_id: str
+    exchange: str
+    account: str
+    ok: bool
+    orders: list[OutputRecord] = field(default_factory=list)
+    error: OutputRecord | None = None
+    result: OutputRecord | None = None
+
+    def records(self) -> list[OutputRecord]:
+        tail = [r for r in (self.error, self.result) if r is not None]
+        return [*self.orders, *tail]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: Accounts,
+        adapters: Mapping[Exchange, ExchangeAdapter],
+        serializer: codec.Serializer,
+    ) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.adapters = adapters
+        self.serializer = serializer
+
+    async def process(self, value: bytes | None) -> Outcome:
+        started_at = now_ms()
+        raw = RawCommand({})
+        query: OrderQuery | None = None
+        try:
+            raw = await decode_command(value, self.serializer)
+            query = validate_command(raw)
+            fetched = await self._fetch(query)
+        except ConnectorError as exc:
+            return self._failed(raw, query, value, exc, started_at)
+        except Exception as exc:  # a bug, not an input problem: report it, keep serving
+            log.exception("internal error processing command", extra=_log_ctx(raw, query))
+            internal = InternalError(f"internal error: {type(exc).__name__}")
+            return self._failed(raw, query, value, internal, started_at)
+        return self._ok(query, fetched, started_at)
+
+    async def _fetch(self, query: OrderQuery) -> FetchResult:
+        if query.deadline_ms is not None and now_ms() > query.deadline_ms:
+            raise Expired(f"deadline {query.deadline_ms} passed before the query started")
+        account = self.accounts.get(query.exchange, query.account)
+        adapter = self.adapters.get(query.exchange)
+        if adapter is None:
+            raise Unsupported(f"exchange {query.exchange.value} is not enabled in this worker")
+        budget = self.settings.command_timeout_s
+        if query.deadline_ms is not None:
+            budget = min(budget, (query.deadline_ms - now_ms()) / 1000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        try:
+            # The adapter honours the deadline itself; the outer timeout is the backstop that
+            # keeps a misbehaving exchange from holding a worker slot forever.
+            async with asyncio.timeout(budget + 1.0):
+                return await adapter.fetch_open_orders(account, query, deadline=deadline)
+        except TimeoutError:
+            raise ExchangeTimeout(f"no complete answer from {query.exchange.value} in {budget:.1f}s") from None
+
+    # --- building the records ----------------------------------------------------------------
+
+    def _ok(self, query: OrderQuery, fetched: FetchResult, started_at: int) -> Outcome:
+        observed_at = now_ms()
+        ex, acc = query.exchange.value, query.account
+        headers = _headers(query.request_id, ex, acc)
+        n = len(fetched.orders)
+        outcome = Outcome(query.request_id, ex, acc, ok=True)
+        for seq, order in enumerate(fetched.orders, start=1):
+            value = order_event(order, query, seq=seq, size=n, observed_at=observed_at)
+            outcome.orders.append(
+                OutputRecord(
+                    "orders",
+                    f"{ex}:{acc}:{order.order_id}",
+                    codec.ORDER_EVENT,
+                    value,
+                    {**headers, "schema": codec.ORDER_EVENT},
+                )
+            )
+        outcome.result = self._result(
+            query.request_id, ex, acc, query.symbol, query.requested_at, started_at,
+            status="OK", order_count=n, error_code=None, calls=fetched.calls,
+        )  # fmt: skip
+        return outcome
+
+    def _failed(
+        self,
+        raw: RawCommand,
+        query: OrderQuery | None,
+        value: bytes | None,
+        exc: ConnectorError,
+        started_at: int,
+    ) -> Outcome:
+        request_id = query.request_id if query else raw.request_id or f"generated-{uuid.uuid4()}"
+        ex = query.exchange.value if query else raw.exchange
+        acc = query.account if query else raw.account
+        key = f"{ex}:{acc}" if ex and acc else None
+        message = redact(exc.message)
+        log.warning(
+            "command failed: %s %s",
+            exc.code.value,
+            message,
+            extra={"request_id": request_id, "exchange": ex, "account": acc},
+        )
+        error_value = {
+            "error_id": str(uuid.uuid4()),
+            "request_id": request_id,
+            "exchange": ex,
+            "account": acc,
+            "code": exc.code.value,
+            "exchange_code": exc.exchange_code,
+            "message": message,
+            "retryable": exc.retryable,
+            "attempts": exc.attempts,
+            "occurred_at": now_ms(),
+            "command": redact_bytes(value) if value is not None else None,
+        }
+        headers = _headers(request_id, ex or "", acc or "")
+        outcome = Outcome(request_id, ex or "", acc or "", ok=False)
+        outcome.error = OutputRecord(
+            "errors", key, codec.ERROR_EVENT, error_value, {**headers, "schema": codec.ERROR_EVENT}
+        )
+        symbol = query.symbol if query else None
+        requested_at = query.requested_at if query else None
+        calls = int(getattr(exc, "calls", 0) or 0)
+        outcome.result = self._result(
+            request_id, ex, acc, symbol, requested_at, started_at,
+            status="FAILED", order_count=0, error_code=exc.code.value, calls=calls,
+        )  # fmt: skip
+        return outcome
+
+    def _result(
+        self,
+        request_id: str,
+        ex: str | None,
+        acc: str | None,
+        symbol: str | None,
+        requested_at: int | None,
+        started_at: int,
+        *,
+        status: str,
+        order_count: int,
+        error_code: str | None,
+        calls: int,
+    ) -> OutputRecord:
+        value = {
+            "request_id": request_id,
+            "exchange": ex,
+            "account": acc,
+            "symbol": symbol,
+            "status": status,
+            "order_count": order_count,
+            "error_code": error_code,
+            "requested_at": requested_at,
+            "started_at": started_at,
+            "completed_at": now_ms(),
+            "exchange_calls": calls,
+        }
+        key = f"{ex}:{acc}" if ex and acc else None
+        headers = {**_headers(request_id, ex or "", acc or ""), "schema": codec.QUERY_RESULT}
+        return OutputRecord("results", key, codec.QUERY_RESULT, value, headers)
+
+
+def order_event(
+    order: Order, query: OrderQuery, *, seq: int, size: int, observed_at: int
+) -> dict[str, Any]:
+    """Normalized order + request context -> the OrderEvent record (decimals as strings)."""
+    ct = order.copy_trading
+    return {
+        "event_id": str(uuid.uuid4()),
+        "request_id": query.request_id,
+        "exchange": order.exchange.value,
+        "account": query.account,
+        "account_id": order.account_id,
+        "product_type": order.product_type,
+        "order_id": order.order_id,
+        "client_order_id": order.client_order_id,
+        "symbol": order.symbol,
+        "unified_symbol": order.unified_symbol,
+        "side": _enum(order.side),
+        "position_side": _enum(order.position_side),
+        "order_type": _enum(order.order_type),
+        "status": order.status.value,
+        "price": _dec(order.price),
+        "quantity": _dec(order.quantity),
+        "filled_quantity": _dec(order.filled_quantity),
+        "remaining_quantity": _dec(order.remaining_quantity),
+        "average_fill_price": _dec(order.average_fill_price),
+        "stop_price": _dec(order.stop_price),
+        "fee": _dec(order.fee),
+        "fee_asset": order.fee_asset,
+        "leverage": _dec(order.leverage),
+        "margin": _dec(order.margin),
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+        "observed_at": observed_at,
+        "copy_trading": None
+        if ct is None
+        else {
+            "trader_id": ct.trader_id,
+            "trader_name": ct.trader_name,
+            "open_order_id": ct.open_order_id,
+            "close_order_id": ct.close_order_id,
+            "open_average_price": _dec(ct.open_average_price),
+            "close_average_price": _dec(ct.close_average_price),
+            "open_size": _dec(ct.open_size),
+            "close_size": _dec(ct.close_size),
+            "open_time": ct.open_time,
+            "close_time": ct.close_time,
+        },
+        "snapshot_seq": seq,
+        "snapshot_size": size,
+        "raw": order.raw,
+    }
+
+
+def _dec(d: Any) -> str | None:
+    return None if d is None else canonical_decimal(d)
+
+
+def _enum(e: Any) -> str | None:
+    return None if e is None else str(e.value)
+
+
+def _headers(request_id: str, exchange: str, account: str) -> dict[str, str]:
+    return {"request_id": request_id, "exchange": exchange, "account": account}
+
+
+def _log_ctx(raw: RawCommand, query: OrderQuery | None) -> dict[str, Any]:
+    if query is not None:
+        return {"request_id": query.request_id, "exchange": query.exchange.value, "account": query.account}
+    return {"request_id": raw.request_id, "exchange": raw.exchange, "account": raw.account}

@@ -1,0 +1,117 @@
+"""Configuration: bad settings fail at start with one line naming the setting; secrets stay hidden."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from connector.accounts import load_accounts, redact
+from connector.errors import ConfigurationError, UnknownAccount
+from connector.logs import RedactingFilter, TextFormatter
+from connector.model import Exchange
+from connector.settings import load_settings
+
+YAML = """
+accounts:
+  desk:
+    exchange: ascendex
+    api_key: AK-1234567890
+    api_secret: AS-very-secret-0987
+  follower:
+    exchange: Bitget
+    api_key: BK-1234567890
+    api_secret: BS-very-secret-0987
+    passphrase: BP-pass-5555
+"""
+
+TOML = """
+[accounts.desk]
+exchange = "ascendex"
+api_key = "AK-toml-123456"
+api_secret = "AS-toml-654321"
+options = { ws_sign_key = "base64" }
+"""
+
+
+def test_yaml_and_toml_accounts(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(YAML)
+    accounts = load_accounts(tmp_path / "a.yaml")
+    assert len(accounts) == 2
+    assert accounts.get(Exchange.BITGET, "follower").passphrase is not None
+    with pytest.raises(UnknownAccount):
+        accounts.get(Exchange.BITGET, "desk")  # alias exists, but on another exchange
+    (tmp_path / "a.toml").write_text(TOML)
+    desk = load_accounts(tmp_path / "a.toml").get(Exchange.ASCENDEX, "desk")
+    assert desk.options == {"ws_sign_key": "base64"}
+
+
+def test_secrets_never_print(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(YAML)
+    account = load_accounts(tmp_path / "a.yaml").get(Exchange.BITGET, "follower")
+    for text in (repr(account), str(account.api_secret), repr(account.passphrase), f"{account}"):
+        assert "very-secret" not in text and "BP-pass" not in text
+    assert redact("sig for BS-very-secret-0987 and BP-pass-5555") == "sig for *** and ***"
+
+
+def test_log_lines_are_redacted(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(YAML)
+    load_accounts(tmp_path / "a.yaml")
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "key %s", ("AS-very-secret-0987",), None)
+    RedactingFilter().filter(record)
+    assert "very-secret" not in TextFormatter().format(record)
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("accounts:\n  a:\n    exchange: kraken\n    api_key: k\n    api_secret: s\n", "exchange must be one of"),
+        ("accounts:\n  a:\n    exchange: bitget\n    api_key: k\n    api_secret: s\n", "passphrase is required"),
+        ("accounts:\n  a:\n    exchange: ascendex\n    api_key: k\n", "api_secret is required"),
+        ("accounts: [1, 2\n", "not valid YAML/TOML"),
+        ("[]", "must map account aliases"),
+    ],
+)  # fmt: skip
+def test_bad_accounts_file_is_one_clear_line(tmp_path: Path, content: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigurationError, match=match) as info:
+        load_accounts(path)
+    assert str(info.value).startswith("CONNECTOR_ACCOUNTS_FILE")
+    assert "\n" not in str(info.value)
+
+
+def test_missing_accounts_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        load_accounts(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("CONNECTOR_KAFKA_BOOTSTRAP", "no-port-here"),
+        ("CONNECTOR_WORKER_CONCURRENCY", "0"),
+        ("CONNECTOR_KAFKA_SECURITY_PROTOCOL", "TLS"),
+        ("CONNECTOR_REQUEST_TIMEOUT_S", "soon"),
+    ],
+)
+def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    assert str(info.value).startswith(var + ":")
+    assert "\n" not in str(info.value)
+
+
+def test_defaults_are_the_real_exchanges(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("CONNECTOR_ASCENDEX_REST_URL", "CONNECTOR_BITGET_REST_URL", "CONNECTOR_KAFKA_BOOTSTRAP"):
+        monkeypatch.delenv(var, raising=False)
+    s = load_settings()
+    assert s.ascendex_rest_url == "https://ascendex.com"
+    assert s.bitget_rest_url == "https://api.bitget.com"
+    assert s.kafka_bootstrap == "localhost:9092"
+    assert s.topics == {
+        "query-orders": "query-orders", "orders": "orders",
+        "order-query-results": "order-query-results", "order-errors": "order-errors",
+    }  # fmt: skip

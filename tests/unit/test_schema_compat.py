@@ -1,0 +1,54 @@
+"""Every schema change must stay backward compatible with the last released schema."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import pytest
+
+AVRO = Path(__file__).resolve().parents[2] / "avro"
+RELEASES = sorted(
+    (p for p in (AVRO / "released").iterdir() if p.is_dir()),
+    key=lambda p: [int(x) for x in p.name.split(".")],
+)
+LATEST = RELEASES[-1]
+
+
+def _example(schema: Any) -> Any:
+    """A value of every field, so the writer exercises the whole released schema."""
+    if isinstance(schema, list):
+        return _example(next(s for s in schema if s != "null"))
+    if isinstance(schema, dict):
+        t = schema["type"]
+        if t == "record":
+            return {f["name"]: _example(f["type"]) for f in schema["fields"]}
+        if t == "enum":
+            return schema["symbols"][0]
+        return _example(t)
+    return {"string": "x", "long": 1, "int": 1, "boolean": True, "bytes": b"x"}[schema]
+
+
+@pytest.mark.parametrize("path", sorted(LATEST.glob("*.avsc")), ids=lambda p: p.stem)
+def test_current_schema_reads_released_data(path: Path) -> None:
+    old = json.loads(path.read_text())
+    new = json.loads((AVRO / path.name).read_text())
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(old), _example(old))
+    buf.seek(0)
+    fastavro.schemaless_reader(buf, fastavro.parse_schema(old), fastavro.parse_schema(new))
+
+
+@pytest.mark.parametrize("path", sorted(LATEST.glob("*.avsc")), ids=lambda p: p.stem)
+def test_added_fields_have_defaults(path: Path) -> None:
+    old = {f["name"] for f in json.loads(path.read_text())["fields"]}
+    new = json.loads((AVRO / path.name).read_text())["fields"]
+    missing_default = [f["name"] for f in new if f["name"] not in old and "default" not in f]
+    assert not missing_default
+
+
+def test_every_current_schema_was_released_or_is_new_with_defaults() -> None:
+    assert {p.name for p in AVRO.glob("*.avsc")} >= {p.name for p in LATEST.glob("*.avsc")}
