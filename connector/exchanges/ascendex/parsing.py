@@ -1,0 +1,351 @@
+"""Pure functions: AscendEX payloads -> the normalized model, AscendEX errors -> typed errors.
+
+No I/O here, so every rule below is unit-tested from recorded payloads. A row that cannot be
+normalized raises instead of being skipped: a snapshot that silently misses an order is worse
+than a failed one, because consumers treat a completed snapshot as the whole truth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from ...errors import (
+    AuthFailed,
+    ConnectorError,
+    ExchangeRejected,
+    ExchangeUnavailable,
+    RateLimited,
+)
+from ...model import (
+    Exchange,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+    decimal_or_none,
+    millis_or_none,
+    text_or_none,
+)
+from .schemas import AccountInfo
+
+# --- JSON ---------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite JSON number {name} is not allowed")
+
+
+def loads(text: str | bytes) -> Any:
+    """Decode exchange JSON so that no number can become a float (fractions -> Decimal)."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, Decimal):
+        # Exact text of a number the exchange sent unquoted; never routed through float.
+        return str(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+def raw_json(row: Mapping[str, Any]) -> str:
+    """Compact JSON of one order row, keys in the order received, for the audit ``raw`` field."""
+    return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+# AscendEX error table (https://ascendex.github.io/ascendex-pro-api/#error-codes, mirrored by
+# ccxt's ascendex ``exceptions['exact']``). Codes absent here fall back to their group.
+AUTH_CODES: Mapping[int, str] = {
+    100009: "AUTHORIZATION_NEEDED",
+    200001: "AUTHENTICATION_FAILED",
+    200003: "ACCOUNT_NOT_FOUND",
+    200004: "ACCOUNT_NOT_SETUP",
+    200006: "ACCOUNT_ERROR",
+    200010: "PASSWORD_ERROR",
+    200014: "RESTRICTED_ACCOUNT",
+    200015: "PERMISSION_DENIED",
+    2100: "ApiKeyFailure",  # undocumented, seen live (ccxt)
+}
+REJECTED_CODES: Mapping[int, str] = {
+    100001: "INVALID_HTTP_INPUT",
+    100002: "DATA_NOT_AVAILABLE",
+    100003: "KEY_CONFLICT",
+    100004: "INVALID_REQUEST_DATA",
+    100005: "INVALID_WS_REQUEST_DATA",
+    100006: "INVALID_ARGUMENT",
+    100007: "ENCRYPTION_ERROR",
+    100008: "SYMBOL_ERROR",
+    100010: "INVALID_OPERATION",
+    100011: "INVALID_TIMESTAMP",
+    100012: "INVALID_STR_FORMAT",
+    100013: "INVALID_NUM_FORMAT",
+    150001: "INVALID_JSON_FORMAT",
+    300012: "INVALID_PRODUCT",
+    1900: "Invalid Http Request Input",  # undocumented, seen live (ccxt)
+    5002: "Invalid Symbol",  # undocumented, seen live (ccxt)
+}
+# TOO_MANY_ATTEMPTS is AscendEX's only throttling code (HTTP 429 is the other signal). It follows
+# failed attempts, so hammering again cannot help: rate-limited, but not retried in-command.
+RATE_LIMIT_CODES: Mapping[int, str] = {200002: "TOO_MANY_ATTEMPTS"}
+UNAVAILABLE_CODES: Mapping[int, str] = {100101: "UNKNOWN_ERROR", 510001: "SERVER_ERROR"}
+
+
+def _int_code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def error_from_payload(
+    payload: Mapping[str, Any], *, context: str, http_status: int | None = None
+) -> ConnectorError:
+    """Map an AscendEX error body (REST, WS ``m: error``, or WS auth reply) to a typed error.
+
+    The message keeps AscendEX's reason and explanatory text (never request data we sent, which
+    could hold a key) so an operator can act on it; ``exchange_code`` keeps the numeric code.
+    """
+    code = _int_code(payload.get("code"))
+    reason = text_or_none(payload.get("reason"))
+    detail = (
+        text_or_none(payload.get("info"))
+        or text_or_none(payload.get("message"))
+        or text_or_none(payload.get("err"))
+    )
+    if isinstance(payload.get("info"), Mapping):
+        detail = text_or_none(payload.get("message")) or text_or_none(payload.get("err"))
+    parts = [context, "failed"]
+    if reason:
+        parts.append(f"[{reason}]")
+    if detail:
+        parts.append(f"- {detail}")
+    message = " ".join(parts)
+    exchange_code = str(code) if code is not None else None
+    group = code // 10000 if code is not None else None
+
+    if http_status == 429 or (code is not None and code in RATE_LIMIT_CODES):
+        return RateLimited(message, exchange_code=exchange_code, retryable=http_status == 429)
+    if http_status in (401, 403) or (code is not None and code in AUTH_CODES) or group == 20:
+        return AuthFailed(message, exchange_code=exchange_code)
+    if (code is not None and code in UNAVAILABLE_CODES) or group == 50:
+        return ExchangeUnavailable(message, exchange_code=exchange_code)
+    if http_status is not None and http_status >= 500:
+        return ExchangeUnavailable(message, exchange_code=exchange_code)
+    if code is not None and (code in REJECTED_CODES or group in (10, 15, 30, 31)):
+        return ExchangeRejected(message, exchange_code=exchange_code)
+    if http_status is not None and 400 <= http_status < 500:
+        return ExchangeRejected(message, exchange_code=exchange_code)
+    # An unknown code from a healthy-looking reply: do not guess it is safe to retry.
+    return ExchangeRejected(message, exchange_code=exchange_code)
+
+
+def is_error_reply(payload: Mapping[str, Any]) -> bool:
+    """True for any AscendEX reply that carries a non-zero ``code``."""
+    code = payload.get("code")
+    return code is not None and _int_code(code) != 0
+
+
+# --- account info and contracts -------------------------------------------------------------
+
+
+def parse_account_info(payload: Any) -> AccountInfo:
+    """``GET /api/pro/v1/info`` -> the account group (needed in every private URL)."""
+    if not isinstance(payload, Mapping):
+        raise ExchangeUnavailable("account info: response is not a JSON object")
+    if is_error_reply(payload):
+        raise error_from_payload(payload, context="account info")
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        raise ExchangeUnavailable("account info: response has no data object")
+    group = data.get("accountGroup")
+    if isinstance(group, bool) or not isinstance(group, int) or group < 0:
+        raise ExchangeUnavailable("account info: accountGroup is missing or not a non-negative int")
+    futures = data.get("futuresAccount") or []
+    ids = tuple(str(x) for x in futures) if isinstance(futures, list) else ()
+    return AccountInfo(account_group=group, futures_account_ids=ids)
+
+
+def unified_symbol(contract: Mapping[str, Any]) -> str | None:
+    """``BTC-PERP`` (underlying ``BTC/USDT``, settles ``USDT``) -> ``BTC/USDT:USDT``."""
+    underlying = text_or_none(contract.get("underlying"))
+    settle = text_or_none(contract.get("settlementAsset"))
+    if not underlying or not settle or underlying.count("/") != 1:
+        return None
+    base, quote = underlying.split("/")
+    if not base or not quote:
+        return None
+    return f"{base}/{quote}:{settle}"
+
+
+def parse_contracts(payload: Any) -> dict[str, str]:
+    """``GET /api/pro/v2/futures/contract`` -> native symbol -> unified symbol."""
+    if not isinstance(payload, Mapping):
+        raise ExchangeUnavailable("futures contracts: response is not a JSON object")
+    if is_error_reply(payload):
+        raise error_from_payload(payload, context="futures contracts")
+    rows = payload.get("data")
+    if not isinstance(rows, list):
+        raise ExchangeUnavailable("futures contracts: response has no data list")
+    result: dict[str, str] = {}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            continue  # a contract row we cannot read only costs us a unified symbol
+        symbol = text_or_none(row.get("symbol"))
+        unified = unified_symbol(row)
+        if symbol and unified:
+            result[symbol] = unified
+    return result
+
+
+# --- orders ---------------------------------------------------------------------------------
+
+SIDES: Mapping[str, Side] = {"Buy": Side.BUY, "Sell": Side.SELL}
+ORDER_TYPES: Mapping[str, OrderType] = {
+    "Limit": OrderType.LIMIT,
+    "Market": OrderType.MARKET,
+    "StopLimit": OrderType.STOP_LIMIT,
+    "StopMarket": OrderType.STOP_MARKET,
+}
+STATUSES: Mapping[str, OrderStatus] = {
+    "New": OrderStatus.NEW,
+    "PartiallyFilled": OrderStatus.PARTIALLY_FILLED,
+    "Filled": OrderStatus.FILLED,
+    "Canceled": OrderStatus.CANCELED,
+    "Cancelled": OrderStatus.CANCELED,
+    "Rejected": OrderStatus.REJECTED,
+    "PendingNew": OrderStatus.PENDING_NEW,
+    "Ack": OrderStatus.ACK,
+}
+
+
+class MalformedOrder(ValueError):
+    """A row that cannot be normalized; wrapped into a typed error by :func:`parse_open_orders`."""
+
+
+def _required_text(row: Mapping[str, Any], key: str) -> str:
+    value = text_or_none(row.get(key))
+    if value is None:
+        raise MalformedOrder(f"{key} is missing")
+    return value
+
+
+def _side(value: object) -> Side | None:
+    text = text_or_none(value)
+    if text is None:
+        return None
+    try:
+        return SIDES[text]
+    except KeyError:
+        raise MalformedOrder(f"unknown side {text!r}") from None
+
+
+def _order_type(value: object) -> OrderType | None:
+    text = text_or_none(value)
+    # The contract allows a null order type; an unseen type must not sink the whole snapshot.
+    return ORDER_TYPES.get(text) if text else None
+
+
+def _status(value: object) -> OrderStatus:
+    text = text_or_none(value)
+    return STATUSES.get(text, OrderStatus.UNKNOWN) if text else OrderStatus.UNKNOWN
+
+
+def _decimal(row: Mapping[str, Any], key: str, *, zero_is_null: bool = False) -> Decimal | None:
+    try:
+        return decimal_or_none(row.get(key), zero_is_null=zero_is_null)
+    except ValueError as exc:
+        raise MalformedOrder(f"{key}: {exc}") from None
+
+
+def _millis(row: Mapping[str, Any], key: str) -> int | None:
+    value = row.get(key)
+    if isinstance(value, Decimal | float):
+        raise MalformedOrder(f"{key}: not an integer millisecond timestamp")
+    try:
+        return millis_or_none(value)
+    except ValueError as exc:
+        raise MalformedOrder(f"{key}: {exc}") from None
+
+
+def parse_order(
+    row: Mapping[str, Any],
+    *,
+    unified_symbols: Mapping[str, str] | None = None,
+    ac: str | None = None,
+) -> Order:
+    """One ``futures-open-orders`` row -> :class:`Order`, field by field.
+
+    Zero means "unset" for prices (a resting order never has price 0, an unfilled one has no
+    average fill price, ``stopPrice`` is ``"0"`` on non-stop orders), but zero is a real value for
+    quantities and fees, so those keep it.
+    """
+    if not isinstance(row, Mapping):
+        raise MalformedOrder("order row is not a JSON object")
+    order_id = _required_text(row, "orderId")
+    symbol = _required_text(row, "symbol")
+    price = _decimal(row, "price", zero_is_null=True)
+    if price is None and "orderPrice" in row:
+        price = _decimal(row, "orderPrice", zero_is_null=True)
+    quantity = _decimal(row, "orderQty")
+    filled = _decimal(row, "cumFilledQty")
+    remaining = quantity - filled if quantity is not None and filled is not None else None
+    if remaining is not None and remaining < 0:
+        raise MalformedOrder(f"cumFilledQty {filled} exceeds orderQty {quantity}")
+    # "0" average price means "nothing filled yet"; it is never a real fill price.
+    avg_px = _decimal(row, "avgFilledPx", zero_is_null=True)
+    product = text_or_none(row.get("ac")) or text_or_none(ac)
+    return Order(
+        exchange=Exchange.ASCENDEX,
+        order_id=order_id,
+        symbol=symbol,
+        raw=raw_json(row),
+        account_id=text_or_none(row.get("accountId")),
+        product_type=product.upper() if product else None,
+        client_order_id=text_or_none(row.get("clientOrderId")),
+        unified_symbol=(unified_symbols or {}).get(symbol),
+        side=_side(row.get("side")),
+        position_side=None,  # AscendEX futures positions are one-way (net); orders carry no side
+        order_type=_order_type(row.get("orderType")),
+        status=_status(row.get("status")),
+        price=price,
+        quantity=quantity,
+        filled_quantity=filled,
+        remaining_quantity=remaining,
+        average_fill_price=avg_px,
+        stop_price=_decimal(row, "stopPrice", zero_is_null=True),
+        fee=_decimal(row, "cumFee"),
+        fee_asset=text_or_none(row.get("feeAsset")),
+        created_at=_millis(row, "time"),
+        updated_at=_millis(row, "lastExecTime"),
+    )
+
+
+def parse_open_orders(
+    message: Mapping[str, Any], *, unified_symbols: Mapping[str, str] | None = None
+) -> list[Order]:
+    """A whole ``futures-open-orders`` reply -> orders; any bad row fails the whole reply."""
+    if message.get("m") == "error" or is_error_reply(message):
+        raise error_from_payload(message, context="futures-open-orders")
+    data = message.get("data")
+    if not isinstance(data, list):
+        raise ExchangeUnavailable("futures-open-orders: reply has no data list", retryable=False)
+    ac = text_or_none(message.get("ac"))
+    orders: list[Order] = []
+    for index, row in enumerate(data):
+        try:
+            orders.append(parse_order(row, unified_symbols=unified_symbols, ac=ac))
+        except MalformedOrder as exc:
+            order_id = text_or_none(row.get("orderId")) if isinstance(row, Mapping) else None
+            raise ExchangeUnavailable(
+                f"futures-open-orders: malformed order row {index}"
+                f" (orderId={order_id or '?'}): {exc}",
+                retryable=False,
+            ) from None
+    return orders

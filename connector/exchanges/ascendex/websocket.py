@@ -1,0 +1,293 @@
+"""The authenticated AscendEX WebSocket: one socket per account, many concurrent requests.
+
+AscendEX limits sessions per IP and account group and counts ``auth`` messages against a
+threshold, so opening a socket per command would not scale; instead each account keeps one
+session and correlates replies by request ``id``. A reader task owns the receive side; a pinger
+keeps the session alive (AscendEX drops a session that misses two of its pings) and notices a
+silent peer. When the socket drops, every request in flight fails with a *retryable*
+:class:`~connector.errors.ExchangeUnavailable`; the adapter retries on a fresh session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from ... import metrics
+from ...accounts import Account
+from ...errors import AuthFailed, ExchangeTimeout, ExchangeUnavailable
+from ...model import now_ms
+from .auth import SignKey, ws_auth_message
+from .http import CallCounter, remaining_timeout
+from .parsing import error_from_payload, is_error_reply, loads
+
+log = logging.getLogger(__name__)
+
+PONG = json.dumps({"op": "pong"})
+PING = json.dumps({"op": "ping"})
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def stream_url(ws_base_url: str, account_group: int) -> str:
+    return f"{ws_base_url.rstrip('/')}/{account_group}/api/pro/v2/stream"
+
+
+@dataclass(eq=False)
+class _Session:
+    """One open, authenticated socket and the requests waiting on it."""
+
+    conn: ClientConnection
+    pending: dict[str, asyncio.Future[Mapping[str, Any]]] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    last_received: float = 0.0
+    closing_reason: str | None = None
+
+    def fail_pending(self, reason: str) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ExchangeUnavailable(reason, retryable=True))
+        self.pending.clear()
+
+
+class AscendexWsClient:
+    """Session manager for one account's private stream."""
+
+    def __init__(
+        self,
+        url: str,
+        account: Account,
+        sign_key: SignKey,
+        *,
+        ping_interval_s: float,
+        request_timeout_s: float,
+    ) -> None:
+        self.url = url
+        self.sign_key = sign_key
+        self._account = account
+        self._ping_interval_s = ping_interval_s
+        self._request_timeout_s = request_timeout_s
+        self._session: _Session | None = None
+        self._connect_lock = asyncio.Lock()
+        self._closed = False
+        self.connections_opened = 0
+
+    def __repr__(self) -> str:
+        return f"AscendexWsClient(account={self._account.alias!r}, url={self.url!r})"
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None
+
+    # --- public API ------------------------------------------------------------------------
+
+    async def request(
+        self, action: str, args: Mapping[str, Any], *, deadline: float, calls: CallCounter
+    ) -> Mapping[str, Any]:
+        """Send ``{"op":"req","action":..,"args":..}`` and return the reply with the same id.
+
+        The reply may be an AscendEX error message; interpreting it is the caller's job.
+        """
+        session = await self._ensure_session(deadline)
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        session.pending[request_id] = future
+        frame = json.dumps({"op": "req", "id": request_id, "action": action, "args": dict(args)})
+        started = time.perf_counter()
+        try:
+            timeout = remaining_timeout(deadline, self._request_timeout_s)
+            try:
+                await session.conn.send(frame)
+            except ConnectionClosed:
+                raise ExchangeUnavailable(f"{action}: socket closed while sending") from None
+            calls.add()
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise ExchangeTimeout(f"{action}: no reply within {timeout:.1f}s") from None
+        finally:
+            session.pending.pop(request_id, None)
+            metrics.EXCHANGE_CALL_LATENCY.labels("ascendex", action).observe(
+                time.perf_counter() - started
+            )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await self._teardown(session, "client closed")
+
+    # --- connection ------------------------------------------------------------------------
+
+    async def _ensure_session(self, deadline: float) -> _Session:
+        if self._closed:
+            raise ExchangeUnavailable("websocket client is closed", retryable=False)
+        session = self._session
+        if session is not None:
+            return session
+        async with self._connect_lock:  # concurrent requests wait for one connect, not many
+            if self._session is None:
+                self._session = await self._open(deadline)
+            return self._session
+
+    async def _open(self, deadline: float) -> _Session:
+        timeout = remaining_timeout(deadline, self._request_timeout_s)
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await self._connect()
+                try:
+                    await self._authenticate(conn)
+                except BaseException:
+                    await conn.close()
+                    raise
+        except TimeoutError:
+            raise ExchangeTimeout(
+                f"websocket connect/auth took longer than {timeout:.1f}s"
+            ) from None
+        session = _Session(conn=conn, last_received=asyncio.get_running_loop().time())
+        self.connections_opened += 1
+        if self.connections_opened > 1:
+            metrics.WS_RECONNECTS.labels("ascendex").inc()
+            log.info("ascendex websocket reconnected", extra={"account": self._account.alias})
+        session.tasks.append(asyncio.create_task(self._reader(session)))
+        session.tasks.append(asyncio.create_task(self._pinger(session)))
+        return session
+
+    async def _connect(self) -> ClientConnection:
+        try:
+            return await connect(
+                self.url,
+                ping_interval=None,  # AscendEX keeps alive at the application level
+                open_timeout=None,  # bounded by the caller's asyncio.timeout
+                close_timeout=2,
+                max_size=MAX_MESSAGE_BYTES,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise AuthFailed(f"websocket upgrade refused (HTTP {status})") from None
+            raise ExchangeUnavailable(f"websocket upgrade refused (HTTP {status})") from None
+        except (OSError, WebSocketException) as exc:
+            raise ExchangeUnavailable(f"websocket connect failed: {type(exc).__name__}") from None
+
+    async def _authenticate(self, conn: ClientConnection) -> None:
+        """Wait for the greeting, send ``op: auth``, wait for its reply (answering pings)."""
+        auth_id = uuid.uuid4().hex[:12]
+        greeted = False
+        try:
+            while True:
+                message = loads(await conn.recv())
+                if not isinstance(message, Mapping):
+                    continue
+                kind = message.get("m")
+                if kind == "ping":
+                    await conn.send(PONG)
+                elif kind == "connected" and not greeted:
+                    greeted = True
+                    frame = ws_auth_message(
+                        self._account.api_key.reveal(),
+                        self._account.api_secret.reveal(),
+                        now_ms(),
+                        auth_id,
+                        self.sign_key,
+                    )
+                    await conn.send(json.dumps(frame))  # never logged: carries key + signature
+                elif kind == "auth":
+                    if is_error_reply(message):
+                        raise error_from_payload(message, context="websocket auth")
+                    return
+                elif kind in ("error", "disconnected"):
+                    raise error_from_payload(message, context="websocket auth")
+        except ConnectionClosed:
+            raise ExchangeUnavailable("websocket closed during authentication") from None
+        except ValueError:
+            raise ExchangeUnavailable(
+                "unreadable message during websocket authentication"
+            ) from None
+
+    # --- background tasks ------------------------------------------------------------------
+
+    async def _reader(self, session: _Session) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for frame in session.conn:
+                session.last_received = loop.time()
+                try:
+                    message = loads(frame)
+                except ValueError:
+                    log.warning("ascendex websocket: ignoring a frame that is not JSON")
+                    continue
+                if isinstance(message, Mapping):
+                    await self._dispatch(session, message)
+        except ConnectionClosed:
+            pass
+        except Exception:  # pragma: no cover - a bug here must not leave requests hanging
+            log.exception("ascendex websocket reader failed")
+        finally:
+            reason = session.closing_reason or "websocket closed"
+            if self._session is session:
+                self._session = None
+            session.fail_pending(f"futures-open-orders: {reason}; request not answered")
+            for task in session.tasks:
+                if task is not asyncio.current_task():
+                    task.cancel()
+            with contextlib.suppress(Exception):
+                await session.conn.close()
+
+    async def _dispatch(self, session: _Session, message: Mapping[str, Any]) -> None:
+        kind = message.get("m")
+        if kind == "ping":
+            with contextlib.suppress(ConnectionClosed):
+                await session.conn.send(PONG)
+            return
+        if kind == "pong":
+            return
+        if kind == "disconnected":
+            reason = message.get("reason") or message.get("info") or "disconnected by server"
+            session.closing_reason = f"server disconnected the session ({reason})"
+            log.warning("ascendex websocket: %s", session.closing_reason)
+            return
+        request_id = message.get("id")
+        future = session.pending.get(str(request_id)) if request_id is not None else None
+        if future is not None and not future.done():
+            future.set_result(message)
+        elif kind == "error":
+            log.warning(
+                "ascendex websocket error not matching any request: code=%s reason=%s",
+                message.get("code"),
+                message.get("reason"),
+            )
+
+    async def _pinger(self, session: _Session) -> None:
+        """Our own ping every interval; a peer silent for two intervals is treated as gone."""
+        loop = asyncio.get_running_loop()
+        interval = self._ping_interval_s
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                if loop.time() - session.last_received > 2 * interval + self._request_timeout_s:
+                    session.closing_reason = "no message from server for two ping intervals"
+                    log.warning("ascendex websocket: %s", session.closing_reason)
+                    await session.conn.close()
+                    return
+                await session.conn.send(PING)
+        except ConnectionClosed:
+            return
+
+    async def _teardown(self, session: _Session, reason: str) -> None:
+        session.closing_reason = reason
+        for task in session.tasks:
+            task.cancel()
+        session.fail_pending(reason)
+        with contextlib.suppress(Exception):
+            await session.conn.close()
+        await asyncio.gather(*session.tasks, return_exceptions=True)
