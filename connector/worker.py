@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import faust
+from aiohttp.web import Response as AioResponse
 from aiokafka.errors import KafkaError
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -203,7 +204,8 @@ class Connector:
         @self.app.page("/metrics")
         class Metrics(View):
             async def get(self, request: Request) -> Response:
-                return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+                # Built directly: Faust's helper rejects the charset in Prometheus' content type.
+                return AioResponse(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _on_shutdown(self, app: Any, **kwargs: Any) -> None:
         for adapter in self.adapters.values():

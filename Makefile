@@ -1,0 +1,49 @@
+# Quick start: `make demo` runs the whole pipeline locally; `make test` runs the whole suite.
+# Both set up .venv from the pinned lock files first (only Python, pip and apt needed).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test unit integration deploy-test lint typecheck format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements-dev.lock requirements.lock pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+demo: setup
+	$(PY) scripts/demo.py
+
+test: setup lint typecheck
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+
+integration: setup
+	$(PY) -m pytest tests/integration
+
+deploy-test: setup
+	$(PY) -m pytest tests/deploy
+
+lint: setup
+	$(PY) -m ruff check connector tests scripts
+	$(PY) -m ruff format --check connector tests scripts
+
+typecheck: setup
+	$(PY) -m mypy
+
+format: setup
+	$(PY) -m ruff format connector tests scripts
+	$(PY) -m ruff check --fix connector tests scripts
+
+bench: setup
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

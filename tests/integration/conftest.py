@@ -1,0 +1,163 @@
+"""Broker-backed fixtures: one broker, sandbox and worker for the whole run.
+
+The broker is the embedded one (started on a free port) unless CONNECTOR_KAFKA_BOOTSTRAP names
+an existing broker, in which case the same tests run against that one. Topic names and the
+consumer group are unique to the run, so runs never see each other's records.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from connector.broker import start_tansu
+from connector.kafka import ensure_topics, wait_for_broker
+from connector.settings import Settings
+
+from .harness import (
+    PY,
+    Commands,
+    Outputs,
+    Worker,
+    free_port,
+    parse_env_line,
+    read_first_line,
+    start_worker,
+    stop_process,
+)
+
+pytestmark = pytest.mark.integration
+
+RUN = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    external = os.environ.get("CONNECTOR_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    port = free_port()
+    proc = start_tansu("127.0.0.1", port)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def kafka_env(bootstrap: str) -> dict[str, str]:
+    """Kafka settings for this run: unique topics and group, dev-friendly session timeout."""
+    env = {
+        "CONNECTOR_KAFKA_BOOTSTRAP": bootstrap,
+        "CONNECTOR_APP_ID": f"it-connector-{RUN}",
+        "CONNECTOR_TOPIC_QUERY_ORDERS": f"it-{RUN}-query-orders",
+        "CONNECTOR_TOPIC_ORDERS": f"it-{RUN}-orders",
+        "CONNECTOR_TOPIC_RESULTS": f"it-{RUN}-order-query-results",
+        "CONNECTOR_TOPIC_ERRORS": f"it-{RUN}-order-errors",
+        # The embedded broker completes a group join only after session_timeout/2.
+        "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6",
+        "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
+    }
+    for name in ("CONNECTOR_KAFKA_SECURITY_PROTOCOL", "CONNECTOR_KAFKA_SASL_MECHANISM",
+                 "CONNECTOR_KAFKA_SASL_USERNAME", "CONNECTOR_KAFKA_SASL_PASSWORD",
+                 "CONNECTOR_KAFKA_SSL_CAFILE"):  # fmt: skip
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+@pytest.fixture(scope="session")
+def settings(kafka_env: dict[str, str]) -> Settings:
+    return Settings(**{k.removeprefix("CONNECTOR_").lower(): v for k, v in kafka_env.items()})
+
+
+@pytest.fixture(scope="session")
+async def topics(settings: Settings) -> list[str]:
+    await wait_for_broker(settings, timeout=30)
+    await ensure_topics(settings)
+    return list(settings.topics.values())
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`connector sandbox`, wired exactly as a user would: by reading its first line."""
+    workdir = tmp_path_factory.mktemp("sandbox")
+    proc = subprocess.Popen(
+        [PY, "-m", "connector", "sandbox", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=(workdir / "sandbox.log").open("wb"),
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        env = parse_env_line(read_first_line(proc, timeout=30))
+        yield env
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def worker_env(
+    kafka_env: dict[str, str], sandbox: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    return {
+        **kafka_env,
+        **sandbox,
+        "CONNECTOR_WEB_PORT": str(free_port()),
+        "CONNECTOR_WEB_HOST": "127.0.0.1",
+        "CONNECTOR_DATA_DIR": str(tmp_path_factory.mktemp("worker-data")),
+        "CONNECTOR_LOG_FORMAT": "json",
+        "CONNECTOR_LOG_LEVEL": "DEBUG",
+        "CONNECTOR_WORKER_CONCURRENCY": "8",
+        "CONNECTOR_REQUEST_TIMEOUT_S": "5",
+        "CONNECTOR_COMMAND_TIMEOUT_S": "30",
+        "CONNECTOR_RETRY_BACKOFF_S": "0.1",
+    }
+
+
+@pytest.fixture(scope="session")
+def worker(
+    topics: list[str], worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    w = start_worker(worker_env, tmp_path_factory.mktemp("worker") / "worker.log")
+    try:
+        yield w
+    finally:
+        stop_process(w.proc)
+        w.log_file.close()
+
+
+@pytest.fixture(scope="session")
+async def outputs(topics: list[str], settings: Settings) -> AsyncIterator[Outputs]:
+    out = Outputs(settings)
+    await out.start()
+    yield out
+    await out.stop()
+
+
+@pytest.fixture(scope="session")
+async def commands(topics: list[str], settings: Settings) -> AsyncIterator[Commands]:
+    c = Commands(settings)
+    await c.start()
+    yield c
+    await c.stop()
+
+
+@pytest.fixture
+async def control(sandbox: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """HTTP client for the simulators' /__sandbox control API."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield client
+    # Leave no fault armed for the next test.
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name in ("CONNECTOR_ASCENDEX_REST_URL", "CONNECTOR_BITGET_REST_URL"):
+            if name in sandbox:
+                await client.post(f"{sandbox[name]}/__sandbox/reset")
+

@@ -1,0 +1,222 @@
+"""Test harness: real broker, real sandbox and real worker processes, as a user would run them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from connector.client import Decoded, decode_message
+from connector.codec import ERROR_EVENT, ORDER_EVENT, QUERY_RESULT, Serializer
+from connector.kafka import client_kwargs
+from connector.settings import Settings
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def read_first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The sandbox's env line; fail fast (with its output) if it dies instead."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line:
+            return line.strip()
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before printing")
+    raise TimeoutError("no first line")
+
+
+def parse_env_line(line: str) -> dict[str, str]:
+    env = {}
+    for token in shlex.split(line):
+        name, sep, value = token.partition("=")
+        assert sep and name.startswith("CONNECTOR_"), f"not an env assignment: {token!r}"
+        env[name] = value
+    return env
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+    web_port: int
+    log_file: IO[bytes]
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> Worker:
+    log_file = log_path.open("ab")
+    proc = subprocess.Popen(
+        [PY, "-m", "connector", "worker"],
+        env={**os.environ, **env},
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Worker(proc, env, log_path, int(env["CONNECTOR_WEB_PORT"]), log_file)
+
+
+@dataclass
+class Outputs:
+    """Collects every decoded record of the three output topics, from the start of the run."""
+
+    settings: Settings
+    messages: list[Decoded] = field(default_factory=list)
+    timestamps: dict[int, int] = field(default_factory=dict)
+    raw: list[Any] = field(default_factory=list)
+    _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _task: asyncio.Task[None] | None = None
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self._consumer = AIOKafkaConsumer(**client_kwargs(s), enable_auto_commit=False)
+        await self._consumer.start()
+        tps = []
+        for topic in (s.topic_orders, s.topic_results, s.topic_errors):
+            parts = self._consumer.partitions_for_topic(topic)
+            if parts is None:
+                await self._consumer._client.force_metadata_update()
+                parts = self._consumer.partitions_for_topic(topic)
+            assert parts, f"topic {topic} missing"
+            tps += [TopicPartition(topic, p) for p in parts]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        serializer = Serializer(self.settings.schema_registry_url)
+        assert self._consumer is not None
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            new = []
+            for records in batches.values():
+                for msg in records:
+                    decoded = await decode_message(msg, serializer)
+                    decoded.value = decoded.value if isinstance(decoded.value, dict) else {}
+                    self.timestamps[id(decoded)] = msg.timestamp
+                    self.raw.append(msg)
+                    new.append(decoded)
+            if new:
+                async with self._cond:
+                    self.messages.extend(new)
+                    self._cond.notify_all()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        if self._consumer:
+            await self._consumer.stop()
+
+    async def wait_for(
+        self, predicate: Callable[[list[Decoded]], bool], timeout: float = 90
+    ) -> list[Decoded]:
+        async with self._cond:
+            await asyncio.wait_for(self._cond.wait_for(lambda: predicate(self.messages)), timeout)
+            return list(self.messages)
+
+    async def answer(self, request_id: str, timeout: float = 90) -> Answer:
+        """All outputs of one command, once its QueryResult has arrived."""
+
+        def done(msgs: list[Decoded]) -> bool:
+            return any(m.schema == QUERY_RESULT and m.value["request_id"] == request_id for m in msgs)
+
+        msgs = await self.wait_for(done, timeout)
+        mine = [m for m in msgs if m.headers.get("request_id") == request_id]
+        return Answer(mine, self.timestamps)
+
+
+@dataclass
+class Answer:
+    messages: list[Decoded]
+    timestamps: dict[int, int]
+
+    @property
+    def orders(self) -> list[Decoded]:
+        return [m for m in self.messages if m.schema == ORDER_EVENT]
+
+    @property
+    def errors(self) -> list[Decoded]:
+        return [m for m in self.messages if m.schema == ERROR_EVENT]
+
+    @property
+    def results(self) -> list[Decoded]:
+        return [m for m in self.messages if m.schema == QUERY_RESULT]
+
+    @property
+    def result(self) -> dict[str, Any]:
+        assert len(self.results) == 1, f"expected exactly one QueryResult, got {len(self.results)}"
+        value = self.results[0].value
+        assert isinstance(value, dict)
+        return value
+
+    def timestamp(self, m: Decoded) -> int:
+        return self.timestamps[id(m)]
+
+
+class Commands:
+    """Publishes commands to the run's command topic."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
+        self._ends: dict[tuple[str, int], int] = {}
+
+    async def start(self) -> None:
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        await self.producer.stop()
+
+    async def send_raw(self, value: bytes, key: bytes | None = None) -> None:
+        md = await self.producer.send_and_wait(self.settings.topic_query_orders, value, key=key)
+        tp = (md.topic, md.partition)
+        self._ends[tp] = max(self._ends.get(tp, 0), md.offset + 1)
+
+    def ends(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset just past the last command this run sent."""
+        return {p: end for (t, p), end in self._ends.items() if t == topic}
+
+    async def send(self, **command: Any) -> str:
+        await self.send_raw(
+            json.dumps(command).encode(), key=f"{command.get('exchange')}:{command.get('account')}".encode()
+        )
+        return str(command["request_id"])
+
+
+def rid(prefix: str) -> str:
+    """A request id unique to this test run."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -1,0 +1,164 @@
+"""AscendEX end to end: command on the broker -> worker -> sandbox exchange -> Avro events."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import httpx
+import pytest
+
+from connector import codec
+
+from .harness import Commands, Outputs, Worker, rid
+
+pytestmark = pytest.mark.integration
+
+DEMO = {"exchange": "ascendex", "account": "ascendex-demo"}
+
+
+async def test_open_orders_become_a_complete_snapshot(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
+    request_id = await commands.send(request_id=rid("asc-demo"), **DEMO)
+    answer = await outputs.answer(request_id)
+    result = answer.result
+    orders = answer.orders
+    assert result["status"] == "OK"
+    assert result["order_count"] == len(orders) > 0
+    assert result["exchange_calls"] >= 1
+    assert sorted(o.value["snapshot_seq"] for o in orders) == list(range(1, len(orders) + 1))
+    assert {o.value["snapshot_size"] for o in orders} == {len(orders)}
+    assert answer.errors == []
+    # Keys, headers and schema as in DESIGN.md.
+    for o in orders:
+        v = o.value
+        assert o.key == f"ascendex:ascendex-demo:{v['order_id']}"
+        assert o.headers == {
+            "request_id": request_id, "exchange": "ascendex", "account": "ascendex-demo",
+            "schema": codec.ORDER_EVENT,
+        }  # fmt: skip
+        assert v["exchange"] == "ascendex" and v["request_id"] == request_id
+        assert v["raw"] and json.loads(v["raw"])["orderId"] == v["order_id"]
+        assert v["observed_at"] >= result["started_at"]
+    assert answer.results[0].key == "ascendex:ascendex-demo"
+    # The result is published only after every order event was acknowledged.
+    assert answer.timestamp(answer.results[0]) >= max(answer.timestamp(o) for o in orders)
+    statuses = {o.value["status"] for o in orders}
+    assert {"ACK", "PENDING_NEW"} <= statuses
+    assert {o.value["unified_symbol"] for o in orders if o.value["symbol"] == "BTC-PERP"} == {
+        "BTC/USDT:USDT"
+    }
+
+
+async def test_symbol_filter(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    request_id = await commands.send(request_id=rid("asc-sym"), symbol="ETH-PERP", **DEMO)
+    answer = await outputs.answer(request_id)
+    assert answer.result["status"] == "OK"
+    assert answer.result["symbol"] == "ETH-PERP"
+    assert answer.orders and {o.value["symbol"] for o in answer.orders} == {"ETH-PERP"}
+
+
+async def test_account_without_orders_gives_ok_with_zero(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
+    request_id = await commands.send(
+        request_id=rid("asc-empty"), exchange="ascendex", account="ascendex-empty"
+    )
+    answer = await outputs.answer(request_id)
+    assert (answer.result["status"], answer.result["order_count"]) == ("OK", 0)
+    assert answer.orders == [] and answer.errors == []
+
+
+async def test_avro_command(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    request_id = rid("asc-avro")
+    record = {"request_id": request_id, "exchange": "ASCENDEX", "account": "ascendex-empty",
+              "symbol": None, "product_type": None, "trader_id": None, "requested_at": 1700000000000,
+              "deadline_ms": None}  # fmt: skip
+    await commands.send_raw(codec.encode_single_object(codec.QUERY_ORDERS, record))
+    answer = await outputs.answer(request_id)
+    assert answer.result["status"] == "OK"
+    assert answer.result["requested_at"] == 1700000000000
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (b'{"request_id": "x", "exchange": "ascendex", ', "INVALID_COMMAND"),
+        (os.urandom(64), "INVALID_COMMAND"),
+        (b"\xc3\x01" + os.urandom(30), "INVALID_COMMAND"),
+    ],
+    ids=["malformed-json", "random-bytes", "corrupt-avro"],
+)
+async def test_unreadable_commands_fail_and_the_worker_keeps_serving(
+    worker: Worker, commands: Commands, outputs: Outputs, value: bytes, code: str
+) -> None:
+    await commands.send_raw(value)
+
+    def answered(msgs: list) -> bool:  # type: ignore[type-arg]
+        return any(m.schema == codec.ERROR_EVENT and m.value.get("command") == _text(value) for m in msgs)
+
+    msgs = await outputs.wait_for(answered)
+    error = next(m for m in msgs if m.schema == codec.ERROR_EVENT and m.value["command"] == _text(value))
+    assert error.value["code"] == code
+    assert error.key is None
+    request_id = error.value["request_id"]
+    answer = await outputs.answer(request_id)
+    assert (answer.result["status"], answer.result["error_code"]) == ("FAILED", code)
+    # ...and the next good command is still served.
+    follow_up = await commands.send(request_id=rid("after-bad"), exchange="ascendex", account="ascendex-empty")
+    assert (await outputs.answer(follow_up)).result["status"] == "OK"
+    assert worker.proc.poll() is None
+
+
+def _text(value: bytes) -> str:
+    """How connector.codec.to_plain renders the command bytes."""
+    import base64
+
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(value).decode()
+
+
+async def test_unknown_account(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    request_id = await commands.send(request_id=rid("asc-unknown"), exchange="ascendex", account="nobody")
+    answer = await outputs.answer(request_id)
+    assert answer.result["status"] == "FAILED"
+    assert answer.result["error_code"] == "UNKNOWN_ACCOUNT"
+    assert [e.value["code"] for e in answer.errors] == ["UNKNOWN_ACCOUNT"]
+    assert answer.errors[0].key == "ascendex:nobody"
+
+
+async def test_authentication_failure(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    request_id = await commands.send(request_id=rid("asc-auth"), exchange="ascendex", account="ascendex-badkey")
+    answer = await outputs.answer(request_id)
+    assert answer.result["error_code"] == "AUTH_FAILED"
+    (error,) = answer.errors
+    assert error.value["code"] == "AUTH_FAILED"
+    assert error.value["exchange_code"]
+    assert error.value["retryable"] is False
+
+
+async def test_socket_dropped_mid_request_is_retried(
+    worker: Worker, commands: Commands, outputs: Outputs, sandbox: dict[str, str], control: httpx.AsyncClient
+) -> None:
+    base = sandbox["CONNECTOR_ASCENDEX_REST_URL"]
+    # Make sure the account's socket is open first, so the drop hits an established connection.
+    warm = await commands.send(request_id=rid("asc-warm"), **DEMO)
+    expected = (await outputs.answer(warm)).result["order_count"]
+    before = (await control.get(f"{base}/__sandbox/stats")).json()
+    (await control.post(f"{base}/__sandbox/faults", json={"drop_next_requests": 1})).raise_for_status()
+    request_id = await commands.send(request_id=rid("asc-drop"), **DEMO)
+    answer = await outputs.answer(request_id)
+    assert answer.result["status"] == "OK"
+    assert answer.result["order_count"] == expected == len(answer.orders)
+    after = (await control.get(f"{base}/__sandbox/stats")).json()
+    assert after["dropped"] == before.get("dropped", 0) + 1
+    assert after["connections"] > before["connections"]
+
+
+async def test_deadline_passed_is_expired(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    request_id = await commands.send(request_id=rid("asc-expired"), deadline_ms=1_000, **DEMO)
+    answer = await outputs.answer(request_id)
+    assert answer.result["error_code"] == "EXPIRED"
