@@ -1,0 +1,390 @@
+"""The signed Bitget REST client: one pooled ``httpx.AsyncClient`` per adapter (so per process).
+
+Responsibilities, in the order a request meets them:
+
+1. *Clock.* Bitget rejects a request whose ``ACCESS-TIMESTAMP`` is more than 30 s away from its
+   own clock (code ``40008`` "Request timestamp expired"). The client measures the offset to
+   ``GET /api/v2/public/time`` once (midpoint of the round trip), signs with local time + offset,
+   and on ``40008`` re-measures and retries that request once.
+2. *Rate limit.* Signed requests pass through the account's
+   :class:`~.ratelimit.SlidingWindowLimiter`, every attempt, retries included.
+3. *Signing.* The query string is encoded once (:func:`~.auth.build_query`) and that same text is
+   both signed and sent: the URL handed to httpx is already encoded, so it is not re-encoded.
+4. *Errors.* Bitget's ``code`` (a string; ``"00000"`` is success) and the HTTP status map onto
+   the connector's typed errors; Bitget's own code is kept in ``exchange_code``.
+5. *Retries.* 5xx, timeouts, dropped connections, unreadable bodies and throttling are retried
+   with exponential backoff (``retry_backoff_s * 2**n``, or the server's ``Retry-After``) up to
+   ``max_attempts`` per request, and never past the command's deadline.
+
+Code table (Bitget v2 REST; messages as Bitget sends them), cross-checked with ccxt's
+``bitget.py`` ``exceptions['exact']`` and public reports of real responses:
+
+====================  ===================================================  ===================
+code                  msg                                                  connector error
+====================  ===================================================  ===================
+40001 40002 40003     ACCESS_KEY / SECRET_KEY / Signature cannot be empty  AuthFailed
+40005                 Invalid ACCESS_TIMESTAMP                             AuthFailed
+40006                 Invalid ACCESS_KEY                                   AuthFailed
+40009                 sign signature error                                 AuthFailed
+40011                 ACCESS_PASSPHRASE cannot be empty                    AuthFailed
+40012                 apikey/password is incorrect                         AuthFailed
+40013                 User status is abnormal                              AuthFailed
+40014                 Incorrect permissions                                AuthFailed
+40016 40018 40031     phone/Google binding, Invalid IP, account cancelled  AuthFailed
+40037                 Apikey does not exist                                AuthFailed
+40004 40008           Request timestamp expired                            resync, retry once
+429 (HTTP 429)        Too Many Requests                                    RateLimited
+1001                  The request is too frequent and has been throttled   RateLimited
+40015                 System is abnormal, please try again later           ExchangeUnavailable
+40200 40604           Server upgrade / Server is busy                      ExchangeUnavailable
+anything else         (e.g. 40017 Parameter verification failed,           ExchangeRejected
+                      40019 Parameter ... cannot be empty)
+====================  ===================================================  ===================
+
+The ``43xxx`` family is *not* throttling on Bitget (ccxt maps 43001/43011/43012/43025 to order
+errors), so it falls through to ExchangeRejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
+
+import httpx
+
+from ...accounts import Account, redact
+from ...errors import (
+    AuthFailed,
+    ConnectorError,
+    ExchangeRejected,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    RateLimited,
+)
+from ...metrics import EXCHANGE_CALL_LATENCY
+from ...model import now_ms
+from .auth import HEADER_LOCALE, LOCALE, build_query, signed_headers
+from .parsing import MalformedPayload, loads, parse_server_time
+from .ratelimit import SlidingWindowLimiter
+from .schemas import PATH_SERVER_TIME, SUCCESS
+
+log = logging.getLogger(__name__)
+
+AUTH_CODES = frozenset(
+    {
+        "40001",
+        "40002",
+        "40003",
+        "40005",
+        "40006",
+        "40009",
+        "40011",
+        "40012",
+        "40013",
+        "40014",
+        "40016",
+        "40018",
+        "40031",
+        "40037",
+    }
+)
+TIMESTAMP_CODES = frozenset({"40004", "40008"})
+THROTTLE_CODES = frozenset({"429", "1001"})
+UNAVAILABLE_CODES = frozenset({"40015", "40200", "40604"})
+
+_MAX_BACKOFF_S = 5.0
+_MSG_LIMIT = 200
+
+
+class TimestampExpired(AuthFailed):
+    """``40008``: handled inside the client (resync + one retry) unless it happens twice."""
+
+
+def _endpoint_label(path: str) -> str:
+    return path.rsplit("/", 1)[-1] or path
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def map_response(path: str, status: int, content: bytes, retry_after: float | None = None) -> Any:
+    """Return ``data`` of a successful response, or raise the typed error it stands for.
+
+    Pure (no I/O) so the whole mapping table can be unit-tested from recorded bodies.
+    """
+    try:
+        body: Any = loads(content) if content else None
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    code: str | None = None
+    msg = ""
+    if isinstance(body, Mapping):
+        if body.get("code") is not None:
+            code = str(body["code"])
+        msg = redact(str(body.get("msg") or ""))[:_MSG_LIMIT]
+    where = f"Bitget {path}"
+    detail = msg or f"HTTP {status}"
+
+    if status == 429 or code in THROTTLE_CODES:
+        err = RateLimited(f"{where}: {msg or 'Too Many Requests'}", exchange_code=code or "429")
+        err.retry_after = retry_after  # type: ignore[attr-defined]
+        raise err
+    if code in TIMESTAMP_CODES:
+        raise TimestampExpired(f"{where}: {detail}", exchange_code=code)
+    if code in AUTH_CODES:
+        raise AuthFailed(f"{where}: {detail}", exchange_code=code)
+    if code in UNAVAILABLE_CODES:
+        raise ExchangeUnavailable(f"{where}: {detail}", exchange_code=code)
+    if status >= 500:
+        raise ExchangeUnavailable(
+            f"{where}: HTTP {status}{': ' + msg if msg else ''}", exchange_code=code
+        )
+    if not isinstance(body, Mapping) or code is None:
+        if status in (401, 403):
+            raise AuthFailed(f"{where}: HTTP {status}")
+        # A 2xx/4xx that is not a Bitget envelope: a proxy page or a truncated body.
+        raise MalformedPayload(f"{where}: unreadable response body (HTTP {status})", retryable=True)
+    if code == SUCCESS and 200 <= status < 300:
+        return body.get("data")
+    raise ExchangeRejected(f"{where}: {detail}", exchange_code=code)
+
+
+class BitgetHttpClient:
+    """Signed, rate-limited, retrying GETs against one Bitget base URL."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        request_timeout_s: float = 10.0,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.5,
+        time_resync_s: float = 600.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._request_timeout_s = request_timeout_s
+        self._max_attempts = max_attempts
+        self._retry_backoff_s = retry_backoff_s
+        self._time_resync_s = time_resync_s
+        self._client = httpx.AsyncClient(
+            timeout=request_timeout_s,
+            transport=transport,
+            headers={HEADER_LOCALE: LOCALE},
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            follow_redirects=False,
+        )
+        self._offset_ms: int | None = None
+        self._synced_at: float | None = None
+        self._sync_generation = 0
+        self._sync_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"BitgetHttpClient(base_url={self._base_url!r})"
+
+    @property
+    def clock_offset_ms(self) -> int | None:
+        """Server time minus local time, as last measured (None before the first sync)."""
+        return self._offset_ms
+
+    def timestamp_ms(self) -> int:
+        return now_ms() + (self._offset_ms or 0)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- clock ------------------------------------------------------------------------------
+
+    async def sync_time(self, *, deadline: float) -> int:
+        """Measure the offset to Bitget's clock from the midpoint of one round trip."""
+        before = now_ms()
+        data = await self._request(PATH_SERVER_TIME, (), deadline=deadline)
+        after = now_ms()
+        server = parse_server_time(data)
+        self._offset_ms = server - (before + after) // 2
+        self._synced_at = asyncio.get_running_loop().time()
+        self._sync_generation += 1
+        log.debug("bitget clock offset measured: %d ms", self._offset_ms)
+        return self._offset_ms
+
+    async def ensure_time(self, *, deadline: float) -> None:
+        """Sync once per process (and every ``time_resync_s``); concurrent callers share it."""
+        loop = asyncio.get_running_loop()
+        if self._synced_at is not None and loop.time() - self._synced_at < self._time_resync_s:
+            return
+        async with self._sync_lock:
+            if self._synced_at is None or loop.time() - self._synced_at >= self._time_resync_s:
+                await self.sync_time(deadline=deadline)
+
+    async def _resync_after_expiry(self, generation: int, *, deadline: float) -> None:
+        async with self._sync_lock:
+            if self._sync_generation == generation:  # nobody resynced since we signed
+                await self.sync_time(deadline=deadline)
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def get_public(
+        self, path: str, params: Sequence[tuple[str, str]] = (), *, deadline: float
+    ) -> Any:
+        return await self._request(path, params, deadline=deadline)
+
+    async def get_signed(
+        self,
+        path: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        account: Account,
+        limiter: SlidingWindowLimiter,
+        deadline: float,
+        on_attempt: Callable[[], None] | None = None,
+    ) -> Any:
+        """A signed GET. ``on_attempt`` is called for every request actually sent."""
+        if account.passphrase is None:
+            raise AuthFailed(f"account {account.alias!r} has no passphrase; Bitget requires one")
+        await self.ensure_time(deadline=deadline)
+        return await self._request(
+            path, params, deadline=deadline, account=account, limiter=limiter, on_attempt=on_attempt
+        )
+
+    async def _request(
+        self,
+        path: str,
+        params: Sequence[tuple[str, str]],
+        *,
+        deadline: float,
+        account: Account | None = None,
+        limiter: SlidingWindowLimiter | None = None,
+        on_attempt: Callable[[], None] | None = None,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        query = build_query(params)
+        attempts = 0  # counts toward max_attempts
+        sent = 0  # requests actually sent, reported in the error's `attempts`
+        resynced = False
+
+        def count_sent() -> None:
+            nonlocal sent
+            sent += 1
+            if on_attempt is not None:
+                on_attempt()
+
+        while True:
+            attempts += 1
+            generation = self._sync_generation
+            try:
+                return await self._send_once(
+                    path,
+                    query,
+                    account=account,
+                    limiter=limiter,
+                    deadline=deadline,
+                    on_sent=count_sent,
+                )
+            except TimestampExpired as exc:
+                exc.attempts = sent
+                if resynced or account is None:
+                    raise
+                resynced = True
+                attempts -= 1  # a clock correction is not a failed attempt
+                log.info("bitget %s: timestamp expired, re-measuring the clock", path)
+                await self._resync_after_expiry(generation, deadline=deadline)
+            except ConnectorError as exc:
+                exc.attempts = max(sent, 1)
+                if not exc.retryable:
+                    raise
+                delay = getattr(exc, "retry_after", None)
+                if delay is None:
+                    delay = min(_MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (attempts - 1))
+                if attempts >= self._max_attempts:
+                    raise
+                if loop.time() + delay >= deadline:
+                    self._raise_deadline(exc, sent)
+                log.info(
+                    "bitget %s: attempt %d failed (%s), retrying in %.3fs",
+                    path,
+                    attempts,
+                    exc.code,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    @staticmethod
+    def _raise_deadline(last: ConnectorError, sent: int) -> NoReturn:
+        """Out of time: throttling stays RateLimited (the caller's remedy differs), else TIMEOUT."""
+        if isinstance(last, RateLimited | ExchangeTimeout):
+            raise last
+        raise ExchangeTimeout(
+            f"deadline passed after {sent} attempt(s); last error: {last.message}",
+            exchange_code=last.exchange_code,
+            attempts=sent,
+        ) from last
+
+    async def _send_once(
+        self,
+        path: str,
+        query: str,
+        *,
+        account: Account | None,
+        limiter: SlidingWindowLimiter | None,
+        deadline: float,
+        on_sent: Callable[[], None] | None,
+    ) -> Any:
+        loop = asyncio.get_running_loop()
+        if loop.time() >= deadline:
+            raise ExchangeTimeout(f"deadline passed before calling Bitget {path}", retryable=False)
+        if limiter is not None:
+            await limiter.acquire(deadline)
+        try:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ExchangeTimeout(
+                    f"deadline passed before calling Bitget {path}", retryable=False
+                )
+            headers: dict[str, str] = {}
+            if account is not None:
+                assert account.passphrase is not None
+                headers = signed_headers(
+                    api_key=account.api_key,
+                    api_secret=account.api_secret,
+                    passphrase=account.passphrase,
+                    timestamp=str(self.timestamp_ms()),
+                    method="GET",
+                    request_path=path,
+                    query=query,
+                )
+            url = httpx.URL(
+                f"{self._base_url}{path}?{query}" if query else f"{self._base_url}{path}"
+            )
+            timeout = min(self._request_timeout_s, remaining)
+            started = time.perf_counter()
+            if on_sent is not None:
+                on_sent()
+            try:
+                response = await self._client.get(url, headers=headers, timeout=timeout)
+            except httpx.TimeoutException:
+                raise ExchangeTimeout(
+                    f"Bitget {path} did not answer within {timeout:.3f}s"
+                ) from None
+            except httpx.TransportError as exc:
+                raise ExchangeUnavailable(
+                    f"Bitget {path}: connection failed ({type(exc).__name__})"
+                ) from None
+            finally:
+                EXCHANGE_CALL_LATENCY.labels("bitget", _endpoint_label(path)).observe(
+                    time.perf_counter() - started
+                )
+        finally:
+            if limiter is not None:
+                limiter.release()
+        log.debug("bitget GET %s -> HTTP %d", path, response.status_code)
+        return map_response(path, response.status_code, response.content, _retry_after(response))

@@ -1,0 +1,591 @@
+"""A local Bitget simulator that speaks the real REST v2 protocol, for development and tests.
+
+It is strict on purpose: the connector is only as correct as the exchange it was tested against,
+so the simulator checks what Bitget checks, the way Bitget documents it.
+
+* Auth: every private request must carry ``ACCESS-KEY``, ``ACCESS-SIGN``, ``ACCESS-TIMESTAMP``,
+  ``ACCESS-PASSPHRASE``; the signature is recomputed over the *raw* path and query string as
+  received (``timestamp + METHOD + requestPath + "?" + queryString + body``), so a client that
+  signs one encoding and sends another fails here as it would on Bitget. Failures answer with
+  Bitget's own body and HTTP 400: ``40006`` Invalid ACCESS_KEY (malformed key), ``40037``
+  Apikey does not exist, ``40008`` Request timestamp expired (> 30 s from server time),
+  ``40012`` apikey/password is incorrect, ``40009`` sign signature error.
+* Rate limit: 10 requests per rolling second per user ID on the tracking-orders endpoint;
+  the 11th gets HTTP 429 ``{"code":"429","msg":"Too Many Requests"}`` and is counted as a
+  violation in ``/__sandbox/stats``.
+* Endpoints: ``GET /api/v2/public/time``, ``GET /api/v2/mix/market/contracts``,
+  ``GET /api/v2/copy/mix-follower/query-current-orders`` (``productType`` required,
+  ``pageSize`` default 20 max 50, ``pageNo`` default 1, ``symbol`` and ``traderId`` filters).
+
+Control API on the same server (faults affect the tracking-orders endpoint, except
+``delay_ms`` and ``clock_skew_ms`` which affect every endpoint):
+
+* ``POST /__sandbox/faults`` with any of ``{"fail_next": n, "status": 503}``,
+  ``{"fail_on_page": p, "times": n, "status": 503}``, ``{"delay_ms": ms}``,
+  ``{"malformed_next": n}`` (HTTP 200 with a truncated JSON body), ``{"clock_skew_ms": ms}``
+  (the server's clock runs ahead by that much, also in ``/public/time``).
+* ``GET /__sandbox/stats`` -> ``{"requests", "rate_limit_violations", "by_account"}``.
+* ``POST /__sandbox/reset`` clears faults, counters and rate-limit windows.
+
+Demo accounts (see :func:`demo_accounts`): ``bitget-demo`` (3 rows, BTCUSDT + ETHUSDT, one trader,
+one row partly closed, one row using the docs' ``openPriceAvg`` spelling), ``bitget-empty``,
+``bitget-1``, ``bitget-50``, ``bitget-51``, ``bitget-120`` (that many rows) and
+``bitget-badpass`` (the accounts file gets a wrong passphrase, so Bitget's 40012 comes back).
+
+``orders_file`` (YAML) replaces the rows of an account: either a top-level ``bitget:`` mapping of
+alias -> rows, or top-level aliases starting with ``bitget`` (the file is shared with the other
+simulators). An alias that is not a demo account is created with the credentials
+:func:`credentials_for` derives from its name. Quote numeric values: rows are served as written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from ..exchanges.bitget.auth import sign
+
+TIMESTAMP_WINDOW_MS = 30_000
+RATE_LIMIT = 10
+RATE_WINDOW_S = 1.0
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 50
+
+PATH_TIME = "/api/v2/public/time"
+PATH_CONTRACTS = "/api/v2/mix/market/contracts"
+PATH_ORDERS = "/api/v2/copy/mix-follower/query-current-orders"
+
+# --- reference data ----------------------------------------------------------------------------
+
+_CONTRACTS: dict[str, list[tuple[str, str, str, list[str]]]] = {
+    # productType -> (symbol, baseCoin, quoteCoin, supportMarginCoins)
+    "USDT-FUTURES": [
+        ("BTCUSDT", "BTC", "USDT", ["USDT"]),
+        ("ETHUSDT", "ETH", "USDT", ["USDT"]),
+        ("SOLUSDT", "SOL", "USDT", ["USDT"]),
+        ("XRPUSDT", "XRP", "USDT", ["USDT"]),
+    ],
+    "COIN-FUTURES": [
+        ("BTCUSD", "BTC", "USD", ["BTC", "ETH", "USDC", "XRP", "EOS", "LTC"]),
+        ("ETHUSD", "ETH", "USD", ["BTC", "ETH", "USDC", "XRP", "EOS", "LTC"]),
+    ],
+    "USDC-FUTURES": [
+        ("BTCPERP", "BTC", "USDC", ["USDC"]),
+        ("ETHPERP", "ETH", "USDC", ["USDC"]),
+    ],
+}
+_SYMBOL_PRODUCT = {sym: pt for pt, rows in _CONTRACTS.items() for sym, *_ in rows}
+
+
+def _contract_row(symbol: str, base: str, quote: str, margin: list[str]) -> dict[str, Any]:
+    """A contract in the documented shape (values from the docs' example where not obvious)."""
+    return {
+        "symbol": symbol,
+        "baseCoin": base,
+        "quoteCoin": quote,
+        "buyLimitPriceRatio": "0.9",
+        "sellLimitPriceRatio": "0.9",
+        "feeRateUpRatio": "0.1",
+        "makerFeeRate": "0.0002",
+        "takerFeeRate": "0.0006",
+        "openCostUpRatio": "0.1",
+        "supportMarginCoins": margin,
+        "minTradeNum": "0.01",
+        "priceEndStep": "1",
+        "volumePlace": "2",
+        "pricePlace": "1",
+        "sizeMultiplier": "0.01",
+        "symbolType": "perpetual",
+        "minTradeUSDT": "5",
+        "maxSymbolOrderNum": "999999",
+        "maxProductOrderNum": "999999",
+        "maxPositionNum": "150",
+        "symbolStatus": "normal",
+        "offTime": "-1",
+        "limitOpenTime": "-1",
+        "deliveryTime": "",
+        "deliveryStartTime": "",
+        "launchTime": "",
+        "fundInterval": "8",
+        "minLever": "1",
+        "maxLever": "125",
+        "posLimit": "0.05",
+        "maintainTime": "",
+    }
+
+
+# --- demo accounts -----------------------------------------------------------------------------
+
+
+def credentials_for(alias: str) -> dict[str, str]:
+    """Deterministic sandbox credentials for an alias (shaped like Bitget's: ``bg_`` + hex)."""
+
+    def h(purpose: str) -> str:
+        return hashlib.sha256(f"bitget-sandbox:{purpose}:{alias}".encode()).hexdigest()
+
+    return {
+        "api_key": "bg_" + h("key")[:32],
+        "api_secret": h("secret"),
+        "passphrase": "Pass" + h("passphrase")[:12],
+        "uid": str(int(h("uid")[:8], 16) % 9_000_000_000 + 1_000_000_000),
+    }
+
+
+_T0 = 1_717_000_000_000  # fixed epoch ms so demo rows are reproducible
+
+
+def _demo_rows() -> list[dict[str, Any]]:
+    trader = {"traderId": "4192835710", "traderName": "SandboxTrader"}
+    return [
+        {
+            "trackingNo": "1170000000000000001",
+            **trader,
+            "openOrderId": "1180000000000000001",
+            "closeOrderId": "",
+            "symbol": "BTCUSDT",
+            "posSide": "long",
+            "openLeverage": "20",
+            "openAvgPrice": "67250.5",
+            "openTime": str(_T0 + 1_000),
+            "openFee": "0.4035030000000000",
+            "openSize": "0.0100000000000000",
+            "closeAvgPrice": "0",
+            "closeSize": "0.0000000000000000",
+            "openMarginSz": "33.62525",
+            "closeTime": "0",
+        },
+        {
+            "trackingNo": "1170000000000000002",
+            **trader,
+            "openOrderId": "1180000000000000002",
+            "closeOrderId": "",
+            "symbol": "ETHUSDT",
+            "posSide": "short",
+            "openLeverage": "10",
+            "openPriceAvg": "3512.40",
+            "openTime": str(_T0 + 2_000),
+            "openFee": "0.2107440000000000",
+            "openSize": "0.1000000000000000",
+            "closeAvgPrice": "0",
+            "closeSize": "0.0000000000000000",
+            "openMarginSz": "35.124",
+            "closeTime": "0",
+        },
+        {
+            "trackingNo": "1170000000000000003",
+            **trader,
+            "openOrderId": "1180000000000000003",
+            "closeOrderId": "1190000000000000003",
+            "symbol": "BTCUSDT",
+            "posSide": "long",
+            "openLeverage": "20",
+            "openAvgPrice": "66010.0",
+            "openTime": str(_T0 + 3_000),
+            "openFee": "0.7921200000000000",
+            "openSize": "0.0200000000000000",
+            "closeAvgPrice": "68015.3",
+            "closeSize": "0.0050000000000000",
+            "openMarginSz": "66.01",
+            "closeTime": str(_T0 + 60_000),
+        },
+    ]
+
+
+def _generated_rows(n: int) -> list[dict[str, Any]]:
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+    prices = ("67000.5", "3500.25", "150.125")
+    traders = (("4192835710", "SandboxTrader"), ("5307719246", "SandboxTraderTwo"))
+    rows = []
+    for i in range(n):
+        trader_id, trader_name = traders[i % 2]
+        rows.append(
+            {
+                "trackingNo": str(1_200_000_000_000_000_000 + i),
+                "traderId": trader_id,
+                "traderName": trader_name,
+                "openOrderId": str(1_300_000_000_000_000_000 + i),
+                "closeOrderId": "",
+                "symbol": symbols[i % 3],
+                "posSide": "long" if i % 2 == 0 else "short",
+                "openLeverage": "10",
+                "openAvgPrice": prices[i % 3],
+                "openTime": str(_T0 + i * 1_000),
+                "openFee": "0.0600000000000000",
+                "openSize": f"{(i % 7) + 1}.0000000000000000",
+                "closeAvgPrice": "0",
+                "closeSize": "0.0000000000000000",
+                "openMarginSz": "10",
+                "closeTime": "0",
+            }
+        )
+    return rows
+
+
+DEMO_ROWS: dict[str, list[dict[str, Any]]] = {
+    "bitget-demo": _demo_rows(),
+    "bitget-empty": [],
+    "bitget-1": _generated_rows(1),
+    "bitget-50": _generated_rows(50),
+    "bitget-51": _generated_rows(51),
+    "bitget-120": _generated_rows(120),
+    "bitget-badpass": _generated_rows(2),
+}
+_WRONG_PASSPHRASE = {"bitget-badpass"}
+
+
+def demo_accounts() -> dict[str, dict[str, str]]:
+    """Accounts-file entries matching the simulator (``bitget-badpass`` deliberately wrong)."""
+    out: dict[str, dict[str, str]] = {}
+    for alias in DEMO_ROWS:
+        creds = credentials_for(alias)
+        passphrase = creds["passphrase"]
+        if alias in _WRONG_PASSPHRASE:
+            passphrase = passphrase + "-wrong"
+        out[alias] = {
+            "exchange": "bitget",
+            "api_key": creds["api_key"],
+            "api_secret": creds["api_secret"],
+            "passphrase": passphrase,
+        }
+    return out
+
+
+# --- state -------------------------------------------------------------------------------------
+
+
+@dataclass
+class SimAccount:
+    alias: str
+    api_key: str
+    api_secret: str
+    passphrase: str
+    uid: str
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class Faults:
+    fail_next: int = 0
+    fail_status: int = 503
+    fail_on_page: int | None = None
+    fail_on_page_times: int = 0
+    fail_on_page_status: int = 503
+    delay_ms: int = 0
+    malformed_next: int = 0
+    clock_skew_ms: int = 0
+
+
+@dataclass
+class SimState:
+    accounts: dict[str, SimAccount]  # by api_key
+    faults: Faults = field(default_factory=Faults)
+    requests: int = 0
+    rate_limit_violations: int = 0
+    by_account: dict[str, dict[str, int]] = field(default_factory=dict)
+    windows: dict[str, deque[float]] = field(default_factory=dict)
+
+    def server_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.faults.clock_skew_ms
+
+    def account_stats(self, alias: str) -> dict[str, int]:
+        return self.by_account.setdefault(alias, {"requests": 0, "rate_limit_violations": 0})
+
+    def reset(self) -> None:
+        self.faults = Faults()
+        self.requests = 0
+        self.rate_limit_violations = 0
+        self.by_account.clear()
+        self.windows.clear()
+
+
+def _load_orders_file(path: str) -> dict[str, list[dict[str, Any]]]:
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of account alias -> rows")
+    section = data.get("bitget")
+    if isinstance(section, dict):
+        data = section
+    else:
+        data = {k: v for k, v in data.items() if str(k).startswith("bitget")}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for alias, rows in data.items():
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError(f"{path}: {alias}: expected a list of rows")
+        out[str(alias)] = [{str(k): _wire(v) for k, v in r.items()} for r in rows]
+    return out
+
+
+def _wire(value: Any) -> Any:
+    """Bitget sends every scalar as a string; keep YAML's numbers from turning into JSON numbers."""
+    if value is None or isinstance(value, str | list | dict):
+        return value
+    return str(value)
+
+
+def _build_state(orders_file: str | None) -> SimState:
+    rows_by_alias: dict[str, list[dict[str, Any]]] = {k: list(v) for k, v in DEMO_ROWS.items()}
+    if orders_file:
+        rows_by_alias.update(_load_orders_file(orders_file))
+    accounts: dict[str, SimAccount] = {}
+    for alias, rows in rows_by_alias.items():
+        creds = credentials_for(alias)
+        accounts[creds["api_key"]] = SimAccount(
+            alias=alias,
+            api_key=creds["api_key"],
+            api_secret=creds["api_secret"],
+            passphrase=creds["passphrase"],
+            uid=creds["uid"],
+            rows=rows,
+        )
+    return SimState(accounts=accounts)
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+def _envelope(state: SimState, data: Any) -> dict[str, Any]:
+    return {"code": "00000", "msg": "success", "requestTime": state.server_ms(), "data": data}
+
+
+def _error(state: SimState, status: int, code: str, msg: str) -> web.Response:
+    body = {"code": code, "msg": msg, "requestTime": state.server_ms(), "data": None}
+    return web.json_response(body, status=status)
+
+
+def _state(request: web.Request) -> SimState:
+    state: SimState = request.app["state"]
+    return state
+
+
+async def _common(request: web.Request) -> SimState:
+    state = _state(request)
+    state.requests += 1
+    if state.faults.delay_ms > 0:
+        await asyncio.sleep(state.faults.delay_ms / 1000)
+    return state
+
+
+def _authenticate(state: SimState, request: web.Request, body: str) -> SimAccount | web.Response:
+    """Bitget's checks, in the order a gateway can make them."""
+    key = request.headers.get("ACCESS-KEY", "")
+    signature = request.headers.get("ACCESS-SIGN", "")
+    timestamp = request.headers.get("ACCESS-TIMESTAMP", "")
+    passphrase = request.headers.get("ACCESS-PASSPHRASE", "")
+    if not key:
+        return _error(state, 400, "40001", "ACCESS_KEY cannot be empty")
+    if not signature:
+        return _error(state, 400, "40003", "Signature cannot be empty")
+    if not passphrase:
+        return _error(state, 400, "40011", "ACCESS_PASSPHRASE cannot be empty")
+    if not timestamp.isdigit():
+        return _error(state, 400, "40005", "Invalid ACCESS_TIMESTAMP")
+    account = state.accounts.get(key)
+    if account is None:
+        if not key.startswith("bg_"):
+            return _error(state, 400, "40006", "Invalid ACCESS_KEY")
+        return _error(state, 400, "40037", "Apikey does not exist")
+    stats = state.account_stats(account.alias)
+    stats["requests"] += 1
+    if abs(state.server_ms() - int(timestamp)) > TIMESTAMP_WINDOW_MS:
+        return _error(state, 400, "40008", "Request timestamp expired")
+    if not hmac.compare_digest(passphrase, account.passphrase):
+        return _error(state, 400, "40012", "apikey/password is incorrect")
+    expected = sign(
+        account.api_secret,
+        timestamp,
+        request.method,
+        request.rel_url.raw_path,
+        request.rel_url.raw_query_string,
+        body,
+    )
+    if not hmac.compare_digest(signature, expected):
+        return _error(state, 400, "40009", "sign signature error")
+    return account
+
+
+def _admit(state: SimState, account: SimAccount) -> bool:
+    """Sliding one-second window per user ID over admitted requests."""
+    now = time.monotonic()
+    window = state.windows.setdefault(account.uid, deque())
+    while window and window[0] <= now - RATE_WINDOW_S:
+        window.popleft()
+    if len(window) >= RATE_LIMIT:
+        state.rate_limit_violations += 1
+        state.account_stats(account.alias)["rate_limit_violations"] += 1
+        return False
+    window.append(now)
+    return True
+
+
+def _fault_response(state: SimState, status: int) -> web.Response:
+    if status == 429:
+        return _error(state, 429, "429", "Too Many Requests")
+    if status >= 500:
+        reason = {
+            502: "Bad Gateway",
+            503: "Service Temporarily Unavailable",
+            504: "Gateway Time-out",
+        }
+        text = reason.get(status, "Internal Server Error")
+        return web.Response(
+            status=status,
+            text=f"<html><head><title>{status} {text}</title></head></html>",
+            content_type="text/html",
+        )
+    return _error(state, status, "40015", "System is abnormal, please try again later")
+
+
+def _int_param(value: str | None, default: int) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+async def handle_time(request: web.Request) -> web.Response:
+    state = await _common(request)
+    now = state.server_ms()
+    return web.json_response(_envelope(state, {"serverTime": str(now)}))
+
+
+async def handle_contracts(request: web.Request) -> web.Response:
+    state = await _common(request)
+    product_type = request.query.get("productType", "").upper()
+    if not product_type:
+        return _error(state, 400, "40019", "Parameter productType cannot be empty")
+    if product_type not in _CONTRACTS:
+        return _error(state, 400, "40017", "Parameter verification failed")
+    symbol = request.query.get("symbol", "").upper()
+    rows = [_contract_row(*c) for c in _CONTRACTS[product_type] if not symbol or c[0] == symbol]
+    return web.json_response(_envelope(state, rows))
+
+
+async def handle_current_orders(request: web.Request) -> web.Response:
+    state = await _common(request)
+    body = await request.text()
+    auth = _authenticate(state, request, body)
+    if isinstance(auth, web.Response):
+        return auth
+    account = auth
+    if not _admit(state, account):
+        return _error(state, 429, "429", "Too Many Requests")
+
+    q = request.query
+    product_type = q.get("productType", "").upper()
+    if not product_type:
+        return _error(state, 400, "40019", "Parameter productType cannot be empty")
+    page_size = _int_param(q.get("pageSize"), DEFAULT_PAGE_SIZE)
+    page_no = _int_param(q.get("pageNo"), 1)
+    if (
+        product_type not in _CONTRACTS
+        or page_size is None
+        or page_no is None
+        or not 1 <= page_size <= MAX_PAGE_SIZE
+        or page_no < 1
+    ):
+        return _error(state, 400, "40017", "Parameter verification failed")
+
+    faults = state.faults
+    if faults.fail_next > 0:
+        faults.fail_next -= 1
+        return _fault_response(state, faults.fail_status)
+    if faults.fail_on_page == page_no and faults.fail_on_page_times > 0:
+        faults.fail_on_page_times -= 1
+        return _fault_response(state, faults.fail_on_page_status)
+
+    symbol = q.get("symbol", "").upper()
+    trader_id = q.get("traderId", "")
+    rows = [
+        r
+        for r in account.rows
+        if _SYMBOL_PRODUCT.get(str(r.get("symbol", "")).upper(), "USDT-FUTURES") == product_type
+        and (not symbol or str(r.get("symbol", "")).upper() == symbol)
+        and (not trader_id or str(r.get("traderId", "")) == trader_id)
+    ]
+    start = (page_no - 1) * page_size
+    page = rows[start : start + page_size]
+    text = json.dumps(_envelope(state, page))
+    if faults.malformed_next > 0:
+        faults.malformed_next -= 1
+        text = text[: max(1, len(text) // 2)]
+    return web.Response(text=text, content_type="application/json")
+
+
+# --- control API -------------------------------------------------------------------------------
+
+
+async def handle_faults(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        spec = await request.json()
+    except (json.JSONDecodeError, ValueError):
+        return web.json_response({"error": "body must be a JSON object"}, status=400)
+    if not isinstance(spec, dict):
+        return web.json_response({"error": "body must be a JSON object"}, status=400)
+    f = state.faults
+    try:
+        status = int(spec.get("status", 503))
+        if "fail_next" in spec:
+            f.fail_next = int(spec["fail_next"])
+            f.fail_status = status
+        if "fail_on_page" in spec:
+            f.fail_on_page = int(spec["fail_on_page"])
+            f.fail_on_page_times = int(spec.get("times", 1))
+            f.fail_on_page_status = status
+        if "delay_ms" in spec:
+            f.delay_ms = int(spec["delay_ms"])
+        if "malformed_next" in spec:
+            f.malformed_next = int(spec["malformed_next"])
+        if "clock_skew_ms" in spec:
+            f.clock_skew_ms = int(spec["clock_skew_ms"])
+    except (TypeError, ValueError):
+        return web.json_response({"error": "fault values must be integers"}, status=400)
+    return web.json_response({"faults": f.__dict__})
+
+
+async def handle_stats(request: web.Request) -> web.Response:
+    state = _state(request)
+    return web.json_response(
+        {
+            "requests": state.requests,
+            "rate_limit_violations": state.rate_limit_violations,
+            "by_account": state.by_account,
+        }
+    )
+
+
+async def handle_reset(request: web.Request) -> web.Response:
+    _state(request).reset()
+    return web.json_response({"ok": True})
+
+
+def create_app(orders_file: str | None = None) -> web.Application:
+    """A fresh simulator; all state lives in ``app["state"]`` so several can run side by side."""
+    app = web.Application()
+    with warnings.catch_warnings():
+        # aiohttp prefers AppKey; the string key is the documented contract of this module.
+        warnings.simplefilter("ignore")
+        app["state"] = _build_state(orders_file)
+    app.router.add_get(PATH_TIME, handle_time)
+    app.router.add_get(PATH_CONTRACTS, handle_contracts)
+    app.router.add_get(PATH_ORDERS, handle_current_orders)
+    app.router.add_post("/__sandbox/faults", handle_faults)
+    app.router.add_get("/__sandbox/stats", handle_stats)
+    app.router.add_post("/__sandbox/reset", handle_reset)
+    return app
