@@ -33,6 +33,17 @@ from .parsing import error_from_payload, is_error_reply, loads
 
 log = logging.getLogger(__name__)
 
+
+class _NoFrameDumps(logging.Filter):
+    """websockets logs every frame at DEBUG, and the auth frame carries the API key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_wire_log = logging.getLogger(f"{__name__}.wire")
+_wire_log.addFilter(_NoFrameDumps())
+
 PONG = json.dumps({"op": "pong"})
 PING = json.dumps({"op": "ping"})
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -170,6 +181,7 @@ class AscendexWsClient:
                 open_timeout=None,  # bounded by the caller's asyncio.timeout
                 close_timeout=2,
                 max_size=MAX_MESSAGE_BYTES,
+                logger=_wire_log,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -200,7 +212,9 @@ class AscendexWsClient:
                         auth_id,
                         self.sign_key,
                     )
-                    await conn.send(json.dumps(frame))  # never logged: carries key + signature
+                    await conn.send(
+                        json.dumps(frame, separators=(",", ":"))
+                    )  # never logged: carries key + signature
                 elif kind == "auth":
                     if is_error_reply(message):
                         raise error_from_payload(message, context="websocket auth")
