@@ -96,6 +96,9 @@ Cross-field checks that values.schema.json cannot express. Rendering fails with 
 {{- if and (eq .Values.autoscaling.mode "keda") (ne .Values.kafka.securityProtocol "PLAINTEXT") (not .Values.autoscaling.keda.authenticationRef) }}
 {{- fail "autoscaling.keda.authenticationRef is required when kafka.securityProtocol is not PLAINTEXT: KEDA must authenticate to read consumer lag" }}
 {{- end }}
+{{- if not (include "eoc.hasAccounts" .) }}
+{{- fail "accounts.existingSecret (or accounts.content) is required: the worker will not start without an accounts file" }}
+{{- end }}
 {{- if and .Values.accounts.existingSecret .Values.accounts.content }}
 {{- fail "set only one of accounts.existingSecret and accounts.content" }}
 {{- end }}
