@@ -11,7 +11,15 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from .codec import QUERY_ORDERS, QUERY_RESULT, DecodeError, Serializer, to_plain
+from .codec import (
+    ERROR_EVENT,
+    ORDER_EVENT,
+    QUERY_ORDERS,
+    QUERY_RESULT,
+    DecodeError,
+    Serializer,
+    to_plain,
+)
 from .kafka import client_kwargs
 from .settings import Settings
 
@@ -130,8 +138,16 @@ async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaCon
 async def _await_result(
     consumer: AIOKafkaConsumer, serializer: Serializer, request_id: str, timeout: float, out: TextIO
 ) -> int:
+    """Print the command's records until its QueryResult *and* everything it counts are in.
+
+    The result is published after the order events are acknowledged, but they live on other
+    partitions, so a reader may fetch the result first: completeness is judged by the result's
+    ``order_count`` (and, for FAILED, its one ErrorEvent), never by arrival order.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    result: dict[str, Any] | None = None
+    orders = errors = 0
     while loop.time() < deadline:
         batches = await consumer.getmany(timeout_ms=500)
         for records in batches.values():
@@ -142,7 +158,15 @@ async def _await_result(
                 decoded = await decode_message(msg, serializer)
                 print(decoded.to_json(), file=out, flush=True)
                 if decoded.schema == QUERY_RESULT:
-                    return 0 if decoded.value.get("status") == "OK" else 1
+                    result = decoded.value
+                elif decoded.schema == ORDER_EVENT:
+                    orders += 1
+                elif decoded.schema == ERROR_EVENT:
+                    errors += 1
+        if result is not None:
+            ok = result.get("status") == "OK"
+            if orders >= result.get("order_count", 0) and (ok or errors >= 1):
+                return 0 if ok else 1
     print(json.dumps({"error": f"no result for {request_id} within {timeout}s"}), file=sys.stderr)
     return 2
 

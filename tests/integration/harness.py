@@ -152,7 +152,16 @@ class Outputs:
         """All outputs of one command, once its QueryResult has arrived."""
 
         def done(msgs: list[Decoded]) -> bool:
-            return any(m.schema == QUERY_RESULT and m.value["request_id"] == request_id for m in msgs)
+            # Complete = the result is in and so is everything it counts (they travel on other
+            # partitions, so they may be fetched after it).
+            mine = [m for m in msgs if m.headers.get("request_id") == request_id]
+            results = [m for m in mine if m.schema == QUERY_RESULT]
+            if not results:
+                return False
+            n_orders = sum(m.schema == ORDER_EVENT for m in mine)
+            n_errors = sum(m.schema == ERROR_EVENT for m in mine)
+            r = results[0].value
+            return n_orders >= r["order_count"] and (r["status"] == "OK" or n_errors >= 1)
 
         msgs = await self.wait_for(done, timeout)
         mine = [m for m in msgs if m.headers.get("request_id") == request_id]

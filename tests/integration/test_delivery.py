@@ -7,7 +7,7 @@ import asyncio
 from pathlib import Path
 
 import yaml
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connector.kafka import client_kwargs
 from connector.settings import Settings
@@ -40,22 +40,24 @@ async def test_input_offsets_are_committed_after_processing(
 ) -> None:
     request_id = await commands.send(request_id=rid("commit"), exchange="ascendex", account="ascendex-empty")
     await outputs.answer(request_id)
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))
-    await admin.start()
+    # Reads the group's committed offsets (OffsetFetch) without joining the group.
+    reader = AIOKafkaConsumer(**client_kwargs(settings), group_id=settings.app_id, enable_auto_commit=False)
+    await reader.start()
     try:
         topic = settings.topic_query_orders
+        ends = commands.ends(topic)
+        assert ends
 
         async def committed_all() -> None:
             while True:
-                offsets = await admin.list_consumer_group_offsets(settings.app_id)
-                committed = {tp.partition: m.offset for tp, m in offsets.items() if tp.topic == topic}
-                if all(committed.get(p, -1) >= end for p, end in commands.ends(topic).items()):
+                committed = {p: await reader.committed(TopicPartition(topic, p)) for p in ends}
+                if all((committed[p] or -1) >= end for p, end in ends.items()):
                     return
                 await asyncio.sleep(0.2)  # polling an observable condition, bounded below
 
         await asyncio.wait_for(committed_all(), timeout=30)
     finally:
-        await admin.close()
+        await reader.stop()
 
 
 def _secrets(accounts_file: str) -> list[str]:
