@@ -57,7 +57,7 @@ async def running_sim() -> AsyncIterator[Sim]:
     await site.start()
     server = site._server
     assert server is not None
-    port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     try:
         yield Sim(app, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}")
     finally:

@@ -86,9 +86,9 @@ async def test_no_secret_in_logs_errors_or_reprs(
     assert len(failures) == 5
 
     for failure in failures:
-        for exc in _chain(failure):
-            _assert_clean(str(exc), secrets)
-            _assert_clean(repr(exc), secrets)
+        for link in _chain(failure):
+            _assert_clean(str(link), secrets)
+            _assert_clean(repr(link), secrets)
     _assert_clean(caplog.text, secrets)
     for record in caplog.records:
         _assert_clean(record.getMessage(), secrets)
@@ -106,8 +106,8 @@ def test_signature_error_does_not_leak_secret(caplog: pytest.LogCaptureFixture) 
     secret = "%%%-not-base64-but-very-secret-%%%"
     with pytest.raises(ConnectorError) as info:
         sign(secret, 1, "v2/stream", SignKey.BASE64)
-    for exc in _chain(info.value):
-        assert secret not in str(exc) and secret not in repr(exc)
+    for link in _chain(info.value):
+        assert secret not in str(link) and secret not in repr(link)
     assert secret not in caplog.text
 
 
