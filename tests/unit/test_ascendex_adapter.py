@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -412,3 +413,19 @@ async def test_control_api_over_http(sim: Sim) -> None:
         assert {c["symbol"] for c in contracts["data"]} >= {"BTC-PERP", "ETH-PERP"}
         unsigned = (await client.get("/api/pro/v1/info")).json()
         assert unsigned["code"] == 100009
+
+
+def test_orders_file_overrides_defaults(tmp_path: Path) -> None:
+    orders_file = tmp_path / "orders.yaml"
+    orders_file.write_text(
+        "ascendex-empty:\n"
+        "  - {orderId: o-1, symbol: BTC-PERP, side: Buy, orderType: Limit, status: New,\n"
+        "     price: 1.5, orderQty: 2, time: 1615696544843}\n"
+        "bitget-follower: [{trackingNo: '1'}]\n",  # another simulator's alias: ignored
+        encoding="utf-8",
+    )
+    state = get_state(create_app(orders_file=str(orders_file)))
+    [row] = state.accounts["ascendex-empty"].orders
+    assert row["price"] == "1.5" and row["orderQty"] == "2"  # decimals as strings, like AscendEX
+    assert row["time"] == 1615696544843
+    assert len(state.accounts["ascendex-demo"].orders) == 5  # untouched alias keeps defaults
