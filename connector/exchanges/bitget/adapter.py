@@ -11,7 +11,8 @@ names the setting, because a truncated snapshot must never be published as compl
 page costs the exchange and the rate limit as much as a first try, and that is what an operator
 reading ``exchange_calls`` wants to see). The server-time and contracts requests are not counted:
 they are shared, cached infrastructure rather than work done for one command. Without retries,
-``calls`` equals the number of pages: 0 or 1..50 rows -> 1, 51..100 -> 2, 101..150 -> 3.
+``calls`` equals the number of pages read: 0..49 rows -> 1, 50..99 -> 2, 100..149 -> 3 (a full
+page cannot tell it is the last one, so exactly 50 rows costs an empty second page).
 """
 
 from __future__ import annotations

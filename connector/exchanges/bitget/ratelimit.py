@@ -57,7 +57,7 @@ class SlidingWindowLimiter:
         """Wait for a slot; past ``deadline`` (loop time) raise ExchangeTimeout."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        waited = False
+        waited = self._queue.locked()  # queued behind another waiter counts as waiting
         try:
             async with asyncio.timeout_at(deadline), self._queue:
                 while True:

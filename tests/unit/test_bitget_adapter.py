@@ -1,0 +1,365 @@
+"""The adapter against the in-process Bitget simulator (127.0.0.1, ephemeral port)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiohttp import web
+
+from connector.accounts import Account, Secret
+from connector.errors import (
+    AuthFailed,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    InvalidCommand,
+    RateLimited,
+    Unsupported,
+)
+from connector.exchanges.bitget import BitgetAdapter, create_adapter
+from connector.exchanges.bitget.http import BitgetHttpClient
+from connector.model import Exchange, FetchResult, OrderQuery, OrderStatus, Side
+from connector.sandbox import bitget as sim
+from connector.settings import Settings
+
+
+@dataclass
+class Sim:
+    url: str
+    app: web.Application
+
+    async def fault(self, **spec: Any) -> None:
+        async with httpx.AsyncClient() as c:
+            (await c.post(f"{self.url}/__sandbox/faults", json=spec)).raise_for_status()
+
+    async def stats(self) -> dict[str, Any]:
+        async with httpx.AsyncClient() as c:
+            response = await c.get(f"{self.url}/__sandbox/stats")
+            response.raise_for_status()
+            result: dict[str, Any] = response.json()
+            return result
+
+
+async def _start(orders_file: str | None = None) -> tuple[Sim, web.AppRunner]:
+    app = sim.create_app(orders_file=orders_file)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return Sim(f"http://127.0.0.1:{port}", app), runner
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Sim]:
+    s, runner = await _start()
+    try:
+        yield s
+    finally:
+        await runner.cleanup()
+
+
+def settings(url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "bitget_rest_url": url,
+        "retry_backoff_s": 0.01,
+        "request_timeout_s": 5.0,
+        "max_attempts": 3,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+async def adapter(simulator: Sim) -> AsyncIterator[BitgetAdapter]:
+    a = create_adapter(settings(simulator.url))
+    try:
+        yield a
+    finally:
+        await a.aclose()
+
+
+def account(alias: str) -> Account:
+    creds = sim.demo_accounts()[alias]
+    return Account(
+        alias=alias,
+        exchange=Exchange.BITGET,
+        api_key=Secret(creds["api_key"]),
+        api_secret=Secret(creds["api_secret"]),
+        passphrase=Secret(creds["passphrase"]),
+    )
+
+
+def query(alias: str, **kw: Any) -> OrderQuery:
+    return OrderQuery(request_id="r-1", exchange=Exchange.BITGET, account=alias, **kw)
+
+
+async def fetch(a: BitgetAdapter, alias: str, budget_s: float = 30.0, **kw: Any) -> FetchResult:
+    deadline = asyncio.get_running_loop().time() + budget_s
+    return await a.fetch_open_orders(account(alias), query(alias, **kw), deadline=deadline)
+
+
+@pytest.mark.parametrize(
+    ("alias", "rows", "pages"),
+    [
+        ("bitget-empty", 0, 1),
+        ("bitget-1", 1, 1),
+        ("bitget-50", 50, 2),  # a full page 1 cannot tell it is the last
+        ("bitget-51", 51, 2),
+        ("bitget-120", 120, 3),
+    ],
+)
+async def test_pages_to_the_end(
+    adapter: BitgetAdapter, simulator: Sim, alias: str, rows: int, pages: int
+) -> None:
+    result = await fetch(adapter, alias)
+    ids = [o.order_id for o in result.orders]
+    assert len(ids) == rows
+    assert len(set(ids)) == rows
+    assert set(ids) == {r["trackingNo"] for r in sim.DEMO_ROWS[alias]}
+    assert result.calls == pages
+    assert (await simulator.stats())["by_account"].get(alias, {}).get("requests") == pages
+
+
+async def test_demo_account_normalized(adapter: BitgetAdapter) -> None:
+    result = await fetch(adapter, "bitget-demo")
+    by_id = {o.order_id: o for o in result.orders}
+    assert len(by_id) == 3
+    first = by_id["1170000000000000001"]
+    assert first.unified_symbol == "BTC/USDT:USDT"
+    assert first.product_type == "USDT-FUTURES"
+    assert first.side is Side.BUY and first.status is OrderStatus.NEW
+    assert first.fee_asset == "USDT"
+    second = by_id["1170000000000000002"]  # uses the docs' "openPriceAvg" spelling
+    assert second.side is Side.SELL and second.price == Decimal("3512.40")
+    third = by_id["1170000000000000003"]  # partly closed
+    assert third.status is OrderStatus.PARTIALLY_FILLED
+    assert third.remaining_quantity == Decimal("0.015")
+    assert third.copy_trading is not None and third.copy_trading.close_time is not None
+
+
+async def test_symbol_and_trader_filters(adapter: BitgetAdapter) -> None:
+    only_eth = await fetch(adapter, "bitget-demo", symbol="ethusdt")
+    assert [o.symbol for o in only_eth.orders] == ["ETHUSDT"]
+    one_trader = await fetch(adapter, "bitget-120", trader_id="5307719246")
+    assert len(one_trader.orders) == 60
+    assert one_trader.calls == 2
+    assert {o.copy_trading.trader_id for o in one_trader.orders if o.copy_trading} == {"5307719246"}
+
+
+async def test_product_type_validation_sends_nothing(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    with pytest.raises(InvalidCommand):
+        await fetch(adapter, "bitget-demo", product_type="SPOT")
+    assert (await simulator.stats())["requests"] == 0
+    # Case-insensitive like Bitget; no COIN-FUTURES rows on the demo account.
+    result = await fetch(adapter, "bitget-demo", product_type="coin-futures")
+    assert result.orders == [] and result.calls == 1
+
+
+async def test_coin_futures_from_an_orders_file(tmp_path: Path) -> None:
+    row = {
+        "trackingNo": "9001",
+        "traderId": "1",
+        "traderName": "coin",
+        "openOrderId": "2",
+        "closeOrderId": "",
+        "symbol": "BTCUSD",
+        "posSide": "short",
+        "openLeverage": "5",
+        "openAvgPrice": "60000",
+        "openTime": "1717000000000",
+        "openSize": "1",
+        "closeAvgPrice": "0",
+        "closeSize": "0",
+        "openMarginSz": "0.0003",
+        "openFee": "0.00001",
+        "closeTime": "0",
+    }
+    orders_file = tmp_path / "orders.yaml"
+    orders_file.write_text(yaml.safe_dump({"bitget-demo": [row], "ascendex-demo": []}))
+    s, runner = await _start(str(orders_file))
+    a = create_adapter(settings(s.url))
+    try:
+        assert (await fetch(a, "bitget-demo")).orders == []  # USDT-FUTURES: nothing
+        result = await fetch(a, "bitget-demo", product_type="COIN-FUTURES")
+    finally:
+        await a.aclose()
+        await runner.cleanup()
+    (order,) = result.orders
+    assert order.unified_symbol == "BTC/USD:BTC"
+    assert order.fee_asset == "BTC"
+    assert order.product_type == "COIN-FUTURES"
+
+
+async def test_thirty_concurrent_fetches_never_trip_the_rate_limit(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    results = await asyncio.gather(*(fetch(adapter, "bitget-demo") for _ in range(30)))
+    assert all(len(r.orders) == 3 for r in results)
+    stats = await simulator.stats()
+    assert stats["rate_limit_violations"] == 0
+    assert stats["by_account"]["bitget-demo"]["requests"] == 30
+
+
+async def test_wrong_passphrase_is_auth_failed_with_bitgets_code(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    with pytest.raises(AuthFailed) as info:
+        await fetch(adapter, "bitget-badpass")
+    assert info.value.exchange_code == "40012"
+    assert "apikey/password is incorrect" in info.value.message
+    # Not retried: a wrong passphrase stays wrong.
+    assert (await simulator.stats())["by_account"]["bitget-badpass"]["requests"] == 1
+
+
+async def test_wrong_secret_and_unknown_key(adapter: BitgetAdapter) -> None:
+    good = account("bitget-demo")
+    bad_secret = Account(
+        alias="x",
+        exchange=Exchange.BITGET,
+        api_key=good.api_key,
+        api_secret=Secret("not-the-secret"),
+        passphrase=good.passphrase,
+    )
+    deadline = asyncio.get_running_loop().time() + 10
+    with pytest.raises(AuthFailed) as info:
+        await adapter.fetch_open_orders(bad_secret, query("x"), deadline=deadline)
+    assert info.value.exchange_code == "40009"
+    unknown = Account(
+        alias="y",
+        exchange=Exchange.BITGET,
+        api_key=Secret("bg_00000000000000000000000000000000"),
+        api_secret=Secret("s" * 64),
+        passphrase=Secret("whatever1"),
+    )
+    with pytest.raises(AuthFailed) as info:
+        await adapter.fetch_open_orders(unknown, query("y"), deadline=deadline)
+    assert info.value.exchange_code == "40037"
+
+
+async def test_a_5xx_page_mid_way_is_retried_and_the_snapshot_is_complete(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    await simulator.fault(fail_on_page=2, times=1, status=503)
+    result = await fetch(adapter, "bitget-120")
+    assert len({o.order_id for o in result.orders}) == 120
+    assert len(result.orders) == 120
+    assert result.calls == 4  # 3 pages + the retried one
+
+
+async def test_persistent_5xx_fails_after_max_attempts(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    await simulator.fault(fail_next=10, status=503)
+    with pytest.raises(ExchangeUnavailable) as info:
+        await fetch(adapter, "bitget-demo")
+    assert info.value.attempts == 3
+
+
+async def test_exchange_throttling_backs_off_then_fails_as_rate_limited(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    await simulator.fault(fail_next=1, status=429)
+    assert len((await fetch(adapter, "bitget-demo")).orders) == 3
+    await simulator.fault(fail_next=10, status=429)
+    with pytest.raises(RateLimited) as info:
+        await fetch(adapter, "bitget-demo")
+    assert info.value.exchange_code == "429"
+
+
+async def test_unreadable_body_is_retried(adapter: BitgetAdapter, simulator: Sim) -> None:
+    await simulator.fault(malformed_next=1)
+    result = await fetch(adapter, "bitget-demo")
+    assert len(result.orders) == 3
+    assert result.calls == 2
+
+
+async def test_clock_skew_is_measured_before_signing(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    await simulator.fault(clock_skew_ms=45_000)
+    result = await fetch(adapter, "bitget-demo")
+    assert len(result.orders) == 3
+    assert result.calls == 1
+    offset = adapter.http.clock_offset_ms
+    assert offset is not None and abs(offset - 45_000) < 2_000
+
+
+async def test_timestamp_expired_resyncs_and_retries_once(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    await fetch(adapter, "bitget-demo")  # synced with no skew
+    await simulator.fault(clock_skew_ms=-45_000)
+    result = await fetch(adapter, "bitget-demo")
+    assert len(result.orders) == 3
+    assert result.calls == 2  # the 40008 answer + the re-signed request
+    offset = adapter.http.clock_offset_ms
+    assert offset is not None and abs(offset + 45_000) < 2_000
+
+
+async def test_deadline_passes_while_exchange_is_slow(
+    adapter: BitgetAdapter, simulator: Sim
+) -> None:
+    await simulator.fault(delay_ms=400)
+    with pytest.raises(ExchangeTimeout):
+        await fetch(adapter, "bitget-demo", budget_s=0.3)
+
+
+async def test_page_cap_fails_clearly(simulator: Sim) -> None:
+    a = create_adapter(settings(simulator.url, bitget_max_pages=2))
+    try:
+        with pytest.raises(Unsupported, match="CONNECTOR_BITGET_MAX_PAGES"):
+            await fetch(a, "bitget-120")
+        assert len((await fetch(a, "bitget-51")).orders) == 51  # 2 pages is fine
+    finally:
+        await a.aclose()
+
+
+async def test_rows_shifting_between_pages_are_deduplicated() -> None:
+    """Offset paging over a live set: a row pushed from page 1 to page 2 appears twice."""
+    rows = sim.DEMO_ROWS["bitget-120"]
+    pages = {1: rows[0:50], 2: rows[49:99], 3: rows[99:110]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/api/v2/public/time":
+            return httpx.Response(200, json={"code": "00000", "data": {"serverTime": "1"}})
+        if path == "/api/v2/mix/market/contracts":
+            return httpx.Response(200, json={"code": "00000", "data": []})
+        page = pages[int(request.url.params["pageNo"])]
+        return httpx.Response(200, json={"code": "00000", "msg": "success", "data": page})
+
+    http = BitgetHttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+    a = BitgetAdapter(settings("http://127.0.0.1:9"), http=http)
+    try:
+        result = await fetch(a, "bitget-120")
+    finally:
+        await a.aclose()
+    ids = [o.order_id for o in result.orders]
+    assert len(ids) == len(set(ids)) == 110
+    assert result.calls == 3
+    assert all(o.unified_symbol is None for o in result.orders)  # symbol not listed: null
+
+
+async def test_a_malformed_row_fails_the_snapshot(tmp_path: Path) -> None:
+    orders_file = tmp_path / "orders.yaml"
+    orders_file.write_text(
+        yaml.safe_dump({"bitget-demo": [{"trackingNo": "1", "symbol": "BTCUSDT", "posSide": "up"}]})
+    )
+    s, runner = await _start(str(orders_file))
+    a = create_adapter(settings(s.url))
+    try:
+        with pytest.raises(ExchangeUnavailable, match="posSide"):
+            await fetch(a, "bitget-demo")
+    finally:
+        await a.aclose()
+        await runner.cleanup()

@@ -1,0 +1,218 @@
+"""Normalization of recorded Bitget payloads (the documentation's own examples)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.exchanges.bitget.parsing import (
+    ContractInfo,
+    MalformedPayload,
+    dump_raw,
+    loads,
+    parse_contract,
+    parse_contracts,
+    parse_server_time,
+    parse_tracking_order,
+)
+from connector.model import (
+    Exchange,
+    OrderStatus,
+    PositionSide,
+    Side,
+    canonical_decimal,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bitget"
+
+
+def fixture(name: str) -> Any:
+    return loads((FIXTURES / name).read_bytes())
+
+
+def usdt_contracts() -> dict[str, ContractInfo]:
+    return parse_contracts(fixture("contracts-usdt-futures.json")["data"], "USDT-FUTURES")
+
+
+def test_documentation_example_field_by_field() -> None:
+    body = fixture("query-current-orders.json")
+    row = body["data"][0]
+    contracts = usdt_contracts()
+    order = parse_tracking_order(row, product_type="USDT-FUTURES", contract=contracts["BTCUSDT"])
+
+    assert order.exchange is Exchange.BITGET
+    assert order.order_id == "1"
+    assert order.symbol == "BTCUSDT"
+    assert order.unified_symbol == "BTC/USDT:USDT"
+    assert order.product_type == "USDT-FUTURES"
+    assert order.account_id is None
+    assert order.client_order_id is None
+    assert order.side is Side.SELL
+    assert order.position_side is PositionSide.SHORT
+    assert order.order_type is None
+    assert order.status is OrderStatus.NEW
+    assert order.price == Decimal("39827")
+    assert order.quantity == Decimal("0.0010000000000000")
+    assert canonical_decimal(order.quantity) == "0.001"
+    assert order.filled_quantity == Decimal(0)
+    assert order.filled_quantity is not None and canonical_decimal(order.filled_quantity) == "0"
+    assert order.remaining_quantity == Decimal("0.001")
+    assert order.average_fill_price is None  # closeAvgPrice "0" placeholder
+    assert order.stop_price is None
+    assert order.fee is None and order.fee_asset is None  # openFee absent from the example
+    assert order.leverage == Decimal("47")
+    assert order.margin == Decimal("21")
+    assert order.created_at == 1627567376984
+    assert order.updated_at == 1627567376984  # closeTime "0" -> not closed
+    ct = order.copy_trading
+    assert ct is not None
+    assert ct.trader_id == "**********"
+    assert ct.trader_name == "xxxxxx"
+    assert ct.open_order_id == "1"
+    assert ct.close_order_id is None  # "" placeholder
+    assert ct.open_average_price == Decimal("39827")
+    assert ct.close_average_price is None  # "0" placeholder
+    assert ct.open_size == Decimal("0.0010000000000000")
+    assert ct.close_size == Decimal(0)
+    assert ct.open_time == 1627567376984
+    assert ct.close_time is None  # "0" placeholder
+    # raw is the row's own JSON: same fields, same order, same text.
+    assert json.loads(order.raw) == row
+    assert list(json.loads(order.raw)) == list(row)
+    assert '"openSize":"0.0010000000000000"' in order.raw
+
+
+def test_every_decimal_is_a_decimal_never_a_float() -> None:
+    row = fixture("query-current-orders.json")["data"][0]
+    order = parse_tracking_order(row, product_type="USDT-FUTURES")
+    for name in (
+        "price",
+        "quantity",
+        "filled_quantity",
+        "remaining_quantity",
+        "leverage",
+        "margin",
+    ):
+        assert isinstance(getattr(order, name), Decimal), name
+
+
+def test_open_price_avg_spelling_and_partly_closed_row() -> None:
+    row = {
+        "trackingNo": "77",
+        "traderId": "9",
+        "traderName": "t",
+        "openOrderId": "5",
+        "closeOrderId": "6",
+        "symbol": "ETHUSDT",
+        "posSide": "long",
+        "openLeverage": "10",
+        "openPriceAvg": "3512.40",
+        "openTime": "1717000000000",
+        "openFee": "0.2107440000000000",
+        "openSize": "0.1000000000000000",
+        "closeAvgPrice": "3600.5",
+        "closeSize": "0.0400000000000000",
+        "openMarginSz": "35.124",
+        "closeTime": "1717000060000",
+    }
+    contract = ContractInfo("ETHUSDT", "USDT-FUTURES", "ETH", "USDT", "USDT", "ETH/USDT:USDT")
+    order = parse_tracking_order(row, product_type="USDT-FUTURES", contract=contract)
+    assert order.side is Side.BUY and order.position_side is PositionSide.LONG
+    assert order.status is OrderStatus.PARTIALLY_FILLED
+    assert order.price == Decimal("3512.40")
+    assert order.filled_quantity == Decimal("0.04")
+    assert order.remaining_quantity == Decimal("0.06")
+    assert order.average_fill_price == Decimal("3600.5")
+    assert order.fee == Decimal("0.210744") and order.fee_asset == "USDT"
+    assert order.updated_at == 1717000060000
+    assert order.copy_trading is not None
+    assert order.copy_trading.close_order_id == "6"
+    assert order.copy_trading.close_time == 1717000060000
+    # Fully closed but still listed -> FILLED.
+    closed = parse_tracking_order({**row, "closeSize": "0.1"}, product_type="USDT-FUTURES")
+    assert closed.status is OrderStatus.FILLED
+    assert closed.remaining_quantity == Decimal(0)
+
+
+def test_both_price_spellings_must_agree() -> None:
+    row = fixture("query-current-orders.json")["data"][0]
+    same = parse_tracking_order({**row, "openPriceAvg": "39827.000"}, product_type="USDT-FUTURES")
+    assert same.price == Decimal("39827")
+    with pytest.raises(MalformedPayload, match="disagree"):
+        parse_tracking_order({**row, "openPriceAvg": "1"}, product_type="USDT-FUTURES")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"trackingNo": ""}, "trackingNo missing"),
+        ({"symbol": None}, "symbol missing"),
+        ({"posSide": "net"}, "posSide"),
+        ({"openSize": "abc"}, "openSize"),
+        ({"openTime": "yesterday"}, "openTime"),
+        ({"openLeverage": "NaN"}, "openLeverage"),
+    ],
+)
+def test_malformed_rows_raise_typed_errors(change: dict[str, Any], match: str) -> None:
+    row = {**fixture("query-current-orders.json")["data"][0], **change}
+    with pytest.raises(MalformedPayload, match=match) as info:
+        parse_tracking_order(row, product_type="USDT-FUTURES")
+    assert info.value.retryable is False
+
+
+def test_non_object_row_is_malformed() -> None:
+    with pytest.raises(MalformedPayload):
+        parse_tracking_order(["not", "a", "row"], product_type="USDT-FUTURES")  # type: ignore[arg-type]
+
+
+def test_contracts_unified_symbols() -> None:
+    btc = usdt_contracts()["BTCUSDT"]
+    assert (btc.base, btc.quote, btc.settle, btc.unified_symbol) == (
+        "BTC",
+        "USDT",
+        "USDT",
+        "BTC/USDT:USDT",
+    )
+    coin = parse_contract(
+        {"symbol": "BTCUSD", "baseCoin": "BTC", "quoteCoin": "USD", "symbolType": "perpetual"},
+        "COIN-FUTURES",
+    )
+    assert coin.unified_symbol == "BTC/USD:BTC"
+    usdc = parse_contract(
+        {"symbol": "BTCPERP", "baseCoin": "BTC", "quoteCoin": "USDC"}, "USDC-FUTURES"
+    )
+    assert usdc.unified_symbol == "BTC/USDC:USDC"
+    delivery = parse_contract(
+        {
+            "symbol": "BTCUSD_250627",
+            "baseCoin": "BTC",
+            "quoteCoin": "USD",
+            "symbolType": "delivery",
+            "deliveryTime": "1751011200000",
+        },
+        "COIN-FUTURES",
+    )
+    assert delivery.unified_symbol == "BTC/USD:BTC-250627"
+    with pytest.raises(MalformedPayload):
+        parse_contract({"symbol": "X"}, "USDT-FUTURES")
+    with pytest.raises(MalformedPayload):
+        parse_contracts({"not": "a list"}, "USDT-FUTURES")
+
+
+def test_server_time() -> None:
+    assert parse_server_time(fixture("server-time.json")["data"]) == 1688008631614
+    with pytest.raises(MalformedPayload):
+        parse_server_time({})
+    with pytest.raises(MalformedPayload):
+        parse_server_time({"serverTime": "soon"})
+
+
+def test_loads_never_produces_floats_and_dump_raw_keeps_number_text() -> None:
+    parsed = loads('{"a": 0.10, "b": 1e-8, "c": 7, "d": [true, null, "x\\u00e9"]}')
+    assert parsed["a"] == Decimal("0.10") and isinstance(parsed["a"], Decimal)
+    assert isinstance(parsed["b"], Decimal)
+    assert dump_raw(parsed) == '{"a":0.10,"b":1E-8,"c":7,"d":[true,null,"xé"]}'
