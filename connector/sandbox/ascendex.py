@@ -59,7 +59,8 @@ class SimAccount:
     account_group: int
     futures_account_id: str
     user_uid: str
-    ws_sign_key: str = "raw"
+    # What the live exchange is believed to verify WebSocket auth with (see exchanges/ascendex/auth.py).
+    ws_sign_key: str = "base64"
     orders: list[dict[str, Any]] = field(default_factory=list)
     # What demo_accounts() hands to the connector; differs from accepted_secret for "badkey".
     client_secret: str | None = None
@@ -218,7 +219,9 @@ def demo_accounts() -> dict[str, dict[str, Any]]:
             "exchange": EXCHANGE,
             "api_key": account.api_key,
             "api_secret": account.client_secret or account.accepted_secret,
-            "options": {"ws_sign_key": account.ws_sign_key},
+            # Written only when it differs from the connector's default, so the demo exercises
+            # the default path.
+            **({"options": {"ws_sign_key": account.ws_sign_key}} if account.ws_sign_key != "base64" else {}),
         }
     return result
 

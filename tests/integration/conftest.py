@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -24,8 +24,11 @@ from .harness import (
     PY,
     Commands,
     Outputs,
+    Stack,
     Worker,
     free_port,
+    isolated_env,
+    settings_from_env,
     parse_env_line,
     read_first_line,
     start_worker,
@@ -161,3 +164,31 @@ async def control(sandbox: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
             if name in sandbox:
                 await client.post(f"{sandbox[name]}/__sandbox/reset")
 
+
+
+@pytest.fixture
+async def isolated_stack(
+    worker_env: dict[str, str], tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Stack]]]:
+    """Factory: a separately configured worker on its own topics (e.g. with a schema registry)."""
+    stacks: list[Stack] = []
+
+    async def make(tag: str, **extra: str) -> Stack:
+        env = isolated_env(worker_env, tag, extra, tmp_path / f"data-{tag}")
+        settings = settings_from_env(env)
+        await ensure_topics(settings)
+        worker = start_worker(env, tmp_path / f"worker-{tag}.log")
+        outputs = Outputs(settings)
+        await outputs.start()
+        commands = Commands(settings)
+        await commands.start()
+        stack = Stack(settings, env, worker, outputs, commands)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for s in stacks:
+        stop_process(s.worker.proc)
+        s.worker.log_file.close()
+        await s.outputs.stop()
+        await s.commands.stop()

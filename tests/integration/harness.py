@@ -229,3 +229,35 @@ class Commands:
 def rid(prefix: str) -> str:
     """A request id unique to this test run."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@dataclass
+class Stack:
+    """A worker with its own topics and consumer group, isolated from the session's worker."""
+
+    settings: Settings
+    env: dict[str, str]
+    worker: Worker
+    outputs: Outputs
+    commands: Commands
+
+
+def isolated_env(base: dict[str, str], tag: str, extra: dict[str, str], data_dir: Path) -> dict[str, str]:
+    suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
+    return {
+        **base,
+        "CONNECTOR_APP_ID": f"it-{suffix}",
+        "CONNECTOR_TOPIC_QUERY_ORDERS": f"it-{suffix}-query-orders",
+        "CONNECTOR_TOPIC_ORDERS": f"it-{suffix}-orders",
+        "CONNECTOR_TOPIC_RESULTS": f"it-{suffix}-order-query-results",
+        "CONNECTOR_TOPIC_ERRORS": f"it-{suffix}-order-errors",
+        "CONNECTOR_WEB_PORT": str(free_port()),
+        "CONNECTOR_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
+def settings_from_env(env: dict[str, str]) -> Settings:
+    fields = Settings.model_fields
+    values = {k.removeprefix("CONNECTOR_").lower(): v for k, v in env.items()}
+    return Settings(**{k: v for k, v in values.items() if k in fields})

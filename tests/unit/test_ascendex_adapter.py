@@ -181,11 +181,11 @@ async def test_badkey_is_auth_failed(sim: Sim, make_adapter: AdapterFactory) -> 
 async def test_wrong_ws_sign_key_fails_websocket_auth(
     sim: Sim, make_adapter: AdapterFactory
 ) -> None:
-    # REST passes (it always signs with the raw secret); the simulator's demo account accepts
-    # only raw-key WebSocket signatures, so base64 mode must be refused by the server.
+    # REST passes (it always signs with the raw secret); the simulator, like the live exchange,
+    # accepts only base64-decoded-key WebSocket signatures, so raw mode must be refused.
     with pytest.raises(AuthFailed) as info:
         await make_adapter().fetch_open_orders(
-            account("ascendex-demo", ws_sign_key="base64"),
+            account("ascendex-demo", ws_sign_key="raw"),
             query("ascendex-demo"),
             deadline=deadline(),
         )
@@ -194,12 +194,12 @@ async def test_wrong_ws_sign_key_fails_websocket_auth(
     assert sim.state.stats["auth_ok"] == 0
 
 
-async def test_base64_mode_accepted_when_exchange_uses_it(
+async def test_raw_mode_accepted_when_exchange_uses_it(
     sim: Sim, make_adapter: AdapterFactory
 ) -> None:
-    sim.state.accounts["ascendex-demo"].ws_sign_key = "base64"
+    sim.state.accounts["ascendex-demo"].ws_sign_key = "raw"
     result = await make_adapter().fetch_open_orders(
-        account("ascendex-demo", ws_sign_key="base64"), query("ascendex-demo"), deadline=deadline()
+        account("ascendex-demo", ws_sign_key="raw"), query("ascendex-demo"), deadline=deadline()
     )
     assert len(result.orders) == 5
     assert sim.state.stats["auth_ok"] == 1
@@ -371,7 +371,7 @@ async def test_simulator_protocol_errors(sim: Sim) -> None:
         assert refused["m"] == "auth" and refused["code"] == 200001 and refused["id"] == "a0"
 
         good = ws_auth_message(
-            acct.api_key.reveal(), acct.api_secret.reveal(), now_ms(), "a1", SignKey.RAW
+            acct.api_key.reveal(), acct.api_secret.reveal(), now_ms(), "a1", SignKey.BASE64
         )
         assert await send(good) == {"m": "auth", "id": "a1", "code": 0}
 

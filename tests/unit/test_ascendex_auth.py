@@ -76,7 +76,7 @@ def _account(options: dict[str, str], secret: str = DOC_WS_SECRET) -> Account:
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
-        ({}, SignKey.RAW),
+        ({}, SignKey.BASE64),
         ({"ws_sign_key": "raw"}, SignKey.RAW),
         ({"ws_sign_key": "BASE64"}, SignKey.BASE64),
     ],

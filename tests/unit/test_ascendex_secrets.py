@@ -71,7 +71,7 @@ async def test_no_secret_in_logs_errors_or_reprs(
             failures.append(exc)
 
     await attempt("ascendex-badkey")  # REST signature mismatch
-    await attempt("ascendex-demo", ws_sign_key="base64")  # WS auth refused
+    await attempt("ascendex-demo", ws_sign_key="raw")  # WS auth refused
     await attempt("ascendex-demo", ws_sign_key="hex")  # bad option value
     sim.faults(drop_next_requests=5)  # every request dropped: retries, then failure
     await attempt("ascendex-demo")

@@ -6,9 +6,10 @@ REST prehash path for account info is ``info``; the WebSocket one is ``v2/stream
 Which *key* the HMAC uses is where public sources disagree. The REST documentation's worked
 example (ts ``1608133910000``, path ``info``) reproduces only with the secret's UTF-8 bytes, so
 REST always signs with the raw secret. For the WebSocket, AscendEX's own shell example uses the raw
-secret while its Python example (and ccxt pro) base64-decode it first; we therefore follow the
-documentation's shell example by default and let each account opt into ``base64`` through
-``Account.options["ws_sign_key"]``.
+secret while its Python WebSocket example, AscendEX's own futures v2 demo client and ccxt pro
+base64-decode it first, and ccxt pro's users report live sessions authenticating that way. The
+WebSocket therefore signs with the base64-decoded secret by default; an account can switch to the
+raw secret with ``Account.options["ws_sign_key"] = "raw"`` (see the README's AscendEX notes).
 
 Nothing in this module ever formats a secret into a string that leaves it: errors name the
 setting, never its value.
@@ -87,7 +88,7 @@ def ws_sign_key(account: Account) -> SignKey:
 
 
 def parse_sign_key(options: Mapping[str, str], alias: str) -> SignKey:
-    value = str(options.get(WS_SIGN_KEY_OPTION, SignKey.RAW.value)).strip().lower()
+    value = str(options.get(WS_SIGN_KEY_OPTION, SignKey.BASE64.value)).strip().lower()
     try:
         return SignKey(value)
     except ValueError:

@@ -1,0 +1,118 @@
+"""What an operator relies on: health, metrics, schema registry mode, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections.abc import Awaitable, Callable
+
+import httpx
+import pytest
+
+from connector import codec
+
+from .harness import Commands, Outputs, Stack, Worker, rid, start_worker
+from tests.support.registry import start_registry
+
+pytestmark = pytest.mark.integration
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Value of one Prometheus sample (0 if absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(?:\{{([^}}]*)\}})? (\S+)$", line)
+        if m and ",".join(sorted((m.group(1) or "").split(","))) == want:
+            return float(m.group(2))
+    return 0.0
+
+
+async def scrape(worker: Worker) -> str:
+    async with httpx.AsyncClient(timeout=5) as http:
+        resp = await http.get(f"http://127.0.0.1:{worker.web_port}/metrics")
+        resp.raise_for_status()
+        return resp.text
+
+
+async def test_health_endpoints(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    # Once a command has been answered the worker is certainly assigned and ready.
+    await outputs.answer(await commands.send(request_id=rid("health"), exchange="ascendex", account="ascendex-empty"))
+    async with httpx.AsyncClient(timeout=5) as http:
+        live = await http.get(f"http://127.0.0.1:{worker.web_port}/healthz")
+        ready = await http.get(f"http://127.0.0.1:{worker.web_port}/readyz")
+    assert live.status_code == 200
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+
+
+async def test_metrics_count_what_happened(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    before = await scrape(worker)
+    ok = [await commands.send(request_id=rid("m-ok"), exchange="ascendex", account="ascendex-demo") for _ in range(2)]
+    bad = await commands.send(request_id=rid("m-bad"), exchange="ascendex", account="nobody")
+    answers = [await outputs.answer(r) for r in [*ok, bad]]
+    n_orders = sum(len(a.orders) for a in answers)
+    after = await scrape(worker)
+
+    def delta(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert delta("connector_commands_total", exchange="ascendex", status="OK") == 2
+    assert delta("connector_commands_total", exchange="ascendex", status="FAILED") == 1
+    assert delta("connector_order_events_published_total", exchange="ascendex") == n_orders > 0
+    assert delta("connector_errors_total", code="UNKNOWN_ACCOUNT") == 1
+    assert delta("connector_command_duration_seconds_count", exchange="ascendex") == 3
+    assert delta("connector_exchange_call_duration_seconds_count", exchange="ascendex", endpoint="futures-open-orders") >= 2
+    assert metric(after, "connector_commands_in_flight") == 0
+
+
+async def test_schema_registry_mode(isolated_stack: Callable[..., Awaitable[Stack]]) -> None:
+    runner, url, state = await start_registry()
+    try:
+        stack = await isolated_stack("registry", CONNECTOR_SCHEMA_REGISTRY_URL=url)
+        request_id = await stack.commands.send(request_id=rid("reg"), exchange="ascendex", account="ascendex-demo")
+        answer = await stack.outputs.answer(request_id)
+        assert answer.result["status"] == "OK" and answer.orders
+        raw = [m for m in stack.outputs.raw if dict(m.headers)["request_id"] == request_id.encode()]
+        assert raw and all(m.value[:1] == b"\x00" for m in raw)
+        assert set(state.subjects) == {
+            f"{stack.settings.topic_orders}-value", f"{stack.settings.topic_results}-value"
+        }
+        # An Avro command in Confluent framing is accepted too.
+        serializer = codec.Serializer(url)
+        cmd = {"request_id": rid("reg-cmd"), "exchange": "ascendex", "account": "ascendex-empty",
+               "symbol": None, "product_type": None, "trader_id": None, "requested_at": None,
+               "deadline_ms": None}  # fmt: skip
+        await stack.commands.send_raw(
+            await serializer.encode(stack.settings.topic_query_orders, codec.QUERY_ORDERS, cmd)
+        )
+        await serializer.aclose()
+        assert (await stack.outputs.answer(cmd["request_id"])).result["status"] == "OK"
+    finally:
+        await runner.cleanup()
+
+
+async def test_worker_killed_mid_command_loses_nothing(
+    isolated_stack: Callable[..., Awaitable[Stack]], sandbox: dict[str, str], control: httpx.AsyncClient
+) -> None:
+    """SIGKILL while a command is in flight: its offset was not committed, so a new worker
+    answers it (at-least-once)."""
+    stack = await isolated_stack("crash")
+    warm = await stack.commands.send(request_id=rid("crash-warm"), exchange="ascendex", account="ascendex-empty")
+    await stack.outputs.answer(warm)
+    base = sandbox["CONNECTOR_ASCENDEX_REST_URL"]
+    (await control.post(f"{base}/__sandbox/faults", json={"delay_ms": 4000})).raise_for_status()
+    request_id = await stack.commands.send(request_id=rid("crash"), exchange="ascendex", account="ascendex-demo")
+
+    async def in_flight() -> None:
+        while metric(await scrape(stack.worker), "connector_commands_in_flight") < 1:
+            await asyncio.sleep(0.05)  # polling an observable condition, bounded below
+
+    await asyncio.wait_for(in_flight(), timeout=30)
+    stack.worker.proc.send_signal(signal.SIGKILL)
+    stack.worker.proc.wait()
+    assert not any(m.headers.get("request_id") == request_id for m in stack.outputs.messages)
+    (await control.post(f"{base}/__sandbox/reset")).raise_for_status()
+    stack.worker = start_worker(stack.env, stack.worker.log_path.with_suffix(".2.log"))
+    answer = await stack.outputs.answer(request_id, timeout=120)
+    assert answer.result["status"] == "OK"
+    assert answer.result["order_count"] == len(answer.orders) > 0

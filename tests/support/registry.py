@@ -1,0 +1,95 @@
+"""A small Confluent Schema Registry stand-in: the REST calls the connector and its consumers use.
+
+Implements ``POST /subjects/{subject}/versions`` (idempotent: the same schema gets the same id),
+``GET /schemas/ids/{id}``, ``GET /subjects``, ``GET /subjects/{subject}/versions`` and
+``GET /subjects/{subject}/versions/latest``, with the registry's error bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+CT = "application/vnd.schemaregistry.v1+json"
+
+
+@dataclass
+class RegistryState:
+    schemas: list[str] = field(default_factory=list)  # id - 1 -> canonical schema text
+    subjects: dict[str, list[int]] = field(default_factory=dict)  # subject -> schema ids
+    registrations: int = 0
+
+
+STATE = web.AppKey("state", RegistryState)
+
+
+def _error(status: int, code: int, message: str) -> web.Response:
+    return web.json_response({"error_code": code, "message": message}, status=status, content_type=CT)
+
+
+def create_registry_app() -> web.Application:
+    app = web.Application()
+    state = RegistryState()
+    app[STATE] = state
+
+    async def register(request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        try:
+            body = await request.json()
+            text = json.dumps(json.loads(body["schema"]), sort_keys=True, separators=(",", ":"))
+        except (ValueError, KeyError, TypeError):
+            return _error(422, 42201, "Input schema is an invalid Avro schema")
+        if body.get("schemaType", "AVRO") != "AVRO":
+            return _error(422, 42201, "Only AVRO is supported by this stand-in")
+        state.registrations += 1
+        if text not in state.schemas:
+            state.schemas.append(text)
+        schema_id = state.schemas.index(text) + 1
+        versions = state.subjects.setdefault(subject, [])
+        if schema_id not in versions:
+            versions.append(schema_id)
+        return web.json_response({"id": schema_id}, content_type=CT)
+
+    async def by_id(request: web.Request) -> web.Response:
+        schema_id = int(request.match_info["id"])
+        if not 1 <= schema_id <= len(state.schemas):
+            return _error(404, 40403, "Schema not found")
+        return web.json_response({"schema": state.schemas[schema_id - 1]}, content_type=CT)
+
+    async def subjects(request: web.Request) -> web.Response:
+        return web.json_response(sorted(state.subjects), content_type=CT)
+
+    async def versions(request: web.Request) -> web.Response:
+        ids = state.subjects.get(request.match_info["subject"])
+        if ids is None:
+            return _error(404, 40401, "Subject not found.")
+        return web.json_response(list(range(1, len(ids) + 1)), content_type=CT)
+
+    async def latest(request: web.Request) -> web.Response:
+        subject = request.match_info["subject"]
+        ids = state.subjects.get(subject)
+        if not ids:
+            return _error(404, 40401, "Subject not found.")
+        return web.json_response(
+            {"subject": subject, "version": len(ids), "id": ids[-1], "schema": state.schemas[ids[-1] - 1]},
+            content_type=CT,
+        )
+
+    app.router.add_post("/subjects/{subject}/versions", register)
+    app.router.add_get("/schemas/ids/{id}", by_id)
+    app.router.add_get("/subjects", subjects)
+    app.router.add_get("/subjects/{subject}/versions", versions)
+    app.router.add_get("/subjects/{subject}/versions/latest", latest)
+    return app
+
+
+async def start_registry(host: str = "127.0.0.1") -> tuple[web.AppRunner, str, RegistryState]:
+    app = create_registry_app()
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://{host}:{port}", app[STATE]
