@@ -39,7 +39,9 @@ def tansu_binary() -> Path:
     return path
 
 
-def start_tansu(host: str, port: int, *, log: int | None = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+def start_tansu(
+    host: str, port: int, *, log: int | None = subprocess.DEVNULL
+) -> subprocess.Popen[bytes]:
     """Start Tansu listening on host:port with in-memory storage."""
     url = f"tcp://{host}:{port}"
     env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
@@ -82,7 +84,9 @@ def run_broker(settings: Settings) -> int:
         created = asyncio.run(ensure_topics(settings))
         print(
             f"broker ready on {host}:{port}; topics: "
-            + ", ".join(f"{t}{' (created)' if t in created else ''}" for t in settings.topics.values()),
+            + ", ".join(
+                f"{t}{' (created)' if t in created else ''}" for t in settings.topics.values()
+            ),
             flush=True,
         )
         return proc.wait()

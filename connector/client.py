@@ -122,7 +122,7 @@ async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaCon
     """
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
-    tps = []
+    tps: list[TopicPartition] = []
     for topic in topics:
         parts = consumer.partitions_for_topic(topic)
         if parts is None:

@@ -62,8 +62,8 @@ def schemas() -> dict[str, AvroSchema]:
     out: dict[str, AvroSchema] = {}
     for path in sorted(schema_dir().glob("*.avsc")):
         source = path.read_text(encoding="utf-8")
-        parsed = fastavro.parse_schema(json.loads(source))
-        full_name = parsed["name"]
+        parsed: dict[str, Any] = fastavro.parse_schema(json.loads(source))  # type: ignore[assignment]
+        full_name = str(parsed["name"])
         fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
         out[full_name] = AvroSchema(full_name, source, parsed, fp)
     if not out:
@@ -149,8 +149,8 @@ class RegistryClient:
         if schema_id not in self._by_id:
             resp = await self._client.get(f"/schemas/ids/{schema_id}")
             resp.raise_for_status()
-            parsed = fastavro.parse_schema(json.loads(resp.json()["schema"]))
-            self._by_id[schema_id] = parsed["name"]
+            parsed: dict[str, Any] = fastavro.parse_schema(json.loads(resp.json()["schema"]))  # type: ignore[assignment]
+            self._by_id[schema_id] = str(parsed["name"])
         return self._by_id[schema_id]
 
     async def aclose(self) -> None:

@@ -80,7 +80,9 @@ def validate_command(raw: RawCommand) -> OrderQuery:
         exchange = Exchange(exchange_name)
     except ValueError:
         known = ", ".join(e.value for e in Exchange)
-        raise Unsupported(f"exchange {exchange_name!r} is not supported (supported: {known})") from None
+        raise Unsupported(
+            f"exchange {exchange_name!r} is not supported (supported: {known})"
+        ) from None
     account = _required_str(f, "account", pattern=_TOKEN)
     symbol = _optional_str(f, "symbol", pattern=_SYMBOL)
     product_type = _optional_str(f, "product_type", pattern=_TOKEN)
@@ -88,9 +90,8 @@ def validate_command(raw: RawCommand) -> OrderQuery:
     if exchange is Exchange.BITGET:
         product_type = (product_type or DEFAULT_BITGET_PRODUCT_TYPE).upper()
         if product_type not in BITGET_PRODUCT_TYPES:
-            raise InvalidCommand(
-                f"product_type must be one of {', '.join(BITGET_PRODUCT_TYPES)}, got {product_type!r}"
-            )
+            allowed = ", ".join(BITGET_PRODUCT_TYPES)
+            raise InvalidCommand(f"product_type must be one of {allowed}, got {product_type!r}")
     else:
         for name, value in (("product_type", product_type), ("trader_id", trader_id)):
             if value is not None:

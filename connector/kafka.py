@@ -52,7 +52,9 @@ async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
             return
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             if loop.time() > deadline:
-                raise TimeoutError(f"broker {settings.kafka_bootstrap} not answering: {exc}") from None
+                raise TimeoutError(
+                    f"broker {settings.kafka_bootstrap} not answering: {exc}"
+                ) from None
             await asyncio.sleep(0.2)
         finally:
             await admin.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 COMMANDS = Counter(
-    "connector_commands_total", "Commands answered, by exchange and result status", ["exchange", "status"]
+    "connector_commands_total",
+    "Commands answered, by exchange and result status",
+    ["exchange", "status"],
 )
 COMMAND_LATENCY = Histogram(
     "connector_command_duration_seconds",
@@ -29,7 +31,9 @@ RATE_LIMIT_WAITS = Counter(
     ["exchange"],
 )
 RATE_LIMIT_WAIT_SECONDS = Counter(
-    "connector_rate_limiter_wait_seconds_total", "Total time spent waiting for the rate limiter", ["exchange"]
+    "connector_rate_limiter_wait_seconds_total",
+    "Total time spent waiting for the rate limiter",
+    ["exchange"],
 )
 WS_RECONNECTS = Counter(
     "connector_ws_reconnects_total", "WebSocket connections re-opened after a drop", ["exchange"]

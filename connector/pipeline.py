@@ -17,7 +17,7 @@ from typing import Any, Literal
 from . import codec
 from .accounts import Accounts, redact, redact_bytes
 from .commands import RawCommand, decode_command, validate_command
-from .errors import ConnectorError, Expired, ExchangeTimeout, InternalError, Unsupported
+from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
 from .exchanges.base import ExchangeAdapter
 from .model import Exchange, FetchResult, Order, OrderQuery, canonical_decimal, now_ms
 from .settings import Settings
@@ -100,7 +100,9 @@ class Pipeline:
             async with asyncio.timeout(budget + 1.0):
                 return await adapter.fetch_open_orders(account, query, deadline=deadline)
         except TimeoutError:
-            raise ExchangeTimeout(f"no complete answer from {query.exchange.value} in {budget:.1f}s") from None
+            raise ExchangeTimeout(
+                f"no complete answer from {query.exchange.value} in {budget:.1f}s"
+            ) from None
 
     # --- building the records ----------------------------------------------------------------
 
@@ -272,5 +274,9 @@ def _headers(request_id: str, exchange: str, account: str) -> dict[str, str]:
 
 def _log_ctx(raw: RawCommand, query: OrderQuery | None) -> dict[str, Any]:
     if query is not None:
-        return {"request_id": query.request_id, "exchange": query.exchange.value, "account": query.account}
+        return {
+            "request_id": query.request_id,
+            "exchange": query.exchange.value,
+            "account": query.account,
+        }
     return {"request_id": raw.request_id, "exchange": raw.exchange, "account": raw.account}

@@ -31,9 +31,7 @@ class Settings(BaseSettings):
     kafka_session_timeout_s: float = Field(default=30.0, gt=0)
     kafka_heartbeat_interval_s: float = Field(default=3.0, gt=0)
     kafka_request_timeout_s: float = Field(default=40.0, gt=0)
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = (
-        "PLAINTEXT"
-    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
@@ -45,7 +43,8 @@ class Settings(BaseSettings):
     # Worker
     accounts_file: str | None = None
     worker_concurrency: int = Field(default=8, ge=1, le=256)
-    data_dir: str = "/tmp/connector-data"  # Faust's working directory (no tables are kept)
+    # Faust's working directory; it keeps no state (no tables), so a tmpfs/emptyDir is right.
+    data_dir: str = "/tmp/connector-data"  # noqa: S108
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

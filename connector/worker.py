@@ -94,7 +94,7 @@ class Connector:
             self._agent
         )
         self._register_web()
-        self.app.on_before_shutdown.connect(self._on_shutdown)
+        self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
     def _topic(self, name: str) -> Any:
         return self.app.topic(name, key_serializer="raw", value_serializer="raw", internal=False)
@@ -145,7 +145,7 @@ class Connector:
                 tail = [r for r in (outcome.error, outcome.result) if r is not None]
                 await self._send_batch(tail)
                 return
-            except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, KafkaError, OSError) as exc:
                 log.error(
                     "publishing failed (%s), retrying in %.1fs",
                     type(exc).__name__,
@@ -205,9 +205,10 @@ class Connector:
         class Metrics(View):
             async def get(self, request: Request) -> Response:
                 # Built directly: Faust's helper rejects the charset in Prometheus' content type.
-                return AioResponse(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+                body = generate_latest()
+                return AioResponse(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[return-value]
 
-    async def _on_shutdown(self, app: Any, **kwargs: Any) -> None:
+    async def _on_shutdown(self, app: Any, *args: Any, **kwargs: Any) -> None:
         for adapter in self.adapters.values():
             try:
                 await adapter.aclose()

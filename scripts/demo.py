@@ -130,11 +130,19 @@ def main() -> int:
         procs.append(worker)
 
         query(env, ["--exchange", "ascendex", "--account", "ascendex-demo"], expect=0)
-        query(env, ["--exchange", "ascendex", "--account", "ascendex-demo", "--symbol", "ETH-PERP"], expect=0)
+        query(
+            env,
+            ["--exchange", "ascendex", "--account", "ascendex-demo", "--symbol", "ETH-PERP"],
+            expect=0,
+        )
         query(env, ["--exchange", "ascendex", "--account", "ascendex-empty"], expect=0)
         if "CONNECTOR_BITGET_REST_URL" in env:
             query(env, ["--exchange", "bitget", "--account", "bitget-demo"], expect=0)
-            query(env, ["--exchange", "bitget", "--account", "bitget-120", "--symbol", "BTCUSDT"], expect=0)
+            query(
+                env,
+                ["--exchange", "bitget", "--account", "bitget-120", "--symbol", "BTCUSDT"],
+                expect=0,
+            )
         query(env, ["--exchange", "ascendex", "--account", "ascendex-badkey"], expect=1)
         query(env, ["--exchange", "ascendex", "--account", "no-such-account"], expect=1)
         if worker.poll() is not None:

@@ -59,7 +59,7 @@ class SimAccount:
     account_group: int
     futures_account_id: str
     user_uid: str
-    # What the live exchange is believed to verify WebSocket auth with (see exchanges/ascendex/auth.py).
+    # What the live exchange is believed to verify WebSocket auth with (see ascendex/auth.py).
     ws_sign_key: str = "base64"
     orders: list[dict[str, Any]] = field(default_factory=list)
     # What demo_accounts() hands to the connector; differs from accepted_secret for "badkey".
@@ -221,7 +221,11 @@ def demo_accounts() -> dict[str, dict[str, Any]]:
             "api_secret": account.client_secret or account.accepted_secret,
             # Written only when it differs from the connector's default, so the demo exercises
             # the default path.
-            **({"options": {"ws_sign_key": account.ws_sign_key}} if account.ws_sign_key != "base64" else {}),
+            **(
+                {"options": {"ws_sign_key": account.ws_sign_key}}
+                if account.ws_sign_key != "base64"
+                else {}
+            ),
         }
     return result
 

@@ -66,8 +66,8 @@ async def start_sandbox(
 
     public = public_host or host
     directory = Path(workdir or tempfile.mkdtemp(prefix="connector-sandbox-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    accounts: dict[str, dict[str, str]] = {}
+    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
+    accounts: dict[str, Any] = {}
     sandbox = Sandbox(env={})
     for name, port, create_app, demo_accounts in simulators:
         app = create_app(orders_file=orders_file)

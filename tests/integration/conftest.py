@@ -28,9 +28,9 @@ from .harness import (
     Worker,
     free_port,
     isolated_env,
-    settings_from_env,
     parse_env_line,
     read_first_line,
+    settings_from_env,
     start_worker,
     stop_process,
 )
@@ -163,7 +163,6 @@ async def control(sandbox: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
         for name in ("CONNECTOR_ASCENDEX_REST_URL", "CONNECTOR_BITGET_REST_URL"):
             if name in sandbox:
                 await client.post(f"{sandbox[name]}/__sandbox/reset")
-
 
 
 @pytest.fixture

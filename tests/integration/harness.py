@@ -221,7 +221,8 @@ class Commands:
 
     async def send(self, **command: Any) -> str:
         await self.send_raw(
-            json.dumps(command).encode(), key=f"{command.get('exchange')}:{command.get('account')}".encode()
+            json.dumps(command).encode(),
+            key=f"{command.get('exchange')}:{command.get('account')}".encode(),
         )
         return str(command["request_id"])
 
@@ -242,7 +243,9 @@ class Stack:
     commands: Commands
 
 
-def isolated_env(base: dict[str, str], tag: str, extra: dict[str, str], data_dir: Path) -> dict[str, str]:
+def isolated_env(
+    base: dict[str, str], tag: str, extra: dict[str, str], data_dir: Path
+) -> dict[str, str]:
     suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
     return {
         **base,

@@ -96,17 +96,23 @@ async def test_unreadable_commands_fail_and_the_worker_keeps_serving(
     await commands.send_raw(value)
 
     def answered(msgs: list) -> bool:  # type: ignore[type-arg]
-        return any(m.schema == codec.ERROR_EVENT and m.value.get("command") == _text(value) for m in msgs)
+        return any(
+            m.schema == codec.ERROR_EVENT and m.value.get("command") == _text(value) for m in msgs
+        )
 
     msgs = await outputs.wait_for(answered)
-    error = next(m for m in msgs if m.schema == codec.ERROR_EVENT and m.value["command"] == _text(value))
+    error = next(
+        m for m in msgs if m.schema == codec.ERROR_EVENT and m.value["command"] == _text(value)
+    )
     assert error.value["code"] == code
     assert error.key is None
     request_id = error.value["request_id"]
     answer = await outputs.answer(request_id)
     assert (answer.result["status"], answer.result["error_code"]) == ("FAILED", code)
     # ...and the next good command is still served.
-    follow_up = await commands.send(request_id=rid("after-bad"), exchange="ascendex", account="ascendex-empty")
+    follow_up = await commands.send(
+        request_id=rid("after-bad"), exchange="ascendex", account="ascendex-empty"
+    )
     assert (await outputs.answer(follow_up)).result["status"] == "OK"
     assert worker.proc.poll() is None
 
@@ -122,7 +128,9 @@ def _text(value: bytes) -> str:
 
 
 async def test_unknown_account(worker: Worker, commands: Commands, outputs: Outputs) -> None:
-    request_id = await commands.send(request_id=rid("asc-unknown"), exchange="ascendex", account="nobody")
+    request_id = await commands.send(
+        request_id=rid("asc-unknown"), exchange="ascendex", account="nobody"
+    )
     answer = await outputs.answer(request_id)
     assert answer.result["status"] == "FAILED"
     assert answer.result["error_code"] == "UNKNOWN_ACCOUNT"
@@ -131,7 +139,9 @@ async def test_unknown_account(worker: Worker, commands: Commands, outputs: Outp
 
 
 async def test_authentication_failure(worker: Worker, commands: Commands, outputs: Outputs) -> None:
-    request_id = await commands.send(request_id=rid("asc-auth"), exchange="ascendex", account="ascendex-badkey")
+    request_id = await commands.send(
+        request_id=rid("asc-auth"), exchange="ascendex", account="ascendex-badkey"
+    )
     answer = await outputs.answer(request_id)
     assert answer.result["error_code"] == "AUTH_FAILED"
     (error,) = answer.errors
@@ -141,14 +151,20 @@ async def test_authentication_failure(worker: Worker, commands: Commands, output
 
 
 async def test_socket_dropped_mid_request_is_retried(
-    worker: Worker, commands: Commands, outputs: Outputs, sandbox: dict[str, str], control: httpx.AsyncClient
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
 ) -> None:
     base = sandbox["CONNECTOR_ASCENDEX_REST_URL"]
     # Make sure the account's socket is open first, so the drop hits an established connection.
     warm = await commands.send(request_id=rid("asc-warm"), **DEMO)
     expected = (await outputs.answer(warm)).result["order_count"]
     before = (await control.get(f"{base}/__sandbox/stats")).json()
-    (await control.post(f"{base}/__sandbox/faults", json={"drop_next_requests": 1})).raise_for_status()
+    (
+        await control.post(f"{base}/__sandbox/faults", json={"drop_next_requests": 1})
+    ).raise_for_status()
     request_id = await commands.send(request_id=rid("asc-drop"), **DEMO)
     answer = await outputs.answer(request_id)
     assert answer.result["status"] == "OK"
@@ -158,7 +174,9 @@ async def test_socket_dropped_mid_request_is_retried(
     assert after["connections"] > before["connections"]
 
 
-async def test_deadline_passed_is_expired(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+async def test_deadline_passed_is_expired(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
     request_id = await commands.send(request_id=rid("asc-expired"), deadline_ms=1_000, **DEMO)
     answer = await outputs.answer(request_id)
     assert answer.result["error_code"] == "EXPIRED"

@@ -14,7 +14,9 @@ from .harness import PY, Outputs, Worker, rid
 pytestmark = pytest.mark.integration
 
 
-async def run_cli(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, list[dict[str, Any]]]:
+async def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> tuple[int, list[dict[str, Any]]]:
     proc = await asyncio.create_subprocess_exec(
         PY, "-m", "connector", *args,
         env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -46,13 +48,18 @@ async def test_query_wait_exits_1_on_failure(worker: Worker, worker_env: dict[st
         worker_env, "query", "--exchange", "ascendex", "--account", "nobody", "--avro", "--wait"
     )
     assert code == 1
-    assert sorted(line["schema"].rsplit(".", 1)[1] for line in lines) == ["ErrorEvent", "QueryResult"]
+    assert sorted(line["schema"].rsplit(".", 1)[1] for line in lines) == [
+        "ErrorEvent",
+        "QueryResult",
+    ]
 
 
 async def test_tail_decodes_an_output_topic(
     worker: Worker, worker_env: dict[str, str], outputs: Outputs
 ) -> None:
-    await run_cli(worker_env, "query", "--exchange", "ascendex", "--account", "ascendex-empty", "--wait")
+    await run_cli(
+        worker_env, "query", "--exchange", "ascendex", "--account", "ascendex-empty", "--wait"
+    )
     code, lines = await run_cli(
         worker_env, "tail", worker_env["CONNECTOR_TOPIC_RESULTS"], "--idle-timeout", "2"
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -13,8 +14,6 @@ from connector.kafka import client_kwargs
 from connector.settings import Settings
 
 from .harness import Commands, Outputs, Worker, rid
-
-import pytest
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +24,10 @@ async def test_concurrent_commands_each_get_exactly_one_result(
     accounts = ["ascendex-demo", "ascendex-empty", "nobody"]
     ids = [rid(f"conc-{i}") for i in range(24)]
     await asyncio.gather(
-        *(commands.send(request_id=r, exchange="ascendex", account=accounts[i % 3]) for i, r in enumerate(ids))
+        *(
+            commands.send(request_id=r, exchange="ascendex", account=accounts[i % 3])
+            for i, r in enumerate(ids)
+        )
     )
     answers = [await outputs.answer(r) for r in ids]
     for i, answer in enumerate(answers):
@@ -38,10 +40,14 @@ async def test_concurrent_commands_each_get_exactly_one_result(
 async def test_input_offsets_are_committed_after_processing(
     worker: Worker, commands: Commands, outputs: Outputs, settings: Settings
 ) -> None:
-    request_id = await commands.send(request_id=rid("commit"), exchange="ascendex", account="ascendex-empty")
+    request_id = await commands.send(
+        request_id=rid("commit"), exchange="ascendex", account="ascendex-empty"
+    )
     await outputs.answer(request_id)
     # Reads the group's committed offsets (OffsetFetch) without joining the group.
-    reader = AIOKafkaConsumer(**client_kwargs(settings), group_id=settings.app_id, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(
+        **client_kwargs(settings), group_id=settings.app_id, enable_auto_commit=False
+    )
     await reader.start()
     try:
         topic = settings.topic_query_orders
@@ -73,7 +79,9 @@ async def test_no_secret_in_any_event_header_or_log(
 ) -> None:
     # Failures are where secrets most often leak: provoke some first.
     ids = [
-        await commands.send(request_id=rid("sec-auth"), exchange="ascendex", account="ascendex-badkey"),
+        await commands.send(
+            request_id=rid("sec-auth"), exchange="ascendex", account="ascendex-badkey"
+        ),
         await commands.send(request_id=rid("sec-ok"), exchange="ascendex", account="ascendex-demo"),
     ]
     for r in ids:

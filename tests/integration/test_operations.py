@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from connector import codec
+from tests.support.registry import start_registry
 
 from .harness import Commands, Outputs, Stack, Worker, rid, start_worker
-from tests.support.registry import start_registry
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,9 @@ async def scrape(worker: Worker) -> str:
 
 async def test_health_endpoints(worker: Worker, commands: Commands, outputs: Outputs) -> None:
     # Once a command has been answered the worker is certainly assigned and ready.
-    await outputs.answer(await commands.send(request_id=rid("health"), exchange="ascendex", account="ascendex-empty"))
+    await outputs.answer(
+        await commands.send(request_id=rid("health"), exchange="ascendex", account="ascendex-empty")
+    )
     async with httpx.AsyncClient(timeout=5) as http:
         live = await http.get(f"http://127.0.0.1:{worker.web_port}/healthz")
         ready = await http.get(f"http://127.0.0.1:{worker.web_port}/readyz")
@@ -45,9 +47,14 @@ async def test_health_endpoints(worker: Worker, commands: Commands, outputs: Out
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
-async def test_metrics_count_what_happened(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+async def test_metrics_count_what_happened(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
     before = await scrape(worker)
-    ok = [await commands.send(request_id=rid("m-ok"), exchange="ascendex", account="ascendex-demo") for _ in range(2)]
+    ok = [
+        await commands.send(request_id=rid("m-ok"), exchange="ascendex", account="ascendex-demo")
+        for _ in range(2)
+    ]
     bad = await commands.send(request_id=rid("m-bad"), exchange="ascendex", account="nobody")
     answers = [await outputs.answer(r) for r in [*ok, bad]]
     n_orders = sum(len(a.orders) for a in answers)
@@ -61,7 +68,14 @@ async def test_metrics_count_what_happened(worker: Worker, commands: Commands, o
     assert delta("connector_order_events_published_total", exchange="ascendex") == n_orders > 0
     assert delta("connector_errors_total", code="UNKNOWN_ACCOUNT") == 1
     assert delta("connector_command_duration_seconds_count", exchange="ascendex") == 3
-    assert delta("connector_exchange_call_duration_seconds_count", exchange="ascendex", endpoint="futures-open-orders") >= 2
+    assert (
+        delta(
+            "connector_exchange_call_duration_seconds_count",
+            exchange="ascendex",
+            endpoint="futures-open-orders",
+        )
+        >= 2
+    )
     assert metric(after, "connector_commands_in_flight") == 0
 
 
@@ -69,13 +83,16 @@ async def test_schema_registry_mode(isolated_stack: Callable[..., Awaitable[Stac
     runner, url, state = await start_registry()
     try:
         stack = await isolated_stack("registry", CONNECTOR_SCHEMA_REGISTRY_URL=url)
-        request_id = await stack.commands.send(request_id=rid("reg"), exchange="ascendex", account="ascendex-demo")
+        request_id = await stack.commands.send(
+            request_id=rid("reg"), exchange="ascendex", account="ascendex-demo"
+        )
         answer = await stack.outputs.answer(request_id)
         assert answer.result["status"] == "OK" and answer.orders
         raw = [m for m in stack.outputs.raw if dict(m.headers)["request_id"] == request_id.encode()]
         assert raw and all(m.value[:1] == b"\x00" for m in raw)
         assert set(state.subjects) == {
-            f"{stack.settings.topic_orders}-value", f"{stack.settings.topic_results}-value"
+            f"{stack.settings.topic_orders}-value",
+            f"{stack.settings.topic_results}-value",
         }
         # An Avro command in Confluent framing is accepted too.
         serializer = codec.Serializer(url)
@@ -92,20 +109,27 @@ async def test_schema_registry_mode(isolated_stack: Callable[..., Awaitable[Stac
 
 
 async def test_worker_killed_mid_command_loses_nothing(
-    isolated_stack: Callable[..., Awaitable[Stack]], sandbox: dict[str, str], control: httpx.AsyncClient
+    isolated_stack: Callable[..., Awaitable[Stack]],
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
 ) -> None:
     """SIGKILL while a command is in flight: its offset was not committed, so a new worker
     answers it (at-least-once)."""
     stack = await isolated_stack("crash")
-    warm = await stack.commands.send(request_id=rid("crash-warm"), exchange="ascendex", account="ascendex-empty")
+    warm = await stack.commands.send(
+        request_id=rid("crash-warm"), exchange="ascendex", account="ascendex-empty"
+    )
     await stack.outputs.answer(warm)
     base = sandbox["CONNECTOR_ASCENDEX_REST_URL"]
     (await control.post(f"{base}/__sandbox/faults", json={"delay_ms": 4000})).raise_for_status()
-    request_id = await stack.commands.send(request_id=rid("crash"), exchange="ascendex", account="ascendex-demo")
+    request_id = await stack.commands.send(
+        request_id=rid("crash"), exchange="ascendex", account="ascendex-demo"
+    )
 
     async def in_flight() -> None:
-        while metric(await scrape(stack.worker), "connector_commands_in_flight") < 1:
-            await asyncio.sleep(0.05)  # polling an observable condition, bounded below
+        # Polls another process's gauge: there is no event to wait on across processes.
+        while metric(await scrape(stack.worker), "connector_commands_in_flight") < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
 
     await asyncio.wait_for(in_flight(), timeout=30)
     stack.worker.proc.send_signal(signal.SIGKILL)

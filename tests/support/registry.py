@@ -26,7 +26,9 @@ STATE = web.AppKey("state", RegistryState)
 
 
 def _error(status: int, code: int, message: str) -> web.Response:
-    return web.json_response({"error_code": code, "message": message}, status=status, content_type=CT)
+    return web.json_response(
+        {"error_code": code, "message": message}, status=status, content_type=CT
+    )
 
 
 def create_registry_app() -> web.Application:
@@ -73,7 +75,12 @@ def create_registry_app() -> web.Application:
         if not ids:
             return _error(404, 40401, "Subject not found.")
         return web.json_response(
-            {"subject": subject, "version": len(ids), "id": ids[-1], "schema": state.schemas[ids[-1] - 1]},
+            {
+                "subject": subject,
+                "version": len(ids),
+                "id": ids[-1],
+                "schema": state.schemas[ids[-1] - 1],
+            },
             content_type=CT,
         )
 

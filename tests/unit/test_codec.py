@@ -101,7 +101,10 @@ def test_schemas_are_the_avsc_files() -> None:
     names = {json.loads(p.read_text())["name"] for p in AVRO_DIR.glob("*.avsc")}
     assert {n.rsplit(".", 1)[1] for n in codec.schemas()} == names
     assert set(codec.schemas()) >= {
-        codec.QUERY_ORDERS, codec.ORDER_EVENT, codec.QUERY_RESULT, codec.ERROR_EVENT
+        codec.QUERY_ORDERS,
+        codec.ORDER_EVENT,
+        codec.QUERY_RESULT,
+        codec.ERROR_EVENT,
     }
 
 

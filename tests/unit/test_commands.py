@@ -23,7 +23,12 @@ def js(**fields: Any) -> bytes:
 
 async def test_minimal_json_command() -> None:
     q = await parse(js(request_id="r1", exchange="AscendEX", account="desk"))
-    assert (q.request_id, q.exchange, q.account, q.symbol) == ("r1", Exchange.ASCENDEX, "desk", None)
+    assert (q.request_id, q.exchange, q.account, q.symbol) == (
+        "r1",
+        Exchange.ASCENDEX,
+        "desk",
+        None,
+    )
 
 
 async def test_bitget_product_type_defaults_and_normalizes() -> None:

@@ -58,7 +58,9 @@ def test_secrets_never_print(tmp_path: Path) -> None:
 def test_log_lines_are_redacted(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(YAML)
     load_accounts(tmp_path / "a.yaml")
-    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "key %s", ("AS-very-secret-0987",), None)
+    record = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "key %s", ("AS-very-secret-0987",), None
+    )
     RedactingFilter().filter(record)
     assert "very-secret" not in TextFormatter().format(record)
 
@@ -96,7 +98,9 @@ def test_missing_accounts_file(tmp_path: Path) -> None:
         ("CONNECTOR_REQUEST_TIMEOUT_S", "soon"),
     ],
 )
-def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+def test_bad_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, var: str, value: str
+) -> None:
     monkeypatch.setenv(var, value)
     with pytest.raises(ConfigurationError) as info:
         load_settings()
@@ -105,7 +109,11 @@ def test_bad_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch, var: st
 
 
 def test_defaults_are_the_real_exchanges(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("CONNECTOR_ASCENDEX_REST_URL", "CONNECTOR_BITGET_REST_URL", "CONNECTOR_KAFKA_BOOTSTRAP"):
+    for var in (
+        "CONNECTOR_ASCENDEX_REST_URL",
+        "CONNECTOR_BITGET_REST_URL",
+        "CONNECTOR_KAFKA_BOOTSTRAP",
+    ):
         monkeypatch.delenv(var, raising=False)
     s = load_settings()
     assert s.ascendex_rest_url == "https://ascendex.com"

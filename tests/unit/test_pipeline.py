@@ -27,7 +27,9 @@ class FakeAdapter:
         self.delay = delay
         self.calls: list[OrderQuery] = []
 
-    async def fetch_open_orders(self, account: Account, query: OrderQuery, *, deadline: float) -> FetchResult:
+    async def fetch_open_orders(
+        self, account: Account, query: OrderQuery, *, deadline: float
+    ) -> FetchResult:
         self.calls.append(query)
         if self.delay:
             await asyncio.sleep(self.delay)
@@ -48,7 +50,9 @@ def order(i: int) -> Order:
 
 def pipeline(adapter: FakeAdapter, **settings: Any) -> Pipeline:
     accounts = Accounts([Account("desk", Exchange.ASCENDEX, Secret("key-abcdef"), Secret(SECRET))])
-    return Pipeline(Settings(**settings), accounts, {Exchange.ASCENDEX: adapter}, codec.Serializer())
+    return Pipeline(
+        Settings(**settings), accounts, {Exchange.ASCENDEX: adapter}, codec.Serializer()
+    )
 
 
 def cmd(**fields: Any) -> bytes:
@@ -63,18 +67,29 @@ def encodes(outcome: Any) -> None:
 
 
 async def test_ok_snapshot_has_seq_size_and_result_last() -> None:
-    out = await pipeline(FakeAdapter(FetchResult([order(1), order(2), order(3)], calls=2))).process(cmd())
+    out = await pipeline(FakeAdapter(FetchResult([order(1), order(2), order(3)], calls=2))).process(
+        cmd()
+    )
     encodes(out)
     assert out.ok
     assert [r.value["snapshot_seq"] for r in out.orders] == [1, 2, 3]
     assert {r.value["snapshot_size"] for r in out.orders} == {3}
-    assert [r.key for r in out.orders] == ["ascendex:desk:o1", "ascendex:desk:o2", "ascendex:desk:o3"]
+    assert [r.key for r in out.orders] == [
+        "ascendex:desk:o1",
+        "ascendex:desk:o2",
+        "ascendex:desk:o3",
+    ]
     assert out.orders[0].value["price"] == "66000.5"
     assert out.orders[0].value["quantity"] == "0.001"
     assert out.records()[-1] is out.result
     assert out.result is not None
     res = out.result.value
-    assert (res["status"], res["order_count"], res["exchange_calls"], res["error_code"]) == ("OK", 3, 2, None)
+    assert (res["status"], res["order_count"], res["exchange_calls"], res["error_code"]) == (
+        "OK",
+        3,
+        2,
+        None,
+    )
     assert out.result.key == "ascendex:desk"
     assert out.result.headers == {
         "request_id": "r1", "exchange": "ascendex", "account": "desk", "schema": codec.QUERY_RESULT,

@@ -34,7 +34,9 @@ async def test_confluent_framing_registers_under_topic_value_subject() -> None:
             latest = (await http.get("/subjects/order-query-results-value/versions/latest")).json()
             assert latest["id"] == schema_id
             # A consumer that knows only the registry decodes it with another Avro library.
-            writer = avro.schema.parse((await http.get(f"/schemas/ids/{schema_id}")).json()["schema"])
+            writer = avro.schema.parse(
+                (await http.get(f"/schemas/ids/{schema_id}")).json()["schema"]
+            )
         decoded = avro.io.DatumReader(writer).read(avro.io.BinaryDecoder(io.BytesIO(first[5:])))
         assert decoded["order_count"] == 2 and decoded["status"] == "OK"
         # ...and the connector's own decoder resolves the id through the registry.
