@@ -89,7 +89,8 @@ def run_broker(settings: Settings) -> int:
             ),
             flush=True,
         )
-        return proc.wait()
+        code = proc.wait()
+        return 0 if stop else code  # stopped on request: a clean exit, whatever Tansu returned
     except TimeoutError as exc:
         print(f"broker failed to start: {exc}", file=sys.stderr)
         proc.terminate()

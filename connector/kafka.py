@@ -44,6 +44,17 @@ async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     """Block until the broker answers a metadata request."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    # Wait for the port first, quietly: aiokafka logs every refused connection as an ERROR.
+    host, _, port = settings.kafka_bootstrap.split(",")[0].rpartition(":")
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+            writer.close()
+            break
+        except OSError:
+            if loop.time() > deadline:
+                raise TimeoutError(f"broker {settings.kafka_bootstrap} not listening") from None
+            await asyncio.sleep(0.05)
     while True:
         admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=5000)
         try:

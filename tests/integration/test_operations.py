@@ -140,3 +140,17 @@ async def test_worker_killed_mid_command_loses_nothing(
     answer = await stack.outputs.answer(request_id, timeout=120)
     assert answer.result["status"] == "OK"
     assert answer.result["order_count"] == len(answer.orders) > 0
+
+
+async def test_logs_are_json_lines_with_request_context(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
+    request_id = await commands.send(request_id=rid("logs"), exchange="ascendex", account="nobody")
+    await outputs.answer(request_id)
+    import json
+
+    records = [json.loads(line) for line in worker.log_text().splitlines() if line.startswith("{")]
+    mine = [r for r in records if r.get("request_id") == request_id]
+    assert mine, "no log line carries the command's request_id"
+    assert all(r["exchange"] == "ascendex" and r["account"] == "nobody" for r in mine)
+    assert {"time", "level", "logger", "message"} <= set(mine[0])

@@ -1,0 +1,50 @@
+"""`connector broker`: starts, creates the four topics explicitly, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from .harness import PY, free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def test_broker_command_lifecycle() -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CONNECTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
+        "CONNECTOR_TOPIC_ORDERS": "orders-x",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        PY, "-m", "connector", "broker", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        output = []
+        while not any("broker ready" in line for line in output):
+            line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+            assert line, f"broker exited: {output}"
+            output.append(line)
+        assert not any("ERROR" in line for line in output), output
+        admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
+        await admin.start()
+        try:
+            topics = set(await admin.list_topics())
+            described = await admin.describe_topics(["query-orders"])
+        finally:
+            await admin.close()
+        assert {"query-orders", "orders-x", "order-query-results", "order-errors"} <= topics
+        assert len(described[0]["partitions"]) == 4
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
