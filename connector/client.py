@@ -20,7 +20,7 @@ from .codec import (
     Serializer,
     to_plain,
 )
-from .kafka import client_kwargs
+from .kafka import client_kwargs, consumer_kwargs
 from .settings import Settings
 
 
@@ -120,7 +120,7 @@ async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaCon
     Filtering by request_id makes an early position harmless (it only re-reads older records),
     which matters on the embedded broker, whose end offsets can lag after batched produces.
     """
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     tps: list[TopicPartition] = []
     for topic in topics:
@@ -182,7 +182,7 @@ async def tail(
 ) -> int:
     """Decode and print a topic as JSON lines."""
     serializer = Serializer(settings.schema_registry_url)
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:
         parts = consumer.partitions_for_topic(topic)

@@ -40,6 +40,11 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def consumer_kwargs(settings: Settings) -> dict[str, Any]:
+    """:func:`client_kwargs` plus the consumer long-poll wait (see settings)."""
+    return {**client_kwargs(settings), "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms}
+
+
 async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
     """Block until the broker answers a metadata request."""
     loop = asyncio.get_running_loop()

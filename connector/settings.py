@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     kafka_session_timeout_s: float = Field(default=30.0, gt=0)
     kafka_heartbeat_interval_s: float = Field(default=3.0, gt=0)
     kafka_request_timeout_s: float = Field(default=40.0, gt=0)
+    # Consumer long-poll wait. Apache Kafka answers as soon as data arrives, so Faust's 1500 is
+    # right there; the embedded broker waits it out, so dev/tests set it low.
+    kafka_fetch_max_wait_ms: int = Field(default=1500, ge=10, le=30_000)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str | None = None

@@ -25,6 +25,7 @@ from .accounts import Accounts, load_accounts
 from .codec import Serializer
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
+from .faust_transport import App
 from .kafka import ssl_context
 from .logs import logging_config
 from .model import Exchange
@@ -63,8 +64,9 @@ class Connector:
         self.serializer = Serializer(settings.schema_registry_url)
         self.adapters = adapters if adapters is not None else create_adapters(settings)
         self.pipeline = Pipeline(settings, accounts, self.adapters, self.serializer)
-        self.app = faust.App(
+        self.app = App(
             settings.app_id,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             broker=f"kafka://{settings.kafka_bootstrap}",
             broker_credentials=_credentials(settings),
             broker_session_timeout=settings.kafka_session_timeout_s,

@@ -68,7 +68,7 @@ def bench_normalize() -> dict[str, Any]:
 async def bench_e2e(env: dict[str, str], worker_pid: int, web_port: int) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from connector.kafka import client_kwargs, ensure_topics
+    from connector.kafka import client_kwargs, consumer_kwargs, ensure_topics
     from connector.settings import Settings
     from tests.integration.harness import Commands, Outputs, settings_from_env
 
@@ -88,7 +88,7 @@ async def bench_e2e(env: dict[str, str], worker_pid: int, web_port: int) -> dict
         # Baseline: the broker's own round trip for one record.
         ping = f"bench-ping-{uuid.uuid4().hex[:6]}"
         producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
-        consumer = AIOKafkaConsumer(ping, **client_kwargs(settings), auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(ping, **consumer_kwargs(settings), auto_offset_reset="earliest")
         await producer.start()
         await consumer.start()
         await producer.send_and_wait(ping, b"warm")
@@ -165,6 +165,7 @@ def main() -> int:
     port = free_port()
     env = {**os.environ, "CONNECTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
            "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6", "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
+           "CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS": "50",
            "CONNECTOR_LOG_LEVEL": "WARNING"}  # fmt: skip
     procs: list[subprocess.Popen[str]] = []
     try:

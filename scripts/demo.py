@@ -99,6 +99,8 @@ def main() -> int:
         # Dev-only: the embedded broker completes group joins after session_timeout/2.
         "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6",
         "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
+        # Dev-only: the embedded broker answers a waiting fetch only when the wait expires.
+        "CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS": "50",
         "CONNECTOR_LOG_FORMAT": "text",
     }
     procs: list[subprocess.Popen[str]] = []

@@ -33,6 +33,7 @@ from .harness import (
     settings_from_env,
     start_worker,
     stop_process,
+    wait_ready,
 )
 
 pytestmark = pytest.mark.integration
@@ -67,6 +68,8 @@ def kafka_env(bootstrap: str) -> dict[str, str]:
         # The embedded broker completes a group join only after session_timeout/2.
         "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6",
         "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
+        # ...and answers a waiting fetch only when the wait expires.
+        "CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS": "50",
     }
     for name in ("CONNECTOR_KAFKA_SECURITY_PROTOCOL", "CONNECTOR_KAFKA_SASL_MECHANISM",
                  "CONNECTOR_KAFKA_SASL_USERNAME", "CONNECTOR_KAFKA_SASL_PASSWORD",
@@ -126,11 +129,12 @@ def worker_env(
 
 
 @pytest.fixture(scope="session")
-def worker(
+async def worker(
     topics: list[str], worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Worker]:
+) -> AsyncIterator[Worker]:
     w = start_worker(worker_env, tmp_path_factory.mktemp("worker") / "worker.log")
     try:
+        await wait_ready(w)
         yield w
     finally:
         stop_process(w.proc)
@@ -177,6 +181,7 @@ async def isolated_stack(
         settings = settings_from_env(env)
         await ensure_topics(settings)
         worker = start_worker(env, tmp_path / f"worker-{tag}.log")
+        await wait_ready(worker)
         outputs = Outputs(settings)
         await outputs.start()
         commands = Commands(settings)

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from connector.client import Decoded, decode_message
 from connector.codec import ERROR_EVENT, ORDER_EVENT, QUERY_RESULT, Serializer
-from connector.kafka import client_kwargs
+from connector.kafka import client_kwargs, consumer_kwargs
 from connector.settings import Settings
 
 PY = sys.executable
@@ -77,6 +77,26 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
 
+async def wait_ready(worker: Worker, timeout: float = 90) -> None:
+    """Until /readyz says ready; fails at once, with the log's tail, if the process exits."""
+    import httpx
+
+    url = f"http://127.0.0.1:{worker.web_port}/readyz"
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if worker.proc.poll() is not None:
+                tail = "\n".join(worker.log_text().splitlines()[-25:])
+                raise RuntimeError(f"worker exited with {worker.proc.returncode}:\n{tail}")
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"worker not ready within {timeout}s")
+
+
 def start_worker(env: dict[str, str], log_path: Path) -> Worker:
     log_file = log_path.open("ab")
     proc = subprocess.Popen(
@@ -103,7 +123,7 @@ class Outputs:
 
     async def start(self) -> None:
         s = self.settings
-        self._consumer = AIOKafkaConsumer(**client_kwargs(s), enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(**consumer_kwargs(s), enable_auto_commit=False)
         await self._consumer.start()
         tps = []
         for topic in (s.topic_orders, s.topic_results, s.topic_errors):
