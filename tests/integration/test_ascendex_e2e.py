@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from .harness import Commands, Outputs, Worker, rid
 pytestmark = pytest.mark.integration
 
 DEMO = {"exchange": "ascendex", "account": "ascendex-demo"}
+AVRO_DIR = Path(__file__).resolve().parents[2] / "avro"
 
 
 async def test_open_orders_become_a_complete_snapshot(
@@ -180,3 +182,30 @@ async def test_deadline_passed_is_expired(
     request_id = await commands.send(request_id=rid("asc-expired"), deadline_ms=1_000, **DEMO)
     answer = await outputs.answer(request_id)
     assert answer.result["error_code"] == "EXPIRED"
+
+
+async def test_published_events_decode_with_another_library_and_the_avsc_alone(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
+    """A consumer with Apache avro and avro/*.avsc only (no connector code) reads the events."""
+    import io
+
+    import avro.io
+    import avro.schema
+
+    request_id = await commands.send(request_id=rid("asc-avro-lib"), **DEMO)
+    answer = await outputs.answer(request_id)
+    readers = {
+        name: avro.io.DatumReader(avro.schema.parse((AVRO_DIR / f"{name}.avsc").read_text()))
+        for name in ("OrderEvent", "QueryResult")
+    }
+    raw = [m for m in outputs.raw if dict(m.headers)["request_id"] == request_id.encode()]
+    assert len(raw) == answer.result["order_count"] + 1
+    for msg in raw:
+        assert msg.value[:2] == b"\xc3\x01"
+        name = dict(msg.headers)["schema"].decode().rsplit(".", 1)[1]
+        record = readers[name].read(avro.io.BinaryDecoder(io.BytesIO(msg.value[10:])))
+        assert record["request_id"] == request_id
+        if name == "OrderEvent":
+            assert record["order_id"] in msg.key.decode()
+            assert isinstance(record["price"], str) or record["price"] is None
