@@ -81,7 +81,7 @@ def kafka_env(bootstrap: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def settings(kafka_env: dict[str, str]) -> Settings:
-    return Settings(**{k.removeprefix("CONNECTOR_").lower(): v for k, v in kafka_env.items()})
+    return settings_from_env(kafka_env)
 
 
 @pytest.fixture(scope="session")
