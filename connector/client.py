@@ -138,7 +138,8 @@ async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaCon
 async def _await_result(
     consumer: AIOKafkaConsumer, serializer: Serializer, request_id: str, timeout: float, out: TextIO
 ) -> int:
-    """Print the command's records until its QueryResult *and* everything it counts are in.
+    """Collect the command's records until its QueryResult *and* everything it counts are in,
+    then print them in contract order: OrderEvents by ``snapshot_seq``, ErrorEvent, QueryResult.
 
     The result is published after the order events are acknowledged, but they live on other
     partitions, so a reader may fetch the result first: completeness is judged by the result's
@@ -147,6 +148,7 @@ async def _await_result(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     result: dict[str, Any] | None = None
+    collected: list[Decoded] = []
     orders = errors = 0
     while loop.time() < deadline:
         batches = await consumer.getmany(timeout_ms=500)
@@ -156,7 +158,7 @@ async def _await_result(
                 if headers.get("request_id", b"").decode() != request_id:
                     continue
                 decoded = await decode_message(msg, serializer)
-                print(decoded.to_json(), file=out, flush=True)
+                collected.append(decoded)
                 if decoded.schema == QUERY_RESULT:
                     result = decoded.value
                 elif decoded.schema == ORDER_EVENT:
@@ -166,9 +168,19 @@ async def _await_result(
         if result is not None:
             ok = result.get("status") == "OK"
             if orders >= result.get("order_count", 0) and (ok or errors >= 1):
+                for decoded in sorted(collected, key=_contract_order):
+                    print(decoded.to_json(), file=out, flush=True)
                 return 0 if ok else 1
+    for decoded in sorted(collected, key=_contract_order):  # what did arrive, for diagnosis
+        print(decoded.to_json(), file=out, flush=True)
     print(json.dumps({"error": f"no result for {request_id} within {timeout}s"}), file=sys.stderr)
     return 2
+
+
+def _contract_order(d: Decoded) -> tuple[int, int]:
+    rank = {ORDER_EVENT: 0, ERROR_EVENT: 1, QUERY_RESULT: 2}.get(d.schema or "", 3)
+    seq = d.value.get("snapshot_seq", 0) if isinstance(d.value, dict) else 0
+    return rank, int(seq or 0)
 
 
 async def tail(

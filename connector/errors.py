@@ -46,6 +46,9 @@ class ConnectorError(Exception):
         if retryable is not None:
             self.retryable = retryable
         self.attempts = attempts
+        # Exchange requests made before the failure; adapters stamp it so the FAILED
+        # QueryResult's exchange_calls is as truthful as an OK one's.
+        self.calls = 0
 
     def __str__(self) -> str:
         if self.exchange_code:

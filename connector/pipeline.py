@@ -168,7 +168,7 @@ class Pipeline:
         )
         symbol = query.symbol if query else None
         requested_at = query.requested_at if query else None
-        calls = int(getattr(exc, "calls", 0) or 0)
+        calls = exc.calls
         outcome.result = self._result(
             request_id, ex, acc, symbol, requested_at, started_at,
             status="FAILED", order_count=0, error_code=exc.code.value, calls=calls,

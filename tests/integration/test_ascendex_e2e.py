@@ -150,6 +150,7 @@ async def test_authentication_failure(worker: Worker, commands: Commands, output
     assert error.value["code"] == "AUTH_FAILED"
     assert error.value["exchange_code"]
     assert error.value["retryable"] is False
+    assert answer.result["exchange_calls"] >= 1  # the signed account-info call was made
 
 
 async def test_socket_dropped_mid_request_is_retried(

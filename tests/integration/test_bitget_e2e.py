@@ -124,6 +124,7 @@ async def test_exchange_down_publishes_no_partial_snapshot(
     assert answer.result["status"] == "FAILED"
     assert answer.result["error_code"] == "EXCHANGE_UNAVAILABLE"
     assert answer.orders == []  # page 1 succeeded, yet nothing of it was published
+    assert answer.result["exchange_calls"] >= 2  # page 1 + the failing page 2 attempts
     assert answer.errors[0].value["retryable"] is True
 
 

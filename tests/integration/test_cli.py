@@ -40,6 +40,12 @@ async def test_query_wait_prints_the_whole_snapshot_and_exits_0(
     result = next(line["value"] for line in lines if line["schema"].endswith("QueryResult"))
     assert result["request_id"] == request_id and result["status"] == "OK"
     assert kinds.count("OrderEvent") == result["order_count"] > 0
+    # Printed in contract order: the snapshot by seq, then its result.
+    assert kinds[-1] == "QueryResult"
+    seqs = [
+        line["value"]["snapshot_seq"] for line in lines if line["schema"].endswith("OrderEvent")
+    ]
+    assert seqs == list(range(1, result["order_count"] + 1))
     assert all(line["value"]["request_id"] == request_id for line in lines)
 
 
@@ -48,7 +54,7 @@ async def test_query_wait_exits_1_on_failure(worker: Worker, worker_env: dict[st
         worker_env, "query", "--exchange", "ascendex", "--account", "nobody", "--avro", "--wait"
     )
     assert code == 1
-    assert sorted(line["schema"].rsplit(".", 1)[1] for line in lines) == [
+    assert [line["schema"].rsplit(".", 1)[1] for line in lines] == [
         "ErrorEvent",
         "QueryResult",
     ]

@@ -45,8 +45,17 @@ class AscendexAdapter:
     ) -> FetchResult:
         if account.exchange is not Exchange.ASCENDEX:
             raise Unsupported(f"account {account.alias!r} is not an AscendEX account")
-        sign_key = ws_sign_key(account)
         calls = CallCounter()
+        try:
+            return await self._fetch(account, query, deadline, calls)
+        except ConnectorError as exc:
+            exc.calls = calls.count
+            raise
+
+    async def _fetch(
+        self, account: Account, query: OrderQuery, deadline: float, calls: CallCounter
+    ) -> FetchResult:
+        sign_key = ws_sign_key(account)
         loop = asyncio.get_running_loop()
         max_attempts = self._settings.max_attempts
         attempt = 0

@@ -129,13 +129,21 @@ class BitgetAdapter:
     async def fetch_open_orders(
         self, account: Account, query: OrderQuery, *, deadline: float
     ) -> FetchResult:
+        calls = [0]  # a cell the request callback and the error path both see
+        try:
+            return await self._fetch(account, query, deadline, calls)
+        except ConnectorError as exc:
+            exc.calls = calls[0]
+            raise
+
+    async def _fetch(
+        self, account: Account, query: OrderQuery, deadline: float, calls: list[int]
+    ) -> FetchResult:
         product_type = normalize_product_type(query.product_type)
         limiter = self._limiters.for_account(account)
-        calls = 0
 
         def count_call() -> None:
-            nonlocal calls
-            calls += 1
+            calls[0] += 1
 
         base_params: list[tuple[str, str]] = [("productType", product_type)]
         if query.symbol:
@@ -187,10 +195,10 @@ class BitgetAdapter:
             product_type,
             len(orders),
             page_no,
-            calls,
+            calls[0],
             duplicates,
         )
-        return FetchResult(orders=orders, calls=calls)
+        return FetchResult(orders=orders, calls=calls[0])
 
     @staticmethod
     def _page_rows(data: Any, page_no: int) -> list[Mapping[str, Any]]:
