@@ -35,6 +35,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_PUBLISH_BACKOFF_S = 30.0
+READY_BROKER_TIMEOUT_S = 2.0
 
 
 def _credentials(settings: Settings) -> Any:
@@ -174,15 +175,29 @@ class Connector:
 
     # --- health and metrics --------------------------------------------------------------------
 
-    def ready(self) -> tuple[bool, str]:
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: partitions assigned *and* the broker answering right now.
+
+        Assignment alone stays set while the broker is down, so each probe also makes one
+        metadata round trip (bounded by READY_BROKER_TIMEOUT_S).
+        """
         app = self.app
-        if not app.producer.started:  # type: ignore[attr-defined]
+        producer = getattr(app.producer, "_producer", None)  # the underlying aiokafka producer
+        if producer is None or not app.producer.started:  # type: ignore[attr-defined]
             return False, "producer not started"
         if app.rebalancing:
             return False, "rebalancing"
         assigned = app.consumer.assignment() if app.consumer else set()
         if not assigned:
             return False, "no partitions assigned"
+        try:
+            reachable = await asyncio.wait_for(
+                producer.client.force_metadata_update(), READY_BROKER_TIMEOUT_S
+            )
+        except (TimeoutError, KafkaError, OSError):
+            reachable = False
+        if not reachable:
+            return False, "broker not reachable"
         return True, f"{len(assigned)} partitions assigned"
 
     def _register_web(self) -> None:
@@ -197,7 +212,7 @@ class Connector:
         @self.app.page("/readyz")
         class Readyz(View):
             async def get(self, request: Request) -> Response:
-                ok, reason = connector.ready()
+                ok, reason = await connector.ready()
                 return self.json(
                     {"status": "ready" if ok else "not ready", "reason": reason},
                     status=200 if ok else 503,

@@ -179,6 +179,7 @@ async def isolated_stack(
     async def make(tag: str, **extra: str) -> Stack:
         env = isolated_env(worker_env, tag, extra, tmp_path / f"data-{tag}")
         settings = settings_from_env(env)
+        await wait_for_broker(settings)
         await ensure_topics(settings)
         worker = start_worker(env, tmp_path / f"worker-{tag}.log")
         await wait_ready(worker)

@@ -123,7 +123,9 @@ class Outputs:
 
     async def start(self) -> None:
         s = self.settings
-        self._consumer = AIOKafkaConsumer(**consumer_kwargs(s), enable_auto_commit=False)
+        self._consumer = AIOKafkaConsumer(
+            **consumer_kwargs(s), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         await self._consumer.start()
         tps = []
         for topic in (s.topic_orders, s.topic_results, s.topic_errors):

@@ -128,7 +128,7 @@ async def test_worker_killed_mid_command_loses_nothing(
 
     async def in_flight() -> None:
         # Polls another process's gauge: there is no event to wait on across processes.
-        while metric(await scrape(stack.worker), "connector_commands_in_flight") < 1:  # noqa: ASYNC110
+        while metric(await scrape(stack.worker), "connector_commands_in_flight") < 1:
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(in_flight(), timeout=30)
@@ -154,3 +154,53 @@ async def test_logs_are_json_lines_with_request_context(
     assert mine, "no log line carries the command's request_id"
     assert all(r["exchange"] == "ascendex" and r["account"] == "nobody" for r in mine)
     assert {"time", "level", "logger", "message"} <= set(mine[0])
+
+
+async def test_worker_survives_a_broker_restart(
+    isolated_stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    """Its own embedded broker (whatever CONNECTOR_KAFKA_BOOTSTRAP says), since the test must
+    stop and start it: readiness drops while it is down, and the worker serves again after."""
+    from connector.broker import start_tansu
+    from connector.kafka import ensure_topics, wait_for_broker
+
+    from .harness import free_port, stop_process
+
+    port = free_port()
+    broker = start_tansu("127.0.0.1", port)
+    try:
+        stack = await isolated_stack("restart", CONNECTOR_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")
+        first = await stack.commands.send(
+            request_id=rid("before"), exchange="ascendex", account="ascendex-empty"
+        )
+        assert (await stack.outputs.answer(first)).result["status"] == "OK"
+
+        stop_process(broker)
+        await _wait_readyz(stack.worker, 503)
+        assert stack.worker.proc.poll() is None
+
+        broker = start_tansu("127.0.0.1", port)
+        await wait_for_broker(stack.settings)
+        await ensure_topics(stack.settings)  # in-memory storage: the restart lost them
+        await _wait_readyz(stack.worker, 200)
+        second = await stack.commands.send(
+            request_id=rid("after"), exchange="ascendex", account="ascendex-demo"
+        )
+        answer = await stack.outputs.answer(second, timeout=120)
+        assert (
+            answer.result["status"] == "OK"
+            and len(answer.orders) == answer.result["order_count"] > 0
+        )
+    finally:
+        stop_process(broker)
+
+
+async def _wait_readyz(worker: Worker, status: int, timeout: float = 60) -> None:
+    async def poll() -> None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            while (
+                await http.get(f"http://127.0.0.1:{worker.web_port}/readyz")
+            ).status_code != status:
+                await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(poll(), timeout)
