@@ -15,9 +15,9 @@ from connector.errors import (
     ExchangeRejected,
     ExchangeUnavailable,
 )
+from connector.exchanges._json import loads
 from connector.exchanges.ascendex.parsing import (
     error_from_payload,
-    loads,
     parse_account_info,
     parse_contracts,
     parse_open_orders,
@@ -127,7 +127,9 @@ def test_bare_json_number_becomes_exact_decimal_not_float() -> None:
     )
     [order] = parse_open_orders(message)
     assert order.price == Decimal("0.1")
-    assert json.loads(order.raw)["price"] == "0.1"
+    # raw is the exchange's own JSON: the bare number stays a bare number, digit for digit.
+    assert '"price":0.1,' in order.raw
+    assert json.loads(order.raw, parse_float=Decimal)["price"] == Decimal("0.1")
 
 
 def test_non_finite_numbers_are_refused() -> None:

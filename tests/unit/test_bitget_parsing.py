@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+from connector.exchanges._json import dump_raw, loads
 from connector.exchanges.bitget.parsing import (
     ContractInfo,
     MalformedPayload,
-    dump_raw,
-    loads,
     parse_contract,
     parse_contracts,
     parse_server_time,

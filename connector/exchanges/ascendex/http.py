@@ -22,8 +22,9 @@ from ... import metrics
 from ...accounts import Account
 from ...errors import ConnectorError, ExchangeTimeout, ExchangeUnavailable
 from ...model import now_ms
+from .._json import loads
 from .auth import REST_INFO_PATH, rest_headers
-from .parsing import error_from_payload, is_error_reply, loads, parse_account_info, parse_contracts
+from .parsing import error_from_payload, is_error_reply, parse_account_info, parse_contracts
 from .schemas import AccountInfo
 
 log = logging.getLogger(__name__)

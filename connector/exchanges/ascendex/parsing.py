@@ -7,7 +7,6 @@ than a failed one, because consumers treat a completed snapshot as the whole tru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -29,30 +28,10 @@ from ...model import (
     millis_or_none,
     text_or_none,
 )
+from .._json import dump_raw
 from .schemas import AccountInfo
 
 # --- JSON ---------------------------------------------------------------------------------
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite JSON number {name} is not allowed")
-
-
-def loads(text: str | bytes) -> Any:
-    """Decode exchange JSON so that no number can become a float (fractions -> Decimal)."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, Decimal):
-        # Exact text of a number the exchange sent unquoted; never routed through float.
-        return str(value)
-    raise TypeError(f"cannot serialize {type(value).__name__}")
-
-
-def raw_json(row: Mapping[str, Any]) -> str:
-    """Compact JSON of one order row, keys in the order received, for the audit ``raw`` field."""
-    return json.dumps(row, separators=(",", ":"), ensure_ascii=False, default=_json_default)
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -305,7 +284,7 @@ def parse_order(
         exchange=Exchange.ASCENDEX,
         order_id=order_id,
         symbol=symbol,
-        raw=raw_json(row),
+        raw=dump_raw(row),
         account_id=text_or_none(row.get("accountId")),
         product_type=product.upper() if product else None,
         client_order_id=text_or_none(row.get("clientOrderId")),

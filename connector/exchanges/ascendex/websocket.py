@@ -27,9 +27,10 @@ from ... import metrics
 from ...accounts import Account
 from ...errors import AuthFailed, ExchangeTimeout, ExchangeUnavailable
 from ...model import now_ms
+from .._json import loads
 from .auth import SignKey, ws_auth_message
 from .http import CallCounter, remaining_timeout
-from .parsing import error_from_payload, is_error_reply, loads
+from .parsing import error_from_payload, is_error_reply
 
 log = logging.getLogger(__name__)
 

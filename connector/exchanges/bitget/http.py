@@ -66,8 +66,9 @@ from ...errors import (
 )
 from ...metrics import EXCHANGE_CALL_LATENCY
 from ...model import now_ms
+from .._json import loads
 from .auth import HEADER_LOCALE, LOCALE, build_query, signed_headers
-from .parsing import MalformedPayload, loads, parse_server_time
+from .parsing import MalformedPayload, parse_server_time
 from .ratelimit import SlidingWindowLimiter
 from .schemas import PATH_SERVER_TIME, SUCCESS
 

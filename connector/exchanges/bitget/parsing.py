@@ -51,7 +51,6 @@ snapshot missing a position is worse than a failed one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +69,7 @@ from ...model import (
     millis_or_none,
     text_or_none,
 )
+from .._json import dump_raw
 
 
 class MalformedPayload(ExchangeUnavailable):
@@ -83,29 +83,6 @@ class MalformedPayload(ExchangeUnavailable):
 
 
 # --- JSON ------------------------------------------------------------------------------------
-
-
-def loads(text: str | bytes) -> Any:
-    """Parse a Bitget body; numbers become Decimal/int so nothing ever passes through float."""
-    return json.loads(text, parse_float=Decimal)
-
-
-def dump_raw(value: Any) -> str:
-    """Compact JSON of a parsed payload, preserving key order and the exact number text."""
-    if isinstance(value, Mapping):
-        items = (
-            f"{json.dumps(str(k), ensure_ascii=False)}:{dump_raw(v)}" for k, v in value.items()
-        )
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(dump_raw(v) for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, Decimal | int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
 # --- server time -----------------------------------------------------------------------------
