@@ -156,34 +156,34 @@ def _parse_entry(alias: str, entry: Any, setting: str) -> Account:
 # --- redaction ----------------------------------------------------------------------------
 
 _secrets: set[str] = set()
+# Longest first, so a secret containing another is replaced whole. Rebuilt on registration
+# (start-up) rather than sorted on every log line.
+_ordered: tuple[tuple[str, bytes], ...] = ()
 _lock = threading.Lock()
 REDACTED = "***"
 
 
 def register_secrets(*secrets: Secret | None) -> None:
     """Remember secret values so :func:`redact` can scrub them from any output."""
+    global _ordered
     with _lock:
         for s in secrets:
             # Very short values would redact ordinary text; real credentials are long.
             if s is not None and len(s.reveal()) >= 4:
                 _secrets.add(s.reveal())
+        _ordered = tuple((s, s.encode()) for s in sorted(_secrets, key=len, reverse=True))
 
 
 def redact(text: str) -> str:
     """Replace every registered secret value in ``text``."""
-    if not _secrets:
-        return text
-    for s in sorted(_secrets, key=len, reverse=True):
+    for s, _ in _ordered:
         if s in text:
             text = text.replace(s, REDACTED)
     return text
 
 
 def redact_bytes(data: bytes) -> bytes:
-    if not _secrets:
-        return data
-    for s in sorted(_secrets, key=len, reverse=True):
-        b = s.encode()
+    for _, b in _ordered:
         if b in data:
             data = data.replace(b, REDACTED.encode())
     return data

@@ -114,6 +114,16 @@ async def query(
         await serializer.aclose()
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, refreshing metadata once if the consumer has not seen it yet;
+    empty if the topic does not exist."""
+    parts = consumer.partitions_for_topic(topic)
+    if parts is None:
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]
+
+
 async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaConsumer:
     """A group-less consumer positioned at the current end of every partition of ``topics``.
 
@@ -124,11 +134,7 @@ async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaCon
     await consumer.start()
     tps: list[TopicPartition] = []
     for topic in topics:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
-        tps.extend(TopicPartition(topic, p) for p in sorted(parts))
+        tps += await topic_partitions(consumer, topic)
     consumer.assign(tps)
     for tp, offset in (await consumer.end_offsets(tps)).items():
         consumer.seek(tp, offset)
@@ -197,14 +203,10 @@ async def tail(
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic)
-        if parts is None:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic)
-        if not parts:
+        tps = await topic_partitions(consumer, topic)
+        if not tps:
             print(f"topic {topic!r} does not exist", file=sys.stderr)
             return 1
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         if from_beginning:
             await consumer.seek_to_beginning(*tps)

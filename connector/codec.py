@@ -10,6 +10,7 @@ Two wire formats, both standard so any Avro library can decode with the ``.avsc`
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import struct
@@ -75,6 +76,7 @@ def schema(full_name: str) -> AvroSchema:
     return schemas()[full_name]
 
 
+@cache
 def _by_fingerprint() -> dict[bytes, AvroSchema]:
     return {s.fingerprint: s for s in schemas().values()}
 
@@ -119,7 +121,7 @@ def to_plain(value: Any) -> Any:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            return "base64:" + __import__("base64").b64encode(value).decode()
+            return "base64:" + base64.b64encode(value).decode()
     return value
 
 

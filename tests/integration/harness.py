@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from connector.client import Decoded, decode_message
+from connector.client import Decoded, decode_message, topic_partitions
 from connector.codec import ERROR_EVENT, ORDER_EVENT, QUERY_RESULT, Serializer
 from connector.kafka import client_kwargs, consumer_kwargs
 from connector.settings import Settings
@@ -129,12 +129,9 @@ class Outputs:
         await self._consumer.start()
         tps = []
         for topic in (s.topic_orders, s.topic_results, s.topic_errors):
-            parts = self._consumer.partitions_for_topic(topic)
-            if parts is None:
-                await self._consumer._client.force_metadata_update()
-                parts = self._consumer.partitions_for_topic(topic)
-            assert parts, f"topic {topic} missing"
-            tps += [TopicPartition(topic, p) for p in parts]
+            found = await topic_partitions(self._consumer, topic)
+            assert found, f"topic {topic} missing"
+            tps += found
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         self._task = asyncio.create_task(self._run())
