@@ -22,14 +22,25 @@ def loads(text: str | bytes) -> Any:
 
 
 def dump_raw(value: Any) -> str:
-    """Compact JSON of a parsed payload, keeping key order and the exact number text."""
+    """Compact JSON of a parsed payload, keeping key order and the exact number text.
+
+    Exchanges normally quote their numbers, so the C encoder gives the exact text; only a
+    payload holding a bare number (a Decimal, which json.dumps refuses) takes the slow path.
+    """
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except TypeError:
+        return _dump_exact(value)
+
+
+def _dump_exact(value: Any) -> str:
     if isinstance(value, Mapping):
         items = (
-            f"{json.dumps(str(k), ensure_ascii=False)}:{dump_raw(v)}" for k, v in value.items()
+            f"{json.dumps(str(k), ensure_ascii=False)}:{_dump_exact(v)}" for k, v in value.items()
         )
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(dump_raw(v) for v in value) + "]"
+        return "[" + ",".join(_dump_exact(v) for v in value) + "]"
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, Decimal | int):
