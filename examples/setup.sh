@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the consumer examples (examples/java, examples/node) for the test suite. Idempotent and
+# quiet: installs only what is missing, from the package registries (Debian, npm).
+#   Java: Apache Avro (libavro-java), JNA (libjna-java) and their jars from Debian, compiled with
+#         plain javac; the Kafka client is librdkafka (see examples/java/README.md).
+#   Node: avsc + kafkajs at the exact versions of examples/node/package-lock.json (npm ci).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+missing=()
+while read -r jar; do
+  [ -f "$jar" ] || missing+=("$jar")
+done < java/classpath
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "examples: installing libavro-java libjna-java (missing: ${missing[*]})"
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
+    libavro-java libjna-java >/dev/null
+fi
+for tool in javac java node npm; do
+  command -v "$tool" >/dev/null || { echo "examples: $tool not found (need JDK 17+ and Node 18+)" >&2; exit 1; }
+done
+
+classes=java/build/OrderSnapshotConsumer.class
+if [ ! -f "$classes" ] || [ java/src/OrderSnapshotConsumer.java -nt "$classes" ]; then
+  javac -d java/build -cp "$(paste -sd: java/classpath)" java/src/OrderSnapshotConsumer.java
+fi
+
+if [ ! -f node/node_modules/.package-lock.json ] \
+   || [ node/package-lock.json -nt node/node_modules/.package-lock.json ]; then
+  (cd node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
