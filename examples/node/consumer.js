@@ -91,6 +91,25 @@ function parseArgs(argv) {
   return args;
 }
 
+// Broker security from the environment (never from arguments, which other users can see):
+// KAFKA_SECURITY_PROTOCOL = PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL, KAFKA_SASL_MECHANISM =
+// PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE.
+function securityFromEnv(env) {
+  const protocol = (env.KAFKA_SECURITY_PROTOCOL || 'PLAINTEXT').toUpperCase();
+  const out = {};
+  if (protocol === 'SSL' || protocol === 'SASL_SSL') {
+    out.ssl = env.KAFKA_SSL_CAFILE ? { ca: [fs.readFileSync(env.KAFKA_SSL_CAFILE, 'utf8')] } : true;
+  }
+  if (protocol.startsWith('SASL_')) {
+    out.sasl = {
+      mechanism: (env.KAFKA_SASL_MECHANISM || 'PLAIN').toLowerCase(),
+      username: env.KAFKA_SASL_USERNAME || '',
+      password: env.KAFKA_SASL_PASSWORD || '',
+    };
+  }
+  return out;
+}
+
 // --- snapshot bookkeeping ----------------------------------------------------------------------
 class Snapshot {
   constructor(requestId) {
@@ -157,6 +176,7 @@ async function main() {
     clientId: 'order-events-example-node',
     brokers: args.bootstrap.split(','),
     logLevel: logLevel.ERROR,
+    ...securityFromEnv(process.env),
   });
   const consumer = kafka.consumer({
     groupId: `order-events-example-node-${process.pid}-${Date.now()}`,

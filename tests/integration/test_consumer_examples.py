@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,24 @@ def example_commands(settings: Settings, request_ids: list[str]) -> dict[str, li
     }  # fmt: skip
 
 
-async def run_example(argv: list[str]) -> tuple[int, str, str]:
+def security_env(settings: Settings) -> dict[str, str]:
+    """The run's broker security, in the examples' variables (empty for the embedded broker)."""
+    pairs = {
+        "KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+        "KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+        "KAFKA_SASL_PASSWORD": os.environ.get("CONNECTOR_KAFKA_SASL_PASSWORD"),
+        "KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
+    }
+    return {k: str(v) for k, v in pairs.items() if v}
+
+
+async def run_example(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -116,7 +132,8 @@ async def test_java_and_node_consumers_judge_snapshots_by_order_count(
     assert len(repeat_orders) == 5
 
     argvs = example_commands(settings, [repeated, paged, failed, empty])
-    runs = await asyncio.gather(*(run_example(argv) for argv in argvs.values()))
+    env = security_env(settings)
+    runs = await asyncio.gather(*(run_example(argv, env) for argv in argvs.values()))
 
     for language, (code, out, err) in zip(argvs, runs, strict=True):
         context = f"{language} example:\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
@@ -150,7 +167,8 @@ async def test_consumer_examples_report_an_unjudged_snapshot(
     argvs = example_commands(settings, [rid("never-sent")])
     for argv in argvs.values():
         argv[argv.index("--timeout-ms") + 1] = "8000"
-    runs = await asyncio.gather(*(run_example(argv) for argv in argvs.values()))
+    env = security_env(settings)
+    runs = await asyncio.gather(*(run_example(argv, env) for argv in argvs.values()))
     for language, (code, out, err) in zip(argvs, runs, strict=True):
         assert code == 1, f"{language}: {out}\n{err}"
         snapshots, summary = parse_summary(out)

@@ -4,7 +4,11 @@
 //   java -cp build:/usr/share/java/avro.jar:... OrderSnapshotConsumer \
 //        --bootstrap HOST:PORT --avro-dir ../../avro --orders-topic orders \
 //        --results-topic order-query-results --request-id r-1 [--request-id r-2 ...] \
-//        [--timeout-ms 60000] [--session-timeout-ms 6000]
+//        [--timeout-ms 60000] [--session-timeout-ms 6000] [--librdkafka PATH]
+//        [--config librdkafka.setting=value ...]
+//
+// Broker security comes from the environment: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+// KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE.
 //
 // Prints one JSON line per request id (the summary the test suite checks) and exits 0 when every
 // requested snapshot was judged (complete or FAILED) before the timeout, 1 otherwise.
@@ -232,6 +236,17 @@ public final class OrderSnapshotConsumer {
     set(rd, conf, "session.timeout.ms", opts.get("--session-timeout-ms"));
     set(rd, conf, "heartbeat.interval.ms",
         Integer.toString(Math.max(500, Integer.parseInt(opts.get("--session-timeout-ms")) / 6)));
+    // Broker security from the environment (never from arguments, which other users can see).
+    String protocol = System.getenv().getOrDefault("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT");
+    set(rd, conf, "security.protocol", protocol.toLowerCase());
+    if (protocol.toUpperCase().startsWith("SASL_")) {
+      set(rd, conf, "sasl.mechanisms", System.getenv().getOrDefault("KAFKA_SASL_MECHANISM", "PLAIN"));
+      set(rd, conf, "sasl.username", System.getenv().getOrDefault("KAFKA_SASL_USERNAME", ""));
+      set(rd, conf, "sasl.password", System.getenv().getOrDefault("KAFKA_SASL_PASSWORD", ""));
+    }
+    if (System.getenv("KAFKA_SSL_CAFILE") != null) {
+      set(rd, conf, "ssl.ca.location", System.getenv("KAFKA_SSL_CAFILE"));
+    }
     for (String nameValue : extraConfig) {
       int eq = nameValue.indexOf('=');
       set(rd, conf, nameValue.substring(0, eq), nameValue.substring(eq + 1));
