@@ -12,12 +12,13 @@ while read -r jar; do
   [ -f "$jar" ] || missing+=("$jar")
 done < java/classpath
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "examples: installing libavro-java libjna-java (missing: ${missing[*]})"
+  packages=(libavro-java libjackson-json-java libslf4j-java libjna-java)
+  echo "examples: installing ${packages[*]} (missing: ${missing[*]})"
   as_root=()
   [ "$(id -u)" -eq 0 ] || as_root=(sudo)
   "${as_root[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
-    libavro-java libjna-java >/dev/null
+    "${packages[@]}" >/dev/null 2> >(grep -v '^debconf: delaying' >&2)
 fi
 for tool in javac java node npm; do
   command -v "$tool" >/dev/null || { echo "examples: $tool not found (need JDK 17+ and Node 18+)" >&2; exit 1; }
