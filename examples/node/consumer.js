@@ -44,13 +44,31 @@ function crc64avro(buf) {
 }
 
 // --- schemas from the .avsc files alone --------------------------------------------------------
-function loadSchema(avroDir, name) {
-  const schema = JSON.parse(fs.readFileSync(path.join(avroDir, `${name}.avsc`), 'utf8'));
-  const type = avro.Type.forSchema(schema);
+function fingerprintOf(type) {
   // avsc's schema() without options is the spec's parsing canonical form (logicalType, doc and
   // default attributes dropped, names full); the fingerprint is computed over its JSON text.
-  const fingerprint = crc64avro(Buffer.from(JSON.stringify(type.schema()), 'utf8'));
-  return { name: type.name, type, fingerprint };
+  return crc64avro(Buffer.from(JSON.stringify(type.schema()), 'utf8'));
+}
+
+function readType(file) {
+  return avro.Type.forSchema(JSON.parse(fs.readFileSync(file, 'utf8')));
+}
+
+// The current schema, plus each released version (avro/released/<version>/) as a writer schema
+// resolved to the current one, so records written by an earlier release still decode.
+function loadSchema(avroDir, name) {
+  const type = readType(path.join(avroDir, `${name}.avsc`));
+  const writers = new Map([[fingerprintOf(type), null]]);
+  const releasedDir = path.join(avroDir, 'released');
+  const versions = fs.existsSync(releasedDir) ? fs.readdirSync(releasedDir) : [];
+  for (const version of versions) {
+    const file = path.join(releasedDir, version, `${name}.avsc`);
+    if (!fs.existsSync(file)) continue;
+    const writer = readType(file);
+    const fp = fingerprintOf(writer);
+    if (!writers.has(fp)) writers.set(fp, type.createResolver(writer));
+  }
+  return { name: type.name, type, fingerprint: fingerprintOf(type), writers };
 }
 
 class UnknownSchema extends Error {}
@@ -62,9 +80,10 @@ function decodeSingleObject(buf, known) {
     throw new UnknownSchema(`not single-object encoded (first bytes ${buf.subarray(0, 2).toString('hex')})`);
   }
   const fp = buf.readBigUInt64LE(2);
-  const schema = known.find((s) => s.fingerprint === fp);
+  const schema = known.find((s) => s.writers.has(fp));
   if (!schema) throw new UnknownSchema(`unknown fingerprint ${fp.toString(16)}`);
-  return { schema: schema.name, value: schema.type.fromBuffer(buf.subarray(10)) };
+  const resolver = schema.writers.get(fp); // null: written with the current schema
+  return { schema: schema.name, value: schema.type.fromBuffer(buf.subarray(10), resolver || undefined) };
 }
 
 // --- arguments ---------------------------------------------------------------------------------

@@ -175,3 +175,45 @@ async def test_consumer_examples_report_an_unjudged_snapshot(
         assert summary["all_judged"] is False
         (s,) = snapshots.values()
         assert s["status"] is None and s["complete"] is False
+
+
+async def test_consumer_examples_read_records_of_an_earlier_release(
+    built_examples: None,
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """Schema evolution as a consumer meets it: the consumer is on a newer schema (one more field,
+    with a default) and the records were written with the previous release. The examples pick the
+    writer schema by fingerprint from avro/released/ and resolve it to their own."""
+    newer = tmp_path / "avro"
+    (newer / "released" / "0.1.0").mkdir(parents=True)
+    for name in ("OrderEvent", "QueryResult"):
+        current = json.loads((AVRO_DIR / f"{name}.avsc").read_text())
+        (newer / "released" / "0.1.0" / f"{name}.avsc").write_text(json.dumps(current))
+        current["fields"].append(
+            {"name": "added_later", "type": ["null", "string"], "default": None}
+        )
+        (newer / f"{name}.avsc").write_text(json.dumps(current))
+
+    request_id = rid("ex-evolve")
+    await commands.send(request_id=request_id, exchange="bitget", account="bitget-demo")
+    answer = await outputs.answer(request_id)
+    want = {m.value["order_id"] for m in answer.orders}
+    assert answer.result["order_count"] == len(want) > 0
+
+    argvs = example_commands(settings, [request_id])
+    for argv in argvs.values():
+        argv[argv.index("--avro-dir") + 1] = str(newer)
+    env = security_env(settings)
+    runs = await asyncio.gather(*(run_example(argv, env) for argv in argvs.values()))
+    for language, (code, out, err) in zip(argvs, runs, strict=True):
+        context = f"{language} example:\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
+        assert code == 0, context
+        snapshots, summary = parse_summary(out)
+        # Without the released writer schema every record would be an unknown fingerprint.
+        assert summary["undecodable"] == 0, context
+        s = snapshots[request_id]
+        assert s["complete"] is True and set(s["order_ids"]) == want, context

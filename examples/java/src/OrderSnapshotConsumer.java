@@ -219,6 +219,17 @@ public final class OrderSnapshotConsumer {
         new BinaryMessageDecoder<>(GenericData.get(), orderEvent);
     BinaryMessageDecoder<GenericRecord> resultDecoder =
         new BinaryMessageDecoder<>(GenericData.get(), queryResult);
+    // Records written with an earlier release still decode (resolved to the current schema): the
+    // decoder picks the writer schema by fingerprint. avro/released/<version>/ holds each release.
+    File[] released = new File(opts.get("--avro-dir"), "released").listFiles(File::isDirectory);
+    for (File dir : released == null ? new File[0] : released) {
+      if (new File(dir, "OrderEvent.avsc").isFile()) {
+        orderDecoder.addSchema(load(dir.getPath(), "OrderEvent"));
+      }
+      if (new File(dir, "QueryResult.avsc").isFile()) {
+        resultDecoder.addSchema(load(dir.getPath(), "QueryResult"));
+      }
+    }
 
     Map<String, Snapshot> snapshots = new LinkedHashMap<>();
     for (String id : requestIds) {
