@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test unit integration deploy-test lint typecheck format bench clean
+.PHONY: setup examples-setup demo test unit integration deploy-test lint typecheck format bench clean
 
 setup: $(STAMP)
 
@@ -16,16 +16,21 @@ $(STAMP): requirements-dev.lock requirements.lock pyproject.toml setup.py
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# The Java and Node consumer examples run in the integration suite: install their toolchain
+# pieces (Debian jars, npm ci) and build them. A no-op when everything is in place.
+examples-setup:
+	bash examples/setup.sh
+
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup lint typecheck
+test: setup lint typecheck examples-setup
 	$(PY) -m pytest
 
 unit: setup
 	$(PY) -m pytest tests/unit
 
-integration: setup
+integration: setup examples-setup
 	$(PY) -m pytest tests/integration
 
 deploy-test: setup
