@@ -78,7 +78,9 @@ class Schedule(BaseModel):
     @property
     def schedule_id(self) -> str:
         """``<exchange>:<account>[:field=value...]``, unique in a file."""
-        return ":".join([self.exchange, self.account, *(f"{k}={v}" for k, v in self.filters.items())])
+        return ":".join(
+            [self.exchange, self.account, *(f"{k}={v}" for k, v in self.filters.items())]
+        )
 
     @property
     def interval_ms(self) -> int:

@@ -206,7 +206,9 @@ def apply_snapshot(
         if _covered_by_newer(attrs, applied_scopes, v):
             continue
         orders[order_id] = {"open": True, "v": list(v), "a": attrs}
-        records.append(StateRecord(record_key(snap.exchange, snap.account, order_id), order_id, event))
+        records.append(
+            StateRecord(record_key(snap.exchange, snap.account, order_id), order_id, event)
+        )
 
     for order_id in sorted(orders):
         if order_id in listed:
@@ -217,17 +219,19 @@ def apply_snapshot(
         ev = _version(entry["v"])
         if entry["open"] and ev < v:
             orders[order_id] = {"open": False, "v": list(v), "a": entry["a"]}
-        elif not (not entry["open"] and ev == v):  # re-tombstone only on a repeat of v
+        elif entry["open"] or ev != v:  # a retired order is tombstoned again only on a repeat
             continue
-        records.append(StateRecord(record_key(snap.exchange, snap.account, order_id), order_id, None))
+        records.append(
+            StateRecord(record_key(snap.exchange, snap.account, order_id), order_id, None)
+        )
 
     key = scope_key(scope)
     old = state["scopes"].get(key)
     if old is None or _version(old) < v:
         state["scopes"][key] = list(v)
 
-    _prune(state, newest_started_at=max(_version(sv)[0] for sv in state["scopes"].values()),
-           retain_ms=retain_ms)  # fmt: skip
+    newest = max(_version(sv)[0] for sv in state["scopes"].values())
+    _prune(state, newest_started_at=newest, retain_ms=retain_ms)
     return Applied(state, records)
 
 

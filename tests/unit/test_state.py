@@ -24,8 +24,16 @@ from connector.state import (
 EX, ACC = "bitget", "follower-1"
 
 
-def event(order_id: str, symbol: str = "BTCUSDT", request_id: str = "r", **extra: Any) -> dict[str, Any]:
-    return {"order_id": order_id, "symbol": symbol, "request_id": request_id, "account": ACC, **extra}
+def event(
+    order_id: str, symbol: str = "BTCUSDT", request_id: str = "r", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "symbol": symbol,
+        "request_id": request_id,
+        "account": ACC,
+        **extra,
+    }
 
 
 def snap(
