@@ -32,6 +32,8 @@ computes the same request id for the same slot, so such a duplicate is recognisa
 whose previous command is still unanswered is skipped (no pile-up behind a slow exchange), until
 that command's deadline plus ``grace_ms``: after that the worker answers it ``EXPIRED``/
 ``TIMEOUT`` anyway, and a leader that lost track of the answer (restart, rebalance) resumes.
+:class:`Progress` keeps that bookkeeping as a JSON-friendly mapping per schedule id, so it can
+live in a Faust GlobalTable and a new leader continues from the last published slot.
 """
 
 from __future__ import annotations
@@ -137,6 +139,73 @@ def parse_schedules(entries: Iterable[Any]) -> list[Schedule]:
     return out
 
 
+REQUEST_PREFIX = "sched:"
+
+
+def request_id_for(schedule_id: str, slot_ms: int) -> str:
+    return f"{REQUEST_PREFIX}{schedule_id}:{slot_ms}"
+
+
+def parse_request_id(request_id: str) -> tuple[str, int] | None:
+    """``sched:<schedule id>:<slot>`` -> (schedule id, slot); None for any other request id."""
+    if not request_id.startswith(REQUEST_PREFIX):
+        return None
+    sid, sep, slot = request_id[len(REQUEST_PREFIX) :].rpartition(":")
+    if not sep or not sid or not slot.isdigit():
+        return None
+    return sid, int(slot)
+
+
+class Progress:
+    """The leader's bookkeeping, as one JSON-friendly mapping per schedule id (a Faust
+    GlobalTable in the worker): ``{"last_slot": int, "outstanding_deadline": int | None}``."""
+
+    def __init__(self, table: dict[str, dict[str, int | None]] | None = None) -> None:
+        self.table: dict[str, dict[str, int | None]] = table if table is not None else {}
+
+    def last_slots(self) -> dict[str, int]:
+        return {
+            sid: slot for sid, v in self.table.items() if (slot := v.get("last_slot")) is not None
+        }
+
+    def outstanding(self) -> dict[str, int]:
+        return {
+            sid: deadline
+            for sid, v in self.table.items()
+            if (deadline := v.get("outstanding_deadline")) is not None
+        }
+
+    def published(self, cmd: ScheduledCommand) -> dict[str, int | None]:
+        """Record a published command; returns the new value for its schedule id."""
+        value: dict[str, int | None] = {
+            "last_slot": cmd.slot_ms,
+            "outstanding_deadline": cmd.deadline_ms,
+        }
+        self.table[cmd.schedule_id] = value
+        return value
+
+    def answered(self, request_id: str) -> tuple[str, dict[str, int | None]] | None:
+        """A QueryResult for ``request_id`` was published: clear the schedule's outstanding mark
+        if it is for the last published slot. Returns (schedule id, new value) when changed."""
+        parsed = parse_request_id(request_id)
+        if parsed is None:
+            return None
+        sid, slot = parsed
+        current = self.table.get(sid)
+        if current is None or current.get("last_slot") != slot:
+            return None
+        if current.get("outstanding_deadline") is None:
+            return None
+        value = {**current, "outstanding_deadline": None}
+        self.table[sid] = value
+        return sid, value
+
+    def tick(self, now_ms: int, schedules: Iterable[Schedule]) -> list[ScheduledCommand]:
+        """:func:`due_commands` from this bookkeeping (call :meth:`published` per command
+        once the broker acknowledged it)."""
+        return due_commands(now_ms, schedules, self.last_slots(), self.outstanding())
+
+
 def slot_of(now_ms: int, interval_ms: int) -> int:
     """Start of the epoch-aligned slot containing ``now_ms``."""
     return now_ms - now_ms % interval_ms
@@ -171,7 +240,7 @@ def due_commands(
                 continue
         deadline = now_ms + max(1, int(interval * s.deadline_factor))
         command = {
-            "request_id": f"sched:{sid}:{slot}",
+            "request_id": request_id_for(sid, slot),
             "exchange": s.exchange,
             "account": s.account,
             **{name: getattr(s, name) for name in FILTER_FIELDS},

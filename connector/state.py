@@ -74,6 +74,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .model import OrderQuery
+
 Version = tuple[int, int, int]
 """``(started_at_ms, partition, offset)`` of the command whose snapshot this is."""
 
@@ -133,6 +135,13 @@ def record_key(exchange: str, account: str, order_id: str) -> str:
 def scope_of(filters: Mapping[str, str | None]) -> dict[str, str]:
     """The scope of a command: its effective filter fields, unset ones left out."""
     return {k: v for k, v in sorted(filters.items()) if v is not None}
+
+
+def scope_of_query(query: OrderQuery) -> dict[str, str]:
+    """The scope of a validated command: its filter fields after venue defaults."""
+    return scope_of(
+        {"symbol": query.symbol, "product_type": query.product_type, "trader_id": query.trader_id}
+    )
 
 
 def scope_key(scope: Mapping[str, str]) -> str:

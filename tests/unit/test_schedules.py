@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from connector.commands import RawCommand, validate_command
 from connector.errors import ConfigurationError
-from connector.schedules import Schedule, due_commands, load_schedules, parse_schedules, slot_of
+from connector.schedules import (
+    Progress,
+    Schedule,
+    due_commands,
+    load_schedules,
+    parse_request_id,
+    parse_schedules,
+    request_id_for,
+    slot_of,
+)
 
 YAML = """
 schedules:
@@ -149,3 +159,29 @@ def test_schedules_are_independent() -> None:
     waiting = {S.schedule_id: 99_999_999}
     cmds = due_commands(60_000, [S, T], last, waiting)
     assert [c.schedule_id for c in cmds] == [T.schedule_id]
+
+
+# --- the leader's bookkeeping ----------------------------------------------------------------
+
+
+def test_request_ids_round_trip() -> None:
+    (cmd,) = due_commands(12_345, [S], {}, {})
+    assert parse_request_id(cmd.command["request_id"]) == (S.schedule_id, 10_000)
+    assert parse_request_id("r-42") is None
+    assert parse_request_id("sched:x") is None and parse_request_id("sched:x:y") is None
+
+
+def test_progress_skips_until_answered_and_survives_a_json_round_trip() -> None:
+    progress = Progress()
+    (cmd,) = progress.tick(10_000, [S])
+    progress.published(cmd)
+    assert progress.tick(20_000, [S]) == []  # unanswered
+    assert progress.answered("r-unrelated") is None
+    assert progress.answered(request_id_for(S.schedule_id, 0)) is None  # an older slot
+    sid, value = progress.answered(cmd.command["request_id"]) or ("", {})
+    assert sid == S.schedule_id and value == {"last_slot": 10_000, "outstanding_deadline": None}
+    assert progress.answered(cmd.command["request_id"]) is None  # already clear
+    # A new leader starting from the stored table continues, without re-publishing slot 10_000.
+    restored = Progress(json.loads(json.dumps(progress.table)))
+    assert restored.tick(19_999, [S]) == []
+    assert [c.slot_ms for c in restored.tick(20_000, [S])] == [20_000]

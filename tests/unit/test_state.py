@@ -311,3 +311,17 @@ def test_any_completion_order_with_repeats_and_failures_converges(seed: int) -> 
     # The order in which they finished does not matter for the state either.
     in_version_order, _ = run(None, *sorted(snaps, key=lambda s: s.version))
     assert open_orders(in_version_order) == open_orders(state)
+
+
+def test_scope_of_a_validated_command_includes_venue_defaults() -> None:
+    from connector.commands import RawCommand, validate_command
+    from connector.state import scope_of_query
+
+    bitget = validate_command(RawCommand({"request_id": "r", "exchange": "bitget", "account": "f"}))
+    assert scope_of_query(bitget) == {"product_type": "USDT-FUTURES"}
+    asc = validate_command(
+        RawCommand(
+            {"request_id": "r", "exchange": "ascendex", "account": "d", "symbol": "BTC-PERP"}
+        )
+    )
+    assert scope_of_query(asc) == {"symbol": "BTC-PERP"}
