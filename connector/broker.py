@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .kafka import ensure_topics, wait_for_broker
 from .settings import Settings
+from .statetopic import ensure_state_topic
 
 # Tansu reads these from the environment in preference to its flags; a stray value in the
 # caller's environment would silently move the listener.
@@ -82,11 +83,12 @@ def run_broker(settings: Settings) -> int:
     try:
         asyncio.run(wait_for_broker(settings))
         created = asyncio.run(ensure_topics(settings))
+        if asyncio.run(ensure_state_topic(settings)):
+            created.append(settings.topic_state)
+        names = [*settings.topics.values(), settings.topic_state]
         print(
             f"broker ready on {host}:{port}; topics: "
-            + ", ".join(
-                f"{t}{' (created)' if t in created else ''}" for t in settings.topics.values()
-            ),
+            + ", ".join(f"{t}{' (created)' if t in created else ''}" for t in names),
             flush=True,
         )
         code = proc.wait()

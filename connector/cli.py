@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--latest", action="store_true", help="only new records (default: from start)")
     t.add_argument("--max-messages", type=int)
     t.add_argument("--idle-timeout", type=float, help="exit after this many seconds of silence")
+
+    st = sub.add_parser("state", help="print an account's open orders from the state topic")
+    st.add_argument("--exchange", required=True)
+    st.add_argument("--account", required=True)
+    st.add_argument("--symbol", help="only this symbol's orders")
+    st.add_argument("--format", choices=("jsonl", "summary"), default="jsonl")
+    st.add_argument("--idle-timeout", type=float, default=5.0, help="stop after this silence")
     return p
 
 
@@ -118,6 +125,19 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 args.topic,
                 from_beginning=not args.latest,
                 max_messages=args.max_messages,
+                idle_timeout=args.idle_timeout,
+            )
+        )
+    if args.command == "state":
+        from .statetopic import state_command
+
+        return asyncio.run(
+            state_command(
+                settings,
+                args.exchange,
+                args.account,
+                symbol=args.symbol,
+                fmt=args.format,
                 idle_timeout=args.idle_timeout,
             )
         )

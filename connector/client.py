@@ -42,6 +42,8 @@ class Decoded:
 async def decode_message(msg: Any, serializer: Serializer) -> Decoded:
     headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
     key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
+    if msg.value is None:  # a tombstone (compacted state topic): no value, no schema
+        return Decoded(msg.topic, key, headers, None, None)
     try:
         schema, record = await serializer.decode(msg.value or b"")
         value: Any = to_plain(record)

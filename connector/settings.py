@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     topic_orders: str = "orders"
     topic_results: str = "order-query-results"
     topic_errors: str = "order-errors"
+    # Compacted open-orders table (see docs/state-topic.md); created by `connector broker`.
+    topic_state: str = "open-orders"
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     kafka_session_timeout_s: float = Field(default=30.0, gt=0)
@@ -45,6 +47,7 @@ class Settings(BaseSettings):
 
     # Worker
     accounts_file: str | None = None
+    schedules_file: str | None = None  # standing queries, see connector/schedules.py
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     # Faust's working directory; it keeps no state (no tables), so a tmpfs/emptyDir is right.
     data_dir: str = "/tmp/connector-data"  # noqa: S108

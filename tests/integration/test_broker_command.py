@@ -1,4 +1,4 @@
-"""`connector broker`: starts, creates the four topics explicitly, stops cleanly on SIGTERM."""
+"""`connector broker`: starts, creates the topics explicitly (four + the state topic), stops cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ async def test_broker_command_lifecycle() -> None:
         finally:
             await admin.close()
         assert {"query-orders", "orders-x", "order-query-results", "order-errors"} <= topics
+        assert "open-orders" in topics  # the compacted state topic (test_state_topic.py)
         assert len(described[0]["partitions"]) == 4
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

@@ -1,0 +1,202 @@
+"""The compacted ``open-orders`` state topic from the outside: creating it, reading it as a table.
+
+:mod:`connector.state` decides which upserts and tombstones to publish; this module is what
+``connector broker`` and ``connector state`` need around it:
+
+* :func:`ensure_state_topic` creates the topic with ``cleanup.policy=compact`` (Kafka keeps the
+  last record per key, and drops a key after its tombstone once ``delete.retention.ms`` passed).
+  The embedded broker (Tansu 0.6) accepts the config and reports it back from DescribeConfigs,
+  but does not compact its in-memory log: a reader sees every record ever written. Readers must
+  fold anyway (compaction never touches the log's active segment, on any broker), so the
+  result is the same; only the amount read differs.
+* :func:`read_state` folds the topic, from the beginning to the end offsets taken when it
+  started, into the current table of one account (last value per key, tombstones delete).
+  The embedded broker can report end offsets that are too low after a produce batch of several
+  records (DESIGN.md), so reaching them is confirmed by one more fetch that returns nothing;
+  and ``idle_timeout`` ends the read if the end offsets are never reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from .client import decode_message, topic_partitions
+from .codec import ORDER_EVENT, Serializer
+from .kafka import client_kwargs, consumer_kwargs
+from .settings import Settings
+from .state import StateRecord
+
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
+
+
+async def ensure_state_topic(settings: Settings) -> bool:
+    """Create the state topic, compacted, if missing; True if this call created it."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        if settings.topic_state in set(await admin.list_topics()):
+            return False
+        topic = NewTopic(
+            settings.topic_state,
+            settings.topic_partitions,
+            settings.topic_replication_factor,
+            topic_configs=STATE_TOPIC_CONFIG,
+        )
+        try:
+            await admin.create_topics([topic])
+        except TopicAlreadyExistsError:
+            return False
+        return True
+    finally:
+        await admin.close()
+
+
+async def encode_state_record(
+    serializer: Serializer,
+    topic: str,
+    rec: StateRecord,
+    *,
+    request_id: str,
+    exchange: str,
+    account: str,
+) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
+    """Key, value (None for a tombstone) and headers of a state-topic record, as published.
+
+    Headers are those of every output record (``request_id`` of the snapshot that caused it,
+    ``exchange``, ``account``), and ``schema`` on upserts only: a tombstone has no value.
+    """  # fmt: skip
+    headers = [("request_id", request_id), ("exchange", exchange), ("account", account)]
+    value = None
+    if rec.value is not None:
+        value = await serializer.encode(topic, ORDER_EVENT, dict(rec.value))
+        headers.append(("schema", ORDER_EVENT))
+    return rec.key.encode(), value, [(k, v.encode()) for k, v in headers]
+
+
+@dataclass
+class StateTable:
+    """One account's open orders as the state topic says: record key -> OrderEvent (plain)."""
+
+    exchange: str
+    account: str
+    orders: dict[str, dict[str, Any]]
+    records_read: int = 0
+    tombstones_read: int = 0
+
+
+async def read_state(
+    settings: Settings,
+    exchange: str,
+    account: str,
+    *,
+    symbol: str | None = None,
+    idle_timeout: float = 5.0,
+) -> StateTable | None:
+    """Fold the state topic into ``exchange``/``account``'s current open orders.
+
+    Returns None if the topic does not exist. Only keys ``<exchange>:<account>:...`` whose value
+    names that account are kept (an alias may itself contain ``:``).
+    """
+    exchange = exchange.lower()
+    prefix = f"{exchange}:{account}:".encode()
+    serializer = Serializer(settings.schema_registry_url)
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await topic_partitions(consumer, settings.topic_state)
+        if not tps:
+            return None
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        table = StateTable(exchange, account, {})
+        latest: dict[str, Any] = {}
+        loop = asyncio.get_running_loop()
+        last_data = loop.time()
+        # Longer than one broker long-poll, so an empty answer means "nothing more", not "wait".
+        poll_ms = settings.kafka_fetch_max_wait_ms + 200
+        while True:
+            batches = await consumer.getmany(timeout_ms=poll_ms)
+            got = False
+            for records in batches.values():
+                for msg in records:
+                    got = True
+                    if msg.key is None or not msg.key.startswith(prefix):
+                        continue
+                    table.records_read += 1
+                    key = msg.key.decode("utf-8", "replace")
+                    if msg.value is None:
+                        table.tombstones_read += 1
+                        latest.pop(key, None)
+                    else:
+                        latest[key] = msg
+            if got:
+                last_data = loop.time()
+                continue
+            at_end = all([await consumer.position(tp) >= ends[tp] for tp in tps])
+            if at_end or loop.time() - last_data > idle_timeout:
+                break
+        for key in sorted(latest):
+            decoded = await decode_message(latest[key], serializer)
+            value = decoded.value
+            if decoded.schema != ORDER_EVENT or not isinstance(value, dict):
+                table.orders[key] = {"undecodable": value}
+                continue
+            if value.get("account") != account or str(value.get("exchange")).lower() != exchange:
+                continue
+            if symbol is not None and value.get("symbol") != symbol:
+                continue
+            table.orders[key] = value
+        return table
+    finally:
+        await consumer.stop()
+        await serializer.aclose()
+
+
+def print_state(table: StateTable, fmt: str, out: TextIO = sys.stdout) -> None:
+    """``jsonl``: one ``{"key", "value"}`` line per open order; ``summary``: counts and one line
+    per order."""
+    if fmt == "jsonl":
+        for key, value in table.orders.items():
+            print(json.dumps({"key": key, "value": value}), file=out)
+        return
+    orders = list(table.orders.values())
+    print(
+        f"{table.exchange}:{table.account}: {len(orders)} open orders "
+        f"({table.records_read} records read, {table.tombstones_read} tombstones)",
+        file=out,
+    )
+    by_symbol = Counter(str(o.get("symbol")) for o in orders)
+    for sym, n in sorted(by_symbol.items()):
+        print(f"  {sym}: {n}", file=out)
+    for o in orders:
+        fields = ("order_id", "symbol", "side", "order_type", "status", "price", "quantity")
+        print("  " + " ".join(str(o.get(f)) for f in fields), file=out)
+
+
+async def state_command(
+    settings: Settings,
+    exchange: str,
+    account: str,
+    *,
+    symbol: str | None,
+    fmt: str,
+    idle_timeout: float,
+    out: TextIO = sys.stdout,
+) -> int:
+    """``connector state``: 0 when printed, 1 when the topic does not exist."""
+    table = await read_state(settings, exchange, account, symbol=symbol, idle_timeout=idle_timeout)
+    if table is None:
+        print(f"topic {settings.topic_state!r} does not exist", file=sys.stderr)
+        return 1
+    print_state(table, fmt, out)
+    return 0
