@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from .codec import QUERY_ORDERS, DecodeError, Serializer
 from .errors import InvalidCommand, Unsupported
-from .model import Exchange, OrderQuery
+from .model import OrderQuery
 
-BITGET_PRODUCT_TYPES = ("USDT-FUTURES", "COIN-FUTURES", "USDC-FUTURES")
-DEFAULT_BITGET_PRODUCT_TYPE = "USDT-FUTURES"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:/@-]{1,128}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
 MAX_REQUEST_ID = 256
@@ -70,41 +70,55 @@ async def decode_command(value: bytes | None, serializer: Serializer) -> RawComm
     return RawCommand(data)
 
 
+CORE_FIELDS = frozenset(
+    {"request_id", "exchange", "account", "symbol", "requested_at", "deadline_ms"}
+)
+
+
 def validate_command(raw: RawCommand) -> OrderQuery:
-    """Field checks of the QueryOrders contract. Unknown extra fields are ignored (forward
-    compatibility for callers on a newer schema)."""
+    """Field checks of the QueryOrders contract; venue options are validated by the venue.
+
+    Unknown extra fields are ignored (forward compatibility for callers on a newer schema); a
+    field that some registered venue declares as an option is checked against the requested
+    venue, so ``product_type`` sent to a venue without product types is an error, not a no-op.
+    """
+    from .exchanges import registry
+
     f = raw.fields
     request_id = _required_str(f, "request_id", max_len=MAX_REQUEST_ID)
-    exchange_name = _required_str(f, "exchange", pattern=_TOKEN).lower()
-    try:
-        exchange = Exchange(exchange_name)
-    except ValueError:
-        known = ", ".join(e.value for e in Exchange)
-        raise Unsupported(
-            f"exchange {exchange_name!r} is not supported (supported: {known})"
-        ) from None
+    exchange = _required_str(f, "exchange", pattern=_TOKEN).lower()
+    venues = registry.venues()
+    venue = venues.get(exchange)
+    if venue is None:
+        known = ", ".join(venues)
+        raise Unsupported(f"exchange {exchange!r} is not supported (supported: {known})")
     account = _required_str(f, "account", pattern=_TOKEN)
     symbol = _optional_str(f, "symbol", pattern=_SYMBOL)
-    product_type = _optional_str(f, "product_type", pattern=_TOKEN)
-    trader_id = _optional_str(f, "trader_id", pattern=_TOKEN)
-    if exchange is Exchange.BITGET:
-        product_type = (product_type or DEFAULT_BITGET_PRODUCT_TYPE).upper()
-        if product_type not in BITGET_PRODUCT_TYPES:
-            allowed = ", ".join(BITGET_PRODUCT_TYPES)
-            raise InvalidCommand(f"product_type must be one of {allowed}, got {product_type!r}")
-    else:
-        for name, value in (("product_type", product_type), ("trader_id", trader_id)):
-            if value is not None:
-                raise InvalidCommand(f"{name} applies to bitget only, not {exchange.value}")
+    accepted = set(venue.options.model_fields)
+    values: dict[str, str] = {}
+    for other in venues.values():
+        for name in other.options.model_fields:
+            value = _optional_str(f, name, pattern=_TOKEN) if name not in CORE_FIELDS else None
+            if value is None:
+                continue
+            if name not in accepted:
+                owners = "/".join(v.name for v in venues.values() if name in v.options.model_fields)
+                raise InvalidCommand(f"{name} applies to {owners} only, not {exchange}")
+            values[name] = value
+    try:
+        options = venue.options.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidCommand(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
     return OrderQuery(
         request_id=request_id,
         exchange=exchange,
         account=account,
         symbol=symbol,
-        product_type=product_type,
-        trader_id=trader_id,
         requested_at=_optional_millis(f, "requested_at"),
         deadline_ms=_optional_millis(f, "deadline_ms"),
+        options=options,
     )
 
 

@@ -32,7 +32,7 @@ from demo import CONNECTOR, free_port, stop, wait_line  # noqa: E402
 from connector import codec  # noqa: E402
 from connector.exchanges._json import loads  # noqa: E402
 from connector.exchanges.ascendex import parsing as asc  # noqa: E402
-from connector.model import Exchange, OrderQuery  # noqa: E402
+from connector.model import OrderQuery  # noqa: E402
 from connector.pipeline import order_event  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def bench_normalize() -> dict[str, Any]:
     row = reference["data"][0]
     rows = [{**row, "orderId": f"{row['orderId']}{i}"} for i in range(120)]
     text = json.dumps({**reference, "data": rows})
-    query = OrderQuery("bench", Exchange.ASCENDEX, "desk")
+    query = OrderQuery("bench", "ascendex", "desk")
 
     def baseline() -> None:
         for r in json.loads(text)["data"]:

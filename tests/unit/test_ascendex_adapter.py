@@ -24,8 +24,9 @@ from connector.accounts import Account, Secret
 from connector.errors import AuthFailed, ExchangeRejected, ExchangeTimeout, RateLimited
 from connector.exchanges.ascendex import AscendexAdapter, create_adapter
 from connector.exchanges.ascendex.auth import SignKey, ws_auth_message
-from connector.model import Exchange, OrderQuery, OrderStatus, now_ms
-from connector.sandbox.ascendex import SimState, create_app, demo_accounts, get_state
+from connector.exchanges.ascendex.config import AscendexSettings
+from connector.exchanges.ascendex.simulator import SimState, create_app, demo_accounts, get_state
+from connector.model import OrderQuery, OrderStatus, now_ms
 from connector.settings import Settings
 
 WAIT = 5.0
@@ -75,15 +76,13 @@ async def adapter_factory(sim: Sim) -> AsyncIterator[AdapterFactory]:
 
     def factory(**overrides: Any) -> AscendexAdapter:
         settings = Settings(
-            ascendex_rest_url=sim.base,
-            ascendex_ws_url=sim.ws_base,
             request_timeout_s=overrides.pop("request_timeout_s", 3.0),
             max_attempts=overrides.pop("max_attempts", 3),
             retry_backoff_s=overrides.pop("retry_backoff_s", 0.01),
             ws_ping_interval_s=overrides.pop("ws_ping_interval_s", 60.0),
             **overrides,
         )
-        adapter = create_adapter(settings)
+        adapter = create_adapter(settings, AscendexSettings(rest_url=sim.base, ws_url=sim.ws_base))
         made.append(adapter)
         return adapter
 
@@ -110,7 +109,7 @@ def account(alias: str, **options: str) -> Account:
     entry = demo_accounts()[alias]
     return Account(
         alias=alias,
-        exchange=Exchange.ASCENDEX,
+        exchange="ascendex",
         api_key=Secret(entry["api_key"]),
         api_secret=Secret(entry["api_secret"]),
         options={**entry.get("options", {}), **options},
@@ -118,7 +117,7 @@ def account(alias: str, **options: str) -> Account:
 
 
 def query(alias: str, symbol: str | None = None) -> OrderQuery:
-    return OrderQuery(request_id="req-1", exchange=Exchange.ASCENDEX, account=alias, symbol=symbol)
+    return OrderQuery(request_id="req-1", exchange="ascendex", account=alias, symbol=symbol)
 
 
 def deadline(seconds: float = 10.0) -> float:

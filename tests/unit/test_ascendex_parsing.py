@@ -23,7 +23,7 @@ from connector.exchanges.ascendex.parsing import (
     parse_open_orders,
     parse_order,
 )
-from connector.model import Exchange, OrderStatus, OrderType, Side
+from connector.model import OrderStatus, OrderType, Side
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ascendex"
 
@@ -48,7 +48,7 @@ def test_contracts_unified_symbols(unified: dict[str, str]) -> None:
 
 def test_reference_example_field_by_field(unified: dict[str, str]) -> None:
     [order] = parse_open_orders(fixture("open_orders_reference.json"), unified_symbols=unified)
-    assert order.exchange is Exchange.ASCENDEX
+    assert order.exchange == "ascendex"
     assert order.order_id == "r1782f04c58aU3792951278sbtcp7EbA"
     assert order.account_id == "sample-futures-account-id"
     assert order.product_type == "FUTURES"

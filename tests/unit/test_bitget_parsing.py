@@ -19,7 +19,6 @@ from connector.exchanges.bitget.parsing import (
     parse_tracking_order,
 )
 from connector.model import (
-    Exchange,
     OrderStatus,
     PositionSide,
     Side,
@@ -43,7 +42,7 @@ def test_documentation_example_field_by_field() -> None:
     contracts = usdt_contracts()
     order = parse_tracking_order(row, product_type="USDT-FUTURES", contract=contracts["BTCUSDT"])
 
-    assert order.exchange is Exchange.BITGET
+    assert order.exchange == "bitget"
     assert order.order_id == "1"
     assert order.symbol == "BTCUSDT"
     assert order.unified_symbol == "BTC/USDT:USDT"

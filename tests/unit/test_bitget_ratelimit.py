@@ -20,7 +20,6 @@ from prometheus_client import REGISTRY
 from connector.accounts import Account, Secret
 from connector.errors import ExchangeTimeout
 from connector.exchanges.bitget.ratelimit import LimiterRegistry, SlidingWindowLimiter
-from connector.model import Exchange
 
 T = TypeVar("T")
 
@@ -155,7 +154,7 @@ def test_one_limiter_per_user_whatever_the_alias() -> None:
     def account(alias: str, key: str, **options: str) -> Account:
         return Account(
             alias=alias,
-            exchange=Exchange.BITGET,
+            exchange="bitget",
             api_key=Secret(key),
             api_secret=Secret("s"),
             passphrase=Secret("p"),

@@ -13,9 +13,10 @@ import logging
 
 from ...accounts import Account
 from ...errors import AuthFailed, ConnectorError, ExchangeTimeout, Unsupported
-from ...model import Exchange, FetchResult, Order, OrderQuery
+from ...model import FetchResult, Order, OrderQuery
 from ...settings import Settings
 from .auth import SignKey, ws_sign_key
+from .config import AscendexSettings
 from .http import AscendexHttpClient, CallCounter, account_cache_key
 from .parsing import parse_open_orders
 from .websocket import AscendexWsClient, stream_url
@@ -26,24 +27,31 @@ OPEN_ORDERS_ACTION = "futures-open-orders"
 
 
 class AscendexAdapter:
-    exchange = Exchange.ASCENDEX
+    exchange = "ascendex"
 
-    def __init__(self, settings: Settings, *, http: AscendexHttpClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        venue: AscendexSettings | None = None,
+        *,
+        http: AscendexHttpClient | None = None,
+    ) -> None:
         self._settings = settings
+        self._venue = venue or AscendexSettings()
         self._http = http or AscendexHttpClient(
-            settings.ascendex_rest_url,
+            self._venue.rest_url,
             request_timeout_s=settings.request_timeout_s,
             contracts_ttl_s=settings.contracts_cache_ttl_s,
         )
         self._clients: dict[tuple[str, str], AscendexWsClient] = {}
 
     def __repr__(self) -> str:
-        return f"AscendexAdapter(rest={self._settings.ascendex_rest_url!r})"
+        return f"AscendexAdapter(rest={self._venue.rest_url!r})"
 
     async def fetch_open_orders(
         self, account: Account, query: OrderQuery, *, deadline: float
     ) -> FetchResult:
-        if account.exchange is not Exchange.ASCENDEX:
+        if account.exchange != self.exchange:
             raise Unsupported(f"account {account.alias!r} is not an AscendEX account")
         calls = CallCounter()
         try:
@@ -115,7 +123,7 @@ class AscendexAdapter:
     ) -> AscendexWsClient:
         """The account's one socket; replaced when its URL or signing mode changed."""
         key = account_cache_key(account)
-        url = stream_url(self._settings.ascendex_ws_url, account_group)
+        url = stream_url(self._venue.ws_url, account_group)
         client = self._clients.get(key)
         if client is not None and client.url == url and client.sign_key is sign_key:
             return client

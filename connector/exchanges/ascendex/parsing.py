@@ -19,7 +19,6 @@ from ...errors import (
     RateLimited,
 )
 from ...model import (
-    Exchange,
     Order,
     OrderStatus,
     OrderType,
@@ -281,7 +280,7 @@ def parse_order(
     avg_px = _decimal(row, "avgFilledPx", zero_is_null=True)
     product = text_or_none(row.get("ac")) or text_or_none(ac)
     return Order(
-        exchange=Exchange.ASCENDEX,
+        exchange="ascendex",
         order_id=order_id,
         symbol=symbol,
         raw=dump_raw(row),

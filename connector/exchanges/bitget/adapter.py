@@ -1,11 +1,12 @@
 """The Bitget adapter: a copy-trading follower's current tracking orders, paged to the end.
 
-Paging. ``query-current-orders`` pages by ``pageNo``/``pageSize`` with no cursor and no total, so
-the adapter asks for the largest page (``bitget_page_size``, 50 = Bitget's maximum) from page 1
-until a page comes back shorter than asked (or empty). Offset paging over a live set can shift a
-row from one page to the next while we read, so rows are de-duplicated on ``trackingNo``. A hard
-cap (``bitget_max_pages``) stops a runaway loop; hitting it fails the command with a message that
-names the setting, because a truncated snapshot must never be published as complete.
+Paging. ``query-current-orders`` pages by ``pageNo``/``pageSize`` with no cursor and no total,
+so the adapter asks for the largest page (``CONNECTOR_BITGET_PAGE_SIZE``, 50 = Bitget's maximum)
+from page 1 until a page comes back shorter than asked (or empty). Offset paging over a live set
+can shift a row from one page to the next while we read, so rows are de-duplicated on
+``trackingNo``. A hard cap (``CONNECTOR_BITGET_MAX_PAGES``) stops a runaway loop; hitting it fails
+the command with a message that names the setting, because a truncated snapshot must never be
+published as complete.
 
 ``FetchResult.calls`` counts *requests sent to the orders endpoint*, retries included (a retried
 page costs the exchange and the rate limit as much as a first try, and that is what an operator
@@ -23,9 +24,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...accounts import Account
-from ...errors import ConnectorError, InvalidCommand, Unsupported
-from ...model import Exchange, FetchResult, Order, OrderQuery
+from ...errors import ConnectorError, Unsupported
+from ...model import FetchResult, Order, OrderQuery
 from ...settings import Settings
+from .config import BitgetOptions, BitgetSettings
 from .http import BitgetHttpClient
 from .parsing import (
     ContractInfo,
@@ -35,22 +37,9 @@ from .parsing import (
     tracking_no,
 )
 from .ratelimit import LimiterRegistry
-from .schemas import (
-    DEFAULT_PRODUCT_TYPE,
-    PATH_CONTRACTS,
-    PATH_CURRENT_TRACKING_ORDERS,
-    PRODUCT_TYPES,
-)
+from .schemas import PATH_CONTRACTS, PATH_CURRENT_TRACKING_ORDERS
 
 log = logging.getLogger(__name__)
-
-
-def normalize_product_type(value: str | None) -> str:
-    """Default USDT-FUTURES, case-insensitive like Bitget; anything else is the caller's bug."""
-    product_type = (value or DEFAULT_PRODUCT_TYPE).strip().upper()
-    if product_type not in PRODUCT_TYPES:
-        raise InvalidCommand(f"product_type {value!r} is not one of {', '.join(PRODUCT_TYPES)}")
-    return product_type
 
 
 class ContractsCache:
@@ -105,19 +94,26 @@ class ContractsCache:
 class BitgetAdapter:
     """:class:`~connector.exchanges.base.ExchangeAdapter` for Bitget copy-trading followers."""
 
-    exchange = Exchange.BITGET
+    exchange = "bitget"
 
-    def __init__(self, settings: Settings, *, http: BitgetHttpClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        venue: BitgetSettings | None = None,
+        *,
+        http: BitgetHttpClient | None = None,
+    ) -> None:
+        venue = venue or BitgetSettings()
         self._http = http or BitgetHttpClient(
-            settings.bitget_rest_url,
+            venue.rest_url,
             request_timeout_s=settings.request_timeout_s,
             max_attempts=settings.max_attempts,
             retry_backoff_s=settings.retry_backoff_s,
         )
-        self._limiters = LimiterRegistry(settings.bitget_rate_limit_per_s)
+        self._limiters = LimiterRegistry(venue.rate_limit_per_s)
         self._contracts = ContractsCache(self._http, settings.contracts_cache_ttl_s)
-        self._page_size = settings.bitget_page_size
-        self._max_pages = settings.bitget_max_pages
+        self._page_size = venue.page_size
+        self._max_pages = venue.max_pages
 
     def __repr__(self) -> str:
         return f"BitgetAdapter(http={self._http!r}, page_size={self._page_size})"
@@ -139,7 +135,10 @@ class BitgetAdapter:
     async def _fetch(
         self, account: Account, query: OrderQuery, deadline: float, calls: list[int]
     ) -> FetchResult:
-        product_type = normalize_product_type(query.product_type)
+        options = query.options
+        if not isinstance(options, BitgetOptions):  # a query built without the command model
+            options = BitgetOptions.model_validate(options.model_dump())
+        product_type = options.product_type
         limiter = self._limiters.for_account(account)
 
         def count_call() -> None:
@@ -148,8 +147,8 @@ class BitgetAdapter:
         base_params: list[tuple[str, str]] = [("productType", product_type)]
         if query.symbol:
             base_params.append(("symbol", query.symbol.strip().upper()))
-        if query.trader_id:
-            base_params.append(("traderId", query.trader_id.strip()))
+        if options.trader_id:
+            base_params.append(("traderId", options.trader_id))
 
         rows: dict[str, Mapping[str, Any]] = {}
         duplicates = 0

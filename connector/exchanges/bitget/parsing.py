@@ -60,7 +60,6 @@ from typing import Any
 from ...errors import ExchangeUnavailable
 from ...model import (
     CopyTrading,
-    Exchange,
     Order,
     OrderStatus,
     PositionSide,
@@ -251,7 +250,7 @@ def parse_tracking_order(
         close_time=close_time,
     )
     return Order(
-        exchange=Exchange.BITGET,
+        exchange="bitget",
         order_id=order_id,
         symbol=symbol,
         raw=dump_raw(row),
