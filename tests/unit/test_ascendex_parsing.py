@@ -13,7 +13,7 @@ from connector.errors import (
     AuthFailed,
     ConnectorError,
     ExchangeRejected,
-    ExchangeUnavailable,
+    MalformedResponse,
 )
 from connector.exchanges._json import loads
 from connector.exchanges.ascendex.parsing import (
@@ -138,7 +138,7 @@ def test_non_finite_numbers_are_refused() -> None:
 
 
 def test_malformed_row_fails_the_whole_reply_with_a_clear_typed_error() -> None:
-    with pytest.raises(ExchangeUnavailable) as info:
+    with pytest.raises(MalformedResponse) as info:
         parse_open_orders(fixture("malformed_orders.json"))
     message = str(info.value)
     assert "bad-qty" in message and "orderQty" in message and "row 1" in message
@@ -157,12 +157,12 @@ def test_malformed_row_fails_the_whole_reply_with_a_clear_typed_error() -> None:
 )
 def test_bad_fields_raise(patch: dict[str, Any], needle: str) -> None:
     row = fixture("open_orders_reference.json")["data"][0] | patch
-    with pytest.raises(ExchangeUnavailable, match=needle):
+    with pytest.raises(MalformedResponse, match=needle):
         parse_open_orders({"m": "futures-open-orders", "code": 0, "data": [row]})
 
 
 def test_data_must_be_a_list() -> None:
-    with pytest.raises(ExchangeUnavailable, match="data"):
+    with pytest.raises(MalformedResponse, match="data"):
         parse_open_orders({"m": "futures-open-orders", "code": 0, "id": "x"})
 
 
@@ -202,5 +202,5 @@ def test_account_info() -> None:
 def test_account_info_error_and_garbage() -> None:
     with pytest.raises(AuthFailed):
         parse_account_info({"code": 200001, "reason": "AUTHENTICATION_FAILED"})
-    with pytest.raises(ExchangeUnavailable):
+    with pytest.raises(MalformedResponse):
         parse_account_info({"code": 0, "data": {"accountGroup": "seven"}})

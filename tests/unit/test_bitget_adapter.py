@@ -21,8 +21,9 @@ from connector.errors import (
     ExchangeTimeout,
     ExchangeUnavailable,
     InvalidCommand,
+    MalformedResponse,
     RateLimited,
-    Unsupported,
+    SnapshotTooLarge,
 )
 from connector.exchanges.bitget import BitgetAdapter, create_adapter
 from connector.exchanges.bitget import simulator as sim
@@ -282,10 +283,16 @@ async def test_exchange_throttling_backs_off_then_fails_as_rate_limited(
 ) -> None:
     await simulator.fault(fail_next=1, status=429)
     assert len((await fetch(adapter, "bitget-demo")).orders) == 3
-    await simulator.fault(fail_next=10, status=429)
+    # Throttling is retried until the deadline, not given up after max_attempts (3 here).
+    await simulator.fault(fail_next=6, status=429)
+    result = await fetch(adapter, "bitget-demo")
+    assert (len(result.orders), result.calls) == (3, 7)
+    # Throttled for longer than the command's budget: RATE_LIMITED, within the deadline.
+    await simulator.fault(fail_next=10_000, status=429)
     with pytest.raises(RateLimited) as info:
-        await fetch(adapter, "bitget-demo")
+        await fetch(adapter, "bitget-demo", budget_s=1.0)
     assert info.value.exchange_code == "429"
+    assert info.value.attempts > 3
 
 
 async def test_unreadable_body_is_retried(adapter: BitgetAdapter, simulator: Sim) -> None:
@@ -329,7 +336,7 @@ async def test_deadline_passes_while_exchange_is_slow(
 async def test_page_cap_fails_clearly(simulator: Sim) -> None:
     a = create_adapter(*settings(simulator.url, bitget_max_pages=2))
     try:
-        with pytest.raises(Unsupported, match="CONNECTOR_BITGET_MAX_PAGES"):
+        with pytest.raises(SnapshotTooLarge, match="CONNECTOR_BITGET_MAX_PAGES"):
             await fetch(a, "bitget-120")
         assert len((await fetch(a, "bitget-51")).orders) == 51  # 2 pages is fine
     finally:
@@ -370,7 +377,7 @@ async def test_a_malformed_row_fails_the_snapshot(tmp_path: Path) -> None:
     s, runner = await _start(str(orders_file))
     a = create_adapter(*settings(s.url))
     try:
-        with pytest.raises(ExchangeUnavailable, match="posSide"):
+        with pytest.raises(MalformedResponse, match="posSide"):
             await fetch(a, "bitget-demo")
     finally:
         await a.aclose()

@@ -12,7 +12,7 @@ import httpx
 from connector.accounts import Account, Secret
 from connector.exchanges.bitget.auth import build_query, prehash, sign, signed_headers
 from connector.exchanges.bitget.http import BitgetHttpClient
-from connector.exchanges.bitget.ratelimit import SlidingWindowLimiter
+from connector.resilience import SlidingWindowLimiter
 
 KAT_SECRET = "bitget-kat-secret"
 ORDERS_PATH = "/api/v2/copy/mix-follower/query-current-orders"

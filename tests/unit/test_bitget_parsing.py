@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from connector.errors import MalformedResponse
 from connector.exchanges._json import dump_raw, loads
 from connector.exchanges.bitget.parsing import (
     ContractInfo,
-    MalformedPayload,
     parse_contract,
     parse_contracts,
     parse_server_time,
@@ -140,7 +140,7 @@ def test_both_price_spellings_must_agree() -> None:
     row = fixture("query-current-orders.json")["data"][0]
     same = parse_tracking_order({**row, "openPriceAvg": "39827.000"}, product_type="USDT-FUTURES")
     assert same.price == Decimal("39827")
-    with pytest.raises(MalformedPayload, match="disagree"):
+    with pytest.raises(MalformedResponse, match="disagree"):
         parse_tracking_order({**row, "openPriceAvg": "1"}, product_type="USDT-FUTURES")
 
 
@@ -157,13 +157,13 @@ def test_both_price_spellings_must_agree() -> None:
 )
 def test_malformed_rows_raise_typed_errors(change: dict[str, Any], match: str) -> None:
     row = {**fixture("query-current-orders.json")["data"][0], **change}
-    with pytest.raises(MalformedPayload, match=match) as info:
+    with pytest.raises(MalformedResponse, match=match) as info:
         parse_tracking_order(row, product_type="USDT-FUTURES")
     assert info.value.retryable is False
 
 
 def test_non_object_row_is_malformed() -> None:
-    with pytest.raises(MalformedPayload):
+    with pytest.raises(MalformedResponse):
         parse_tracking_order(["not", "a", "row"], product_type="USDT-FUTURES")  # type: ignore[arg-type]
 
 
@@ -195,17 +195,17 @@ def test_contracts_unified_symbols() -> None:
         "COIN-FUTURES",
     )
     assert delivery.unified_symbol == "BTC/USD:BTC-250627"
-    with pytest.raises(MalformedPayload):
+    with pytest.raises(MalformedResponse):
         parse_contract({"symbol": "X"}, "USDT-FUTURES")
-    with pytest.raises(MalformedPayload):
+    with pytest.raises(MalformedResponse):
         parse_contracts({"not": "a list"}, "USDT-FUTURES")
 
 
 def test_server_time() -> None:
     assert parse_server_time(fixture("server-time.json")["data"]) == 1688008631614
-    with pytest.raises(MalformedPayload):
+    with pytest.raises(MalformedResponse):
         parse_server_time({})
-    with pytest.raises(MalformedPayload):
+    with pytest.raises(MalformedResponse):
         parse_server_time({"serverTime": "soon"})
 
 

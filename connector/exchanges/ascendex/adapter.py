@@ -1,9 +1,10 @@
 """AscendexAdapter: the ExchangeAdapter for AscendEX futures open orders.
 
-A command costs one WebSocket request once the account is warm: the account group and the
-contract list come from caches, and the account's socket is reused. Retries live here, not in
-the transports, so that one policy (attempts, backoff, the command's deadline) covers a dropped
-socket, a 5xx from account info and a throttled request alike.
+A command costs one WebSocket request (``exchange_calls`` = 1 without retries): the account
+group, the contract list and the server clock are shared metadata, cached and counted in the
+metadata metric instead of being charged to whichever command filled them. Retries wrap the
+whole attempt in the shared :class:`~connector.resilience.RetryPolicy`, so one policy covers a
+dropped socket, a 5xx from account info and a throttled request alike.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from ...accounts import Account
 from ...errors import AuthFailed, ConnectorError, ExchangeTimeout, Unsupported
 from ...model import FetchResult, Order, OrderQuery
+from ...resilience import RetryPolicy
 from ...settings import Settings
 from .auth import SignKey, ws_sign_key
 from .config import AscendexSettings
@@ -44,6 +46,7 @@ class AscendexAdapter:
             contracts_ttl_s=settings.contracts_cache_ttl_s,
         )
         self._clients: dict[tuple[str, str], AscendexWsClient] = {}
+        self._retry = RetryPolicy.from_settings(settings)
 
     def __repr__(self) -> str:
         return f"AscendexAdapter(rest={self._venue.rest_url!r})"
@@ -64,44 +67,29 @@ class AscendexAdapter:
         self, account: Account, query: OrderQuery, deadline: float, calls: CallCounter
     ) -> FetchResult:
         sign_key = ws_sign_key(account)
-        loop = asyncio.get_running_loop()
-        max_attempts = self._settings.max_attempts
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> list[Order]:
             try:
                 async with asyncio.timeout_at(deadline):
-                    orders = await self._attempt(account, query, sign_key, deadline, calls)
-                return FetchResult(orders=orders, calls=calls.count)
+                    return await self._attempt(account, query, sign_key, deadline, calls)
             except TimeoutError:
                 raise ExchangeTimeout(
-                    f"{OPEN_ORDERS_ACTION}: deadline passed during attempt {attempt}",
-                    attempts=attempt,
+                    f"{OPEN_ORDERS_ACTION}: deadline passed", retryable=False
                 ) from None
-            except ConnectorError as exc:
-                exc.attempts = attempt
-                if isinstance(exc, AuthFailed):
-                    # The key may have been rotated or moved; look the account up afresh next time.
-                    self._http.forget_account(account)
-                if not exc.retryable or attempt >= max_attempts:
-                    raise
-                backoff = self._settings.retry_backoff_s * (2 ** (attempt - 1))
-                if loop.time() + backoff >= deadline:
-                    raise ExchangeTimeout(
-                        f"{OPEN_ORDERS_ACTION}: deadline leaves no time to retry after: {exc}",
-                        exchange_code=exc.exchange_code,
-                        attempts=attempt,
-                    ) from exc
-                log.warning(
-                    "ascendex %s attempt %d/%d failed, retrying in %.2fs: %s",
-                    OPEN_ORDERS_ACTION,
-                    attempt,
-                    max_attempts,
-                    backoff,
-                    exc,
-                    extra={"account": account.alias, "request_id": query.request_id},
-                )
-                await asyncio.sleep(backoff)
+
+        async def on_failure(exc: ConnectorError) -> None:
+            if isinstance(exc, AuthFailed):
+                # The key may have been rotated or moved; look the account up afresh next time.
+                self._http.forget_account(account)
+
+        orders = await self._retry.call(
+            attempt,
+            deadline=deadline,
+            venue=self.exchange,
+            what=OPEN_ORDERS_ACTION,
+            on_failure=on_failure,
+        )
+        return FetchResult(orders=orders, calls=calls.count)
 
     async def _attempt(
         self,
@@ -111,8 +99,8 @@ class AscendexAdapter:
         deadline: float,
         calls: CallCounter,
     ) -> list[Order]:
-        info = await self._http.account_info(account, deadline=deadline, calls=calls)
-        unified = await self._http.unified_symbols(deadline=deadline, calls=calls)
+        info = await self._http.account_info(account, deadline=deadline)
+        unified = await self._http.unified_symbols(deadline=deadline)
         client = await self._client_for(account, info.account_group, sign_key)
         args = {"symbol": query.symbol} if query.symbol else {}
         reply = await client.request(OPEN_ORDERS_ACTION, args, deadline=deadline, calls=calls)
@@ -139,6 +127,7 @@ class AscendexAdapter:
             sign_key,
             ping_interval_s=self._settings.ws_ping_interval_s,
             request_timeout_s=self._settings.request_timeout_s,
+            clock_ms=self._http.clock.now_ms,
         )
         self._clients[key] = client
         return client

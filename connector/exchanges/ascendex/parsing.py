@@ -16,6 +16,7 @@ from ...errors import (
     ConnectorError,
     ExchangeRejected,
     ExchangeUnavailable,
+    MalformedResponse,
     RateLimited,
 )
 from ...model import (
@@ -69,6 +70,7 @@ REJECTED_CODES: Mapping[int, str] = {
 # TOO_MANY_ATTEMPTS is AscendEX's only throttling code (HTTP 429 is the other signal). It follows
 # failed attempts, so hammering again cannot help: rate-limited, but not retried in-command.
 RATE_LIMIT_CODES: Mapping[int, str] = {200002: "TOO_MANY_ATTEMPTS"}
+LOCKOUT = frozenset({200002})
 UNAVAILABLE_CODES: Mapping[int, str] = {100101: "UNKNOWN_ERROR", 510001: "SERVER_ERROR"}
 
 
@@ -105,11 +107,16 @@ def error_from_payload(
     if detail:
         parts.append(f"- {detail}")
     message = " ".join(parts)
-    exchange_code = str(code) if code is not None else None
+    # No AscendEX code (a proxy's 502, a bare 429): the HTTP status is the exchange's answer.
+    exchange_code = (
+        str(code) if code is not None else str(http_status) if http_status is not None else None
+    )
     group = code // 10000 if code is not None else None
 
     if http_status == 429 or (code is not None and code in RATE_LIMIT_CODES):
-        return RateLimited(message, exchange_code=exchange_code, retryable=http_status == 429)
+        # 200002 locks the key out after failed logins: waiting for it within one command does
+        # not help, so it ends the command; plain throttling (HTTP 429) is retried.
+        return RateLimited(message, exchange_code=exchange_code, retryable=code not in LOCKOUT)
     if http_status in (401, 403) or (code is not None and code in AUTH_CODES) or group == 20:
         return AuthFailed(message, exchange_code=exchange_code)
     if (code is not None and code in UNAVAILABLE_CODES) or group == 50:
@@ -136,15 +143,15 @@ def is_error_reply(payload: Mapping[str, Any]) -> bool:
 def parse_account_info(payload: Any) -> AccountInfo:
     """``GET /api/pro/v1/info`` -> the account group (needed in every private URL)."""
     if not isinstance(payload, Mapping):
-        raise ExchangeUnavailable("account info: response is not a JSON object")
+        raise MalformedResponse("account info: response is not a JSON object")
     if is_error_reply(payload):
         raise error_from_payload(payload, context="account info")
     data = payload.get("data")
     if not isinstance(data, Mapping):
-        raise ExchangeUnavailable("account info: response has no data object")
+        raise MalformedResponse("account info: response has no data object")
     group = data.get("accountGroup")
     if isinstance(group, bool) or not isinstance(group, int) or group < 0:
-        raise ExchangeUnavailable("account info: accountGroup is missing or not a non-negative int")
+        raise MalformedResponse("account info: accountGroup is missing or not a non-negative int")
     futures = data.get("futuresAccount") or []
     ids = tuple(str(x) for x in futures) if isinstance(futures, list) else ()
     return AccountInfo(account_group=group, futures_account_ids=ids)
@@ -165,12 +172,12 @@ def unified_symbol(contract: Mapping[str, Any]) -> str | None:
 def parse_contracts(payload: Any) -> dict[str, str]:
     """``GET /api/pro/v2/futures/contract`` -> native symbol -> unified symbol."""
     if not isinstance(payload, Mapping):
-        raise ExchangeUnavailable("futures contracts: response is not a JSON object")
+        raise MalformedResponse("futures contracts: response is not a JSON object")
     if is_error_reply(payload):
         raise error_from_payload(payload, context="futures contracts")
     rows = payload.get("data")
     if not isinstance(rows, list):
-        raise ExchangeUnavailable("futures contracts: response has no data list")
+        raise MalformedResponse("futures contracts: response has no data list")
     result: dict[str, str] = {}
     for row in rows:
         if not isinstance(row, Mapping):
@@ -313,7 +320,7 @@ def parse_open_orders(
         raise error_from_payload(message, context="futures-open-orders")
     data = message.get("data")
     if not isinstance(data, list):
-        raise ExchangeUnavailable("futures-open-orders: reply has no data list", retryable=False)
+        raise MalformedResponse("futures-open-orders: reply has no data list")
     ac = text_or_none(message.get("ac"))
     orders: list[Order] = []
     for index, row in enumerate(data):
@@ -321,7 +328,7 @@ def parse_open_orders(
             orders.append(parse_order(row, unified_symbols=unified_symbols, ac=ac))
         except MalformedOrder as exc:
             order_id = text_or_none(row.get("orderId")) if isinstance(row, Mapping) else None
-            raise ExchangeUnavailable(
+            raise MalformedResponse(
                 f"futures-open-orders: malformed order row {index}"
                 f" (orderId={order_id or '?'}): {exc}",
                 retryable=False,

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from ... import metrics
 from ...accounts import Account
-from ...errors import AuthFailed, ExchangeTimeout, ExchangeUnavailable
+from ...errors import AuthFailed, ExchangeTimeout, ExchangeUnavailable, RateLimited, retry_after_s
 from ...model import now_ms
 from .._json import loads
 from .auth import SignKey, ws_auth_message
@@ -82,8 +82,10 @@ class AscendexWsClient:
         *,
         ping_interval_s: float,
         request_timeout_s: float,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.url = url
+        self._clock_ms = clock_ms
         self.sign_key = sign_key
         self._account = account
         self._ping_interval_s = ping_interval_s
@@ -95,10 +97,6 @@ class AscendexWsClient:
 
     def __repr__(self) -> str:
         return f"AscendexWsClient(account={self._account.alias!r}, url={self.url!r})"
-
-    @property
-    def connected(self) -> bool:
-        return self._session is not None
 
     # --- public API ------------------------------------------------------------------------
 
@@ -186,9 +184,17 @@ class AscendexWsClient:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            message = f"websocket upgrade refused (HTTP {status})"
+            code = str(status)  # the status is all the exchange said; keep it
             if status in (401, 403):
-                raise AuthFailed(f"websocket upgrade refused (HTTP {status})") from None
-            raise ExchangeUnavailable(f"websocket upgrade refused (HTTP {status})") from None
+                raise AuthFailed(message, exchange_code=code) from None
+            if status == 429:
+                raise RateLimited(
+                    message,
+                    exchange_code=code,
+                    retry_after=retry_after_s(exc.response.headers.get("Retry-After")),
+                ) from None
+            raise ExchangeUnavailable(message, exchange_code=code) from None
         except (OSError, WebSocketException) as exc:
             raise ExchangeUnavailable(f"websocket connect failed: {type(exc).__name__}") from None
 
@@ -209,7 +215,7 @@ class AscendexWsClient:
                     frame = ws_auth_message(
                         self._account.api_key.reveal(),
                         self._account.api_secret.reveal(),
-                        now_ms(),
+                        self._clock_ms(),
                         auth_id,
                         self.sign_key,
                     )

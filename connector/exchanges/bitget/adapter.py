@@ -11,84 +11,35 @@ published as complete.
 ``FetchResult.calls`` counts *requests sent to the orders endpoint*, retries included (a retried
 page costs the exchange and the rate limit as much as a first try, and that is what an operator
 reading ``exchange_calls`` wants to see). The server-time and contracts requests are not counted:
-they are shared, cached infrastructure rather than work done for one command. Without retries,
+they are shared, cached metadata (see :mod:`connector.resilience.cache`), counted in
+``connector_exchange_metadata_fetches_total`` instead. Without retries,
 ``calls`` equals the number of pages read: 0..49 rows -> 1, 50..99 -> 2, 100..149 -> 3 (a full
 page cannot tell it is the last one, so exactly 50 rows costs an empty second page).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from ...accounts import Account
-from ...errors import ConnectorError, Unsupported
+from ...errors import ConnectorError, MalformedResponse, SnapshotTooLarge
 from ...model import FetchResult, Order, OrderQuery
+from ...resilience import InstrumentCache, LimiterRegistry
 from ...settings import Settings
 from .config import BitgetOptions, BitgetSettings
 from .http import BitgetHttpClient
 from .parsing import (
     ContractInfo,
-    MalformedPayload,
     parse_contracts,
     parse_tracking_order,
     tracking_no,
 )
-from .ratelimit import LimiterRegistry
+from .ratelimit import limiter_key
 from .schemas import PATH_CONTRACTS, PATH_CURRENT_TRACKING_ORDERS
 
 log = logging.getLogger(__name__)
-
-
-class ContractsCache:
-    """Public contracts list per product type, cached for ``ttl_s``.
-
-    One refresh at a time per product type, so a burst of commands after expiry costs one
-    request. If a refresh fails, the last good list is used (symbols rarely change); with no list
-    at all, orders are published with ``unified_symbol`` null rather than failing the snapshot
-    over a cosmetic field.
-    """
-
-    def __init__(self, http: BitgetHttpClient, ttl_s: float) -> None:
-        self._http = http
-        self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, dict[str, ContractInfo]]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def _fresh(self, product_type: str, now: float) -> dict[str, ContractInfo] | None:
-        entry = self._entries.get(product_type)
-        if entry is not None and now - entry[0] < self._ttl_s:
-            return entry[1]
-        return None
-
-    async def get(self, product_type: str, *, deadline: float) -> dict[str, ContractInfo]:
-        loop = asyncio.get_running_loop()
-        cached = self._fresh(product_type, loop.time())
-        if cached is not None:
-            return cached
-        lock = self._locks.setdefault(product_type, asyncio.Lock())
-        async with lock:
-            cached = self._fresh(product_type, loop.time())
-            if cached is not None:
-                return cached
-            try:
-                data = await self._http.get_public(
-                    PATH_CONTRACTS, [("productType", product_type)], deadline=deadline
-                )
-                contracts = parse_contracts(data, product_type)
-            except ConnectorError as exc:
-                stale = self._entries.get(product_type)
-                log.warning(
-                    "bitget contracts for %s unavailable (%s); %s",
-                    product_type,
-                    exc,
-                    "using the previous list" if stale else "unified_symbol will be null",
-                )
-                return stale[1] if stale else {}
-            self._entries[product_type] = (loop.time(), contracts)
-            return contracts
 
 
 class BitgetAdapter:
@@ -110,8 +61,10 @@ class BitgetAdapter:
             max_attempts=settings.max_attempts,
             retry_backoff_s=settings.retry_backoff_s,
         )
-        self._limiters = LimiterRegistry(venue.rate_limit_per_s)
-        self._contracts = ContractsCache(self._http, settings.contracts_cache_ttl_s)
+        self._limiters = LimiterRegistry("bitget", venue.rate_limit_per_s)
+        self._contracts: InstrumentCache[str, ContractInfo] = InstrumentCache(
+            self._load_contracts, venue="bitget", ttl_s=settings.contracts_cache_ttl_s
+        )
         self._page_size = venue.page_size
         self._max_pages = venue.max_pages
 
@@ -139,7 +92,7 @@ class BitgetAdapter:
         if not isinstance(options, BitgetOptions):  # a query built without the command model
             options = BitgetOptions.model_validate(options.model_dump())
         product_type = options.product_type
-        limiter = self._limiters.for_account(account)
+        limiter = self._limiters.get(limiter_key(account))
 
         def count_call() -> None:
             calls[0] += 1
@@ -155,7 +108,7 @@ class BitgetAdapter:
         page_no = 1
         while True:
             if page_no > self._max_pages:
-                raise Unsupported(
+                raise SnapshotTooLarge(
                     f"account {account.alias!r} has more than {self._max_pages} pages of "
                     f"{self._page_size} tracking orders; raise CONNECTOR_BITGET_MAX_PAGES"
                 )
@@ -204,13 +157,19 @@ class BitgetAdapter:
         if data is None:  # Bitget answers an empty page with data null on some endpoints
             return []
         if not isinstance(data, list):
-            raise MalformedPayload(f"tracking orders page {page_no}: data is not a list")
+            raise MalformedResponse(f"tracking orders page {page_no}: data is not a list")
         for index, row in enumerate(data):
             if not isinstance(row, Mapping):
-                raise MalformedPayload(
+                raise MalformedResponse(
                     f"tracking orders page {page_no}: row #{index} is not an object"
                 )
         return data
+
+    async def _load_contracts(self, product_type: str, deadline: float) -> dict[str, ContractInfo]:
+        data = await self._http.get_public(
+            PATH_CONTRACTS, [("productType", product_type)], deadline=deadline
+        )
+        return parse_contracts(data, product_type)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -45,7 +45,7 @@ Placeholders become null (``closeOrderId ""``, ``closeAvgPrice "0"``, ``closeTim
 ``raw`` (re-serialised compactly, field order and number text preserved).
 
 A row that cannot be read (no ``trackingNo`` or ``symbol``, an unknown ``posSide``, a number
-that is not a number) raises :class:`MalformedPayload`; it is never dropped silently, since a
+that is not a number) raises :class:`MalformedResponse`; it is never dropped silently, since a
 snapshot missing a position is worse than a failed one.
 """
 
@@ -57,7 +57,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ...errors import ExchangeUnavailable
+from ...errors import MalformedResponse
 from ...model import (
     CopyTrading,
     Order,
@@ -70,17 +70,6 @@ from ...model import (
 )
 from .._json import dump_raw
 
-
-class MalformedPayload(ExchangeUnavailable):
-    """Bitget answered, but with something the connector cannot read.
-
-    Not retryable by default: a row that is malformed now will be malformed on the next read.
-    An unreadable *body* (truncated JSON) is raised with ``retryable=True`` by the HTTP layer.
-    """
-
-    retryable = False
-
-
 # --- JSON ------------------------------------------------------------------------------------
 
 
@@ -90,13 +79,13 @@ class MalformedPayload(ExchangeUnavailable):
 def parse_server_time(data: Any) -> int:
     """``{"serverTime": "1688008631614"}`` -> epoch milliseconds."""
     if not isinstance(data, Mapping):
-        raise MalformedPayload("server time: data is not an object")
+        raise MalformedResponse("server time: data is not an object")
     try:
         ms = millis_or_none(data.get("serverTime"), zero_is_null=True)
     except ValueError as exc:
-        raise MalformedPayload(f"server time: {exc}") from None
+        raise MalformedResponse(f"server time: {exc}") from None
     if ms is None:
-        raise MalformedPayload("server time: serverTime missing")
+        raise MalformedResponse("server time: serverTime missing")
     return ms
 
 
@@ -126,14 +115,14 @@ def parse_contract(row: Mapping[str, Any], product_type: str) -> ContractInfo:
     base = text_or_none(row.get("baseCoin"))
     quote = text_or_none(row.get("quoteCoin"))
     if symbol is None or base is None or quote is None:
-        raise MalformedPayload("contract row without symbol/baseCoin/quoteCoin")
+        raise MalformedResponse("contract row without symbol/baseCoin/quoteCoin")
     settle = base if product_type == "COIN-FUTURES" else quote
     unified = f"{base}/{quote}:{settle}"
     if str(row.get("symbolType", "")).lower() == "delivery":
         try:
             delivery = millis_or_none(row.get("deliveryTime"))
         except ValueError:
-            raise MalformedPayload(f"contract {symbol}: bad deliveryTime") from None
+            raise MalformedResponse(f"contract {symbol}: bad deliveryTime") from None
         if delivery is not None:
             unified += "-" + datetime.fromtimestamp(delivery / 1000, tz=UTC).strftime("%y%m%d")
     return ContractInfo(symbol, product_type, base, quote, settle, unified)
@@ -142,11 +131,11 @@ def parse_contract(row: Mapping[str, Any], product_type: str) -> ContractInfo:
 def parse_contracts(data: Any, product_type: str) -> dict[str, ContractInfo]:
     """The contracts list -> ``{native symbol: ContractInfo}``."""
     if not isinstance(data, list):
-        raise MalformedPayload("contracts: data is not a list")
+        raise MalformedResponse("contracts: data is not a list")
     out: dict[str, ContractInfo] = {}
     for row in data:
         if not isinstance(row, Mapping):
-            raise MalformedPayload("contracts: row is not an object")
+            raise MalformedResponse("contracts: row is not an object")
         info = parse_contract(row, product_type)
         out[info.symbol] = info
     return out
@@ -163,10 +152,10 @@ _POS_SIDES: dict[str, tuple[Side, PositionSide]] = {
 def tracking_no(row: Any, index: int) -> str:
     """The row's identity, checked first: paging de-duplicates on it before full parsing."""
     if not isinstance(row, Mapping):
-        raise MalformedPayload(f"tracking order #{index}: row is not an object")
+        raise MalformedResponse(f"tracking order #{index}: row is not an object")
     value = text_or_none(row.get("trackingNo"))
     if value is None:
-        raise MalformedPayload(f"tracking order #{index}: trackingNo missing")
+        raise MalformedResponse(f"tracking order #{index}: trackingNo missing")
     return value
 
 
@@ -176,21 +165,21 @@ def _decimal(
     try:
         return decimal_or_none(row.get(field), zero_is_null=zero_is_null)
     except ValueError as exc:
-        raise MalformedPayload(f"{where}: field {field}: {exc}") from None
+        raise MalformedResponse(f"{where}: field {field}: {exc}") from None
 
 
 def _millis(row: Mapping[str, Any], field: str, where: str) -> int | None:
     try:
         return millis_or_none(row.get(field))
     except ValueError as exc:
-        raise MalformedPayload(f"{where}: field {field}: {exc}") from None
+        raise MalformedResponse(f"{where}: field {field}: {exc}") from None
 
 
 def _open_average_price(row: Mapping[str, Any], where: str) -> Decimal | None:
     a = _decimal(row, "openAvgPrice", where)
     b = _decimal(row, "openPriceAvg", where)
     if a is not None and b is not None and a != b:
-        raise MalformedPayload(f"{where}: openAvgPrice and openPriceAvg disagree")
+        raise MalformedResponse(f"{where}: openAvgPrice and openPriceAvg disagree")
     return a if a is not None else b
 
 
@@ -220,10 +209,10 @@ def parse_tracking_order(
     where = f"tracking order {order_id}"
     symbol = text_or_none(row.get("symbol"))
     if symbol is None:
-        raise MalformedPayload(f"{where}: symbol missing")
+        raise MalformedResponse(f"{where}: symbol missing")
     pos_side_text = str(row.get("posSide") or "").strip().lower()
     if pos_side_text not in _POS_SIDES:
-        raise MalformedPayload(f"{where}: unknown posSide {row.get('posSide')!r}")
+        raise MalformedResponse(f"{where}: unknown posSide {row.get('posSide')!r}")
     side, position_side = _POS_SIDES[pos_side_text]
 
     open_size = _decimal(row, "openSize", where)
