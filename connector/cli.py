@@ -1,4 +1,4 @@
-"""The ``connector`` command line (see DESIGN.md, "Command line")."""
+"""The ``connector`` command line (see docs/contract.md, "Command line")."""
 
 from __future__ import annotations
 

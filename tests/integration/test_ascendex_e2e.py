@@ -32,7 +32,7 @@ async def test_open_orders_become_a_complete_snapshot(
     assert sorted(o.value["snapshot_seq"] for o in orders) == list(range(1, len(orders) + 1))
     assert {o.value["snapshot_size"] for o in orders} == {len(orders)}
     assert answer.errors == []
-    # Keys, headers and schema as in DESIGN.md.
+    # Keys, headers and schema as in docs/contract.md.
     for o in orders:
         v = o.value
         assert o.key == f"ascendex:ascendex-demo:{v['order_id']}"
