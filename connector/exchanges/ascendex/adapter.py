@@ -17,10 +17,12 @@ from ...errors import AuthFailed, ConnectorError, ExchangeTimeout, Unsupported
 from ...model import FetchResult, Order, OrderQuery
 from ...resilience import RetryPolicy
 from ...settings import Settings
+from .._json import decode
 from .auth import SignKey, ws_sign_key
 from .config import AscendexSettings
 from .http import AscendexHttpClient, CallCounter, account_cache_key
 from .parsing import parse_open_orders
+from .schemas import OpenOrdersReply
 from .websocket import AscendexWsClient, stream_url
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,8 @@ class AscendexAdapter:
         unified = await self._http.unified_symbols(deadline=deadline)
         client = await self._client_for(account, info.account_group, sign_key)
         args = {"symbol": query.symbol} if query.symbol else {}
-        reply = await client.request(OPEN_ORDERS_ACTION, args, deadline=deadline, calls=calls)
+        frame = await client.request(OPEN_ORDERS_ACTION, args, deadline=deadline, calls=calls)
+        reply = decode(OpenOrdersReply, frame, OPEN_ORDERS_ACTION)
         return parse_open_orders(reply, unified_symbols=unified)
 
     async def _client_for(

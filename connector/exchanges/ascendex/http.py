@@ -16,7 +16,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import httpx
 
@@ -24,7 +23,7 @@ from ... import metrics
 from ...accounts import Account
 from ...errors import ExchangeTimeout, ExchangeUnavailable, MalformedResponse, retry_after_s
 from ...resilience import InstrumentCache, ServerClock
-from .._json import loads
+from .._json import decode
 from .auth import REST_INFO_PATH, rest_headers
 from .parsing import (
     error_from_payload,
@@ -32,7 +31,7 @@ from .parsing import (
     parse_account_info,
     parse_contracts,
 )
-from .schemas import AccountInfo
+from .schemas import AccountInfo, AccountInfoReply, ContractsReply, Reply
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +138,10 @@ class AscendexHttpClient:
                 REST_INFO_PATH,
             )
             metrics.METADATA_FETCHES.labels(VENUE, "account-info").inc()
-            payload = await self._get(
+            content = await self._get(
                 ACCOUNT_INFO_URL, "account-info", headers=headers, deadline=deadline
             )
-            info = parse_account_info(payload)
+            info = parse_account_info(decode(AccountInfoReply, content, "account info"))
             self._groups[key] = info
             log.info(
                 "ascendex account group resolved",
@@ -157,9 +156,8 @@ class AscendexHttpClient:
         return await self.contracts.get("futures", deadline=deadline)
 
     async def _load_contracts(self, _key: str, deadline: float) -> Mapping[str, str]:
-        return parse_contracts(
-            await self._get(CONTRACTS_URL, "futures-contract", deadline=deadline)
-        )
+        content = await self._get(CONTRACTS_URL, "futures-contract", deadline=deadline)
+        return parse_contracts(decode(ContractsReply, content, "futures contracts"))
 
     # --- transport -------------------------------------------------------------------------
 
@@ -195,24 +193,23 @@ class AscendexHttpClient:
         *,
         deadline: float,
         headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        """One GET, every failure mapped to a typed error."""
+    ) -> bytes:
+        """One GET; the body, once it is known not to be an error (typed errors otherwise)."""
         response = await self._send(url, endpoint, deadline=deadline, headers=headers)
         log.debug("ascendex %s -> HTTP %s", endpoint, response.status_code)
         try:
-            payload = loads(response.content)
-        except ValueError:
-            payload = None
+            reply: Reply | None = decode(Reply, response.content, endpoint)
+        except MalformedResponse:
+            reply = None
         status = response.status_code
         if status >= 400:
-            body = payload if isinstance(payload, Mapping) else {}
             error = error_from_payload(
-                body, context=f"{endpoint} (HTTP {status})", http_status=status
+                reply or Reply(), context=f"{endpoint} (HTTP {status})", http_status=status
             )
             error.retry_after = retry_after_s(response.headers.get("Retry-After"))
             raise error
-        if payload is None:
-            raise MalformedResponse(f"{endpoint}: response is not valid JSON (HTTP {status})")
-        if isinstance(payload, Mapping) and is_error_reply(payload):
-            raise error_from_payload(payload, context=endpoint)
-        return payload
+        if reply is None:
+            raise MalformedResponse(f"{endpoint}: response is not a JSON object (HTTP {status})")
+        if is_error_reply(reply):
+            raise error_from_payload(reply, context=endpoint)
+        return response.content

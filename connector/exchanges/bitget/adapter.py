@@ -20,14 +20,15 @@ page cannot tell it is the last one, so exactly 50 rows costs an empty second pa
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+
+import msgspec
 
 from ...accounts import Account
-from ...errors import ConnectorError, MalformedResponse, SnapshotTooLarge
+from ...errors import ConnectorError, SnapshotTooLarge
 from ...model import FetchResult, Order, OrderQuery
 from ...resilience import InstrumentCache, LimiterRegistry
 from ...settings import Settings
+from .._json import decode, raw_text
 from .config import BitgetOptions, BitgetSettings
 from .http import BitgetHttpClient
 from .parsing import (
@@ -37,7 +38,7 @@ from .parsing import (
     tracking_no,
 )
 from .ratelimit import limiter_key
-from .schemas import PATH_CONTRACTS, PATH_CURRENT_TRACKING_ORDERS
+from .schemas import PATH_CONTRACTS, PATH_CURRENT_TRACKING_ORDERS, Contract, TrackingOrder
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class BitgetAdapter:
         if options.trader_id:
             base_params.append(("traderId", options.trader_id))
 
-        rows: dict[str, Mapping[str, Any]] = {}
+        rows: dict[str, tuple[TrackingOrder, str]] = {}
         duplicates = 0
         page_no = 1
         while True:
@@ -122,23 +123,27 @@ class BitgetAdapter:
                 on_attempt=count_call,
             )
             page = self._page_rows(data, page_no)
-            for index, row in enumerate(page):
+            for index, raw in enumerate(page):
+                row = decode(TrackingOrder, raw, f"tracking orders page {page_no} row #{index}")
                 key = tracking_no(row, index)
                 if key in rows:
                     duplicates += 1
                     continue
-                rows[key] = row
+                rows[key] = (row, raw_text(raw))
             if len(page) < self._page_size:
                 break
             page_no += 1
 
         contracts = await self._contracts.get(product_type, deadline=deadline) if rows else {}
         orders: list[Order] = []
-        for index, row in enumerate(rows.values()):
-            symbol = str(row.get("symbol") or "")
+        for index, (row, row_json) in enumerate(rows.values()):
             orders.append(
                 parse_tracking_order(
-                    row, product_type=product_type, contract=contracts.get(symbol), index=index
+                    row,
+                    row_json,
+                    product_type=product_type,
+                    contract=contracts.get(row.symbol or ""),
+                    index=index,
                 )
             )
         log.info(
@@ -153,23 +158,17 @@ class BitgetAdapter:
         return FetchResult(orders=orders, calls=calls[0])
 
     @staticmethod
-    def _page_rows(data: Any, page_no: int) -> list[Mapping[str, Any]]:
-        if data is None:  # Bitget answers an empty page with data null on some endpoints
+    def _page_rows(data: msgspec.Raw, page_no: int) -> list[msgspec.Raw]:
+        if bytes(data).strip() == b"null":  # Bitget's empty page on some endpoints
             return []
-        if not isinstance(data, list):
-            raise MalformedResponse(f"tracking orders page {page_no}: data is not a list")
-        for index, row in enumerate(data):
-            if not isinstance(row, Mapping):
-                raise MalformedResponse(
-                    f"tracking orders page {page_no}: row #{index} is not an object"
-                )
-        return data
+        return decode(list[msgspec.Raw], data, f"tracking orders page {page_no}")
 
     async def _load_contracts(self, product_type: str, deadline: float) -> dict[str, ContractInfo]:
         data = await self._http.get_public(
             PATH_CONTRACTS, [("productType", product_type)], deadline=deadline
         )
-        return parse_contracts(data, product_type)
+        rows = decode(list[Contract], data, f"Bitget contracts {product_type}")
+        return parse_contracts(rows, product_type)
 
     async def aclose(self) -> None:
         await self._http.aclose()

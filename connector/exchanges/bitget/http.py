@@ -51,11 +51,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 import httpx
+import msgspec
 
 from ...accounts import Account, redact
 from ...errors import (
@@ -68,12 +69,14 @@ from ...errors import (
 )
 from ...metrics import EXCHANGE_CALL_LATENCY
 from ...resilience import RetryPolicy, ServerClock, SlidingWindowLimiter
-from .._json import loads
+from .._json import decode, decoder
 from .auth import HEADER_LOCALE, LOCALE, build_query, signed_headers
 from .parsing import parse_server_time
-from .schemas import PATH_SERVER_TIME, SUCCESS
+from .schemas import PATH_SERVER_TIME, SUCCESS, Envelope, ServerTime
 
 log = logging.getLogger(__name__)
+
+ENVELOPE = decoder(Envelope)
 
 VENUE = "bitget"
 
@@ -120,21 +123,25 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def map_response(path: str, status: int, content: bytes, retry_after: float | None = None) -> Any:
-    """Return ``data`` of a successful response, or raise the typed error it stands for.
+def map_response(
+    path: str, status: int, content: bytes, retry_after: float | None = None
+) -> msgspec.Raw:
+    """Return ``data`` of a successful response (raw, for the endpoint's Struct), or raise the
+    typed error it stands for.
 
     Pure (no I/O) so the whole mapping table can be unit-tested from recorded bodies.
     """
+    body: Envelope | None
     try:
-        body: Any = loads(content) if content else None
-    except (ValueError, UnicodeDecodeError):
+        body = ENVELOPE.decode(content) if content else None
+    except (msgspec.DecodeError, UnicodeDecodeError):
         body = None
     code: str | None = None
     msg = ""
-    if isinstance(body, Mapping):
-        if body.get("code") is not None:
-            code = str(body["code"])
-        msg = redact(str(body.get("msg") or ""))[:_MSG_LIMIT]
+    if body is not None:
+        if body.code is not None:
+            code = str(body.code)
+        msg = redact(str(body.msg or ""))[:_MSG_LIMIT]
     where = f"Bitget {path}"
     detail = msg or f"HTTP {status}"
 
@@ -154,7 +161,7 @@ def map_response(path: str, status: int, content: bytes, retry_after: float | No
         raise ExchangeUnavailable(
             f"{where}: HTTP {status}{': ' + msg if msg else ''}", exchange_code=code
         )
-    if not isinstance(body, Mapping) or code is None:
+    if body is None or code is None:
         if status in (401, 403):
             raise AuthFailed(f"{where}: HTTP {status}")
         # A 2xx/4xx that is not a Bitget envelope: a proxy page or a truncated body.
@@ -162,7 +169,7 @@ def map_response(path: str, status: int, content: bytes, retry_after: float | No
             f"{where}: unreadable response body (HTTP {status})", retryable=True
         )
     if code == SUCCESS and 200 <= status < 300:
-        return body.get("data")
+        return body.data
     raise ExchangeRejected(f"{where}: {detail}", exchange_code=code)
 
 
@@ -203,7 +210,8 @@ class BitgetHttpClient:
         await self._client.aclose()
 
     async def _server_time(self, deadline: float) -> int:
-        return parse_server_time(await self._request(PATH_SERVER_TIME, (), deadline=deadline))
+        data = await self._request(PATH_SERVER_TIME, (), deadline=deadline)
+        return parse_server_time(decode(ServerTime, data, "Bitget server time"))
 
     # --- requests ---------------------------------------------------------------------------
 
