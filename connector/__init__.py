@@ -1,3 +1,5 @@
-"""Exchange order connector: query-orders commands in, normalized Avro order snapshots out."""
+"""Exchange order connector: query-orders commands in, normalized Avro order snapshots out.
 
-__version__ = "0.1.0"
+The version lives in one place, ``pyproject.toml``; read it with
+``importlib.metadata.version("exchange-order-connector")``.
+"""

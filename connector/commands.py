@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+
 from .codec import QUERY_ORDERS, DecodeError, Serializer
 from .errors import InvalidCommand, Unsupported
-from .model import Exchange, OrderQuery
+from .model import OrderQuery
 
-BITGET_PRODUCT_TYPES = ("USDT-FUTURES", "COIN-FUTURES", "USDC-FUTURES")
-DEFAULT_BITGET_PRODUCT_TYPE = "USDT-FUTURES"
 _TOKEN = re.compile(r"^[A-Za-z0-9._:/@-]{1,128}$")
 _SYMBOL = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
 MAX_REQUEST_ID = 256
@@ -70,55 +70,115 @@ async def decode_command(value: bytes | None, serializer: Serializer) -> RawComm
     return RawCommand(data)
 
 
+class QueryOrdersCommand(BaseModel):
+    """The QueryOrders command's own fields (docs/contract.md), validated in one place.
+
+    Unknown extra fields are ignored here (forward compatibility for callers on a newer schema);
+    fields a venue declares as options are validated by that venue's options model.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    request_id: str
+    exchange: str
+    account: str
+    symbol: str | None = None
+    requested_at: int | None = None
+    deadline_ms: int | None = None
+
+    @field_validator("request_id", mode="before")
+    @classmethod
+    def _request_id(cls, v: Any) -> str:
+        return _required_str("request_id", v, max_len=MAX_REQUEST_ID)
+
+    @field_validator("exchange", mode="before")
+    @classmethod
+    def _exchange(cls, v: Any) -> str:
+        return _required_str("exchange", v, pattern=_TOKEN).lower()
+
+    @field_validator("account", mode="before")
+    @classmethod
+    def _account(cls, v: Any) -> str:
+        return _required_str("account", v, pattern=_TOKEN)
+
+    @field_validator("symbol", mode="before")
+    @classmethod
+    def _symbol(cls, v: Any) -> str | None:
+        return _optional_str("symbol", v, pattern=_SYMBOL)
+
+    @field_validator("requested_at", "deadline_ms", mode="before")
+    @classmethod
+    def _millis(cls, v: Any, info: ValidationInfo) -> int | None:
+        return _optional_millis(str(info.field_name), v)
+
+
 def validate_command(raw: RawCommand) -> OrderQuery:
-    """Field checks of the QueryOrders contract. Unknown extra fields are ignored (forward
-    compatibility for callers on a newer schema)."""
+    """The QueryOrders model, then the venue's options model. One line names the field.
+
+    A field that some registered venue declares as an option is checked against the requested
+    venue, so ``product_type`` sent to a venue without product types is an error, not a no-op.
+    """
+    from .exchanges import registry
+
     f = raw.fields
-    request_id = _required_str(f, "request_id", max_len=MAX_REQUEST_ID)
-    exchange_name = _required_str(f, "exchange", pattern=_TOKEN).lower()
     try:
-        exchange = Exchange(exchange_name)
-    except ValueError:
-        known = ", ".join(e.value for e in Exchange)
-        raise Unsupported(
-            f"exchange {exchange_name!r} is not supported (supported: {known})"
-        ) from None
-    account = _required_str(f, "account", pattern=_TOKEN)
-    symbol = _optional_str(f, "symbol", pattern=_SYMBOL)
-    product_type = _optional_str(f, "product_type", pattern=_TOKEN)
-    trader_id = _optional_str(f, "trader_id", pattern=_TOKEN)
-    if exchange is Exchange.BITGET:
-        product_type = (product_type or DEFAULT_BITGET_PRODUCT_TYPE).upper()
-        if product_type not in BITGET_PRODUCT_TYPES:
-            allowed = ", ".join(BITGET_PRODUCT_TYPES)
-            raise InvalidCommand(f"product_type must be one of {allowed}, got {product_type!r}")
-    else:
-        for name, value in (("product_type", product_type), ("trader_id", trader_id)):
-            if value is not None:
-                raise InvalidCommand(f"{name} applies to bitget only, not {exchange.value}")
+        command = QueryOrdersCommand.model_validate(f)
+    except ValidationError as exc:
+        raise InvalidCommand(_one_line(exc)) from None
+    venues = registry.venues()
+    venue = venues.get(command.exchange)
+    if venue is None:
+        known = ", ".join(venues)
+        raise Unsupported(f"exchange {command.exchange!r} is not supported (supported: {known})")
+    accepted = set(venue.options.model_fields)
+    values: dict[str, str] = {}
+    for other in venues.values():
+        for name in other.options.model_fields:
+            if name in QueryOrdersCommand.model_fields:
+                continue
+            try:
+                value = _optional_str(name, f.get(name), pattern=_TOKEN)
+            except ValueError as exc:
+                raise InvalidCommand(str(exc)) from None
+            if value is None:
+                continue
+            if name not in accepted:
+                owners = "/".join(v.name for v in venues.values() if name in v.options.model_fields)
+                raise InvalidCommand(f"{name} applies to {owners} only, not {command.exchange}")
+            values[name] = value
+    try:
+        options = venue.options.model_validate(values)
+    except ValidationError as exc:
+        raise InvalidCommand(_one_line(exc)) from None
     return OrderQuery(
-        request_id=request_id,
-        exchange=exchange,
-        account=account,
-        symbol=symbol,
-        product_type=product_type,
-        trader_id=trader_id,
-        requested_at=_optional_millis(f, "requested_at"),
-        deadline_ms=_optional_millis(f, "deadline_ms"),
+        request_id=command.request_id,
+        exchange=command.exchange,
+        account=command.account,
+        symbol=command.symbol,
+        requested_at=command.requested_at,
+        deadline_ms=command.deadline_ms,
+        options=options,
     )
 
 
+def _one_line(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "missing":
+        return f"{where} is required"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return msg if msg.startswith(where) else f"{where}: {msg}"
+
+
 def _required_str(
-    f: dict[str, Any], name: str, *, max_len: int = 128, pattern: re.Pattern[str] | None = None
+    name: str, value: Any, *, max_len: int = 128, pattern: re.Pattern[str] | None = None
 ) -> str:
-    value = f.get(name)
     if value is None or value == "":
-        raise InvalidCommand(f"{name} is required")
+        raise ValueError(f"{name} is required")
     return _check_str(name, value, max_len, pattern)
 
 
-def _optional_str(f: dict[str, Any], name: str, *, pattern: re.Pattern[str]) -> str | None:
-    value = f.get(name)
+def _optional_str(name: str, value: Any, *, pattern: re.Pattern[str]) -> str | None:
     if value is None or value == "":
         return None
     return _check_str(name, value, 128, pattern)
@@ -126,22 +186,21 @@ def _optional_str(f: dict[str, Any], name: str, *, pattern: re.Pattern[str]) -> 
 
 def _check_str(name: str, value: Any, max_len: int, pattern: re.Pattern[str] | None) -> str:
     if not isinstance(value, str):
-        raise InvalidCommand(f"{name} must be a string, got {type(value).__name__}")
+        raise ValueError(f"{name} must be a string, got {type(value).__name__}")
     if len(value) > max_len:
-        raise InvalidCommand(f"{name} is longer than {max_len} characters")
+        raise ValueError(f"{name} is longer than {max_len} characters")
     if pattern is not None and not pattern.match(value):
-        raise InvalidCommand(f"{name} has characters outside {pattern.pattern}")
+        raise ValueError(f"{name} has characters outside {pattern.pattern}")
     return value
 
 
-def _optional_millis(f: dict[str, Any], name: str) -> int | None:
-    value = f.get(name)
+def _optional_millis(name: str, value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, datetime):  # Avro timestamp-millis, decoded by fastavro
         return int(value.timestamp() * 1000)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidCommand(f"{name} must be an integer of UTC epoch milliseconds")
+        raise ValueError(f"{name} must be an integer of UTC epoch milliseconds")
     if not 0 <= value < 10**14:
-        raise InvalidCommand(f"{name} is out of range for epoch milliseconds")
+        raise ValueError(f"{name} is out of range for epoch milliseconds")
     return value

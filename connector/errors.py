@@ -1,9 +1,30 @@
-"""The connector's exception hierarchy.
+"""The connector's exception hierarchy, by cause.
 
 Every failure a command can meet is one of these, so the pipeline can turn any of them into an
 ErrorEvent + FAILED QueryResult without knowing which exchange raised it. Messages must never
 contain secrets: exchange adapters build them from codes and public fields only, and the pipeline
 passes them through :func:`connector.accounts.redact` once more before publishing.
+
+::
+
+    Exception
+    ├── ConfigurationError            bad settings / accounts file: fails at start, one line
+    └── ConnectorError                code, retryable, exchange_code, attempts, calls, retry_after
+        ├── InvalidCommand            INVALID_COMMAND       the caller must fix the command
+        ├── UnknownAccount            UNKNOWN_ACCOUNT
+        ├── Unsupported               UNSUPPORTED           venue not served / not enabled
+        ├── Expired                   EXPIRED               deadline passed before starting
+        ├── ExchangeError             anything the exchange said or failed to say
+        │   ├── AuthFailed            AUTH_FAILED           credentials, permissions, signature
+        │   ├── RateLimited           RATE_LIMITED          throttled (retried until deadline)
+        │   ├── ExchangeRejected      EXCHANGE_REJECTED     a clear "no" to this request
+        │   ├── ExchangeUnavailable   EXCHANGE_UNAVAILABLE  5xx, maintenance, dropped connection
+        │   ├── ExchangeTimeout       TIMEOUT               no answer in time
+        │   ├── MalformedResponse     MALFORMED_RESPONSE    an answer we cannot read or trust
+        │   └── SnapshotTooLarge      SNAPSHOT_TOO_LARGE    more pages than the configured cap
+        └── InternalError             INTERNAL              a bug; logged with its traceback
+
+``exchange_code`` is the exchange's own code, or the HTTP status when that is all it said.
 """
 
 from __future__ import annotations
@@ -24,6 +45,9 @@ class ErrorCode(StrEnum):
     EXCHANGE_UNAVAILABLE = "EXCHANGE_UNAVAILABLE"
     TIMEOUT = "TIMEOUT"
     INTERNAL = "INTERNAL"
+    # Added in 0.2.0 (the Avro enum's default, INTERNAL, is what older readers see).
+    MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
+    SNAPSHOT_TOO_LARGE = "SNAPSHOT_TOO_LARGE"
 
 
 class ConnectorError(Exception):
@@ -39,6 +63,7 @@ class ConnectorError(Exception):
         exchange_code: str | None = None,
         retryable: bool | None = None,
         attempts: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -46,6 +71,8 @@ class ConnectorError(Exception):
         if retryable is not None:
             self.retryable = retryable
         self.attempts = attempts
+        # Seconds the exchange asked us to wait (HTTP Retry-After), honoured by the retry policy.
+        self.retry_after = retry_after
         # Exchange requests made before the failure; adapters stamp it so the FAILED
         # QueryResult's exchange_calls is as truthful as an OK one's.
         self.calls = 0
@@ -109,5 +136,31 @@ class ExchangeTimeout(ExchangeError):
     retryable = True
 
 
+class MalformedResponse(ExchangeError):
+    """The exchange answered with something the connector cannot read or does not expect.
+
+    Not retryable by default: a payload that is malformed now will be malformed on the next
+    read. An unreadable *body* (truncated JSON, a proxy page) is raised with ``retryable=True``.
+    """
+
+    code = ErrorCode.MALFORMED_RESPONSE
+
+
+class SnapshotTooLarge(ExchangeError):
+    """Paging hit the configured page cap: the snapshot cannot be proven complete."""
+
+    code = ErrorCode.SNAPSHOT_TOO_LARGE
+
+
 class InternalError(ConnectorError):
     code = ErrorCode.INTERNAL
+
+
+def retry_after_s(value: str | None) -> float | None:
+    """Seconds from an HTTP ``Retry-After`` header (delta-seconds form), or None."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

@@ -35,6 +35,22 @@ RATE_LIMIT_WAIT_SECONDS = Counter(
     "Total time spent waiting for the rate limiter",
     ["exchange"],
 )
+EXCHANGE_RETRIES = Counter(
+    "connector_exchange_retries_total",
+    "Exchange operations retried by the shared retry policy, by venue and error",
+    ["exchange", "error"],
+)
+METADATA_FETCHES = Counter(
+    "connector_exchange_metadata_fetches_total",
+    "Shared metadata requests (instrument lists, server time, account lookups); not charged to "
+    "any command's exchange_calls",
+    ["exchange", "kind"],
+)
+METADATA_FAILURES = Counter(
+    "connector_exchange_metadata_failures_total",
+    "Shared metadata requests that failed",
+    ["exchange", "kind"],
+)
 WS_RECONNECTS = Counter(
     "connector_ws_reconnects_total", "WebSocket connections re-opened after a drop", ["exchange"]
 )

@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-
-class Exchange(StrEnum):
-    ASCENDEX = "ascendex"
-    BITGET = "bitget"
+from pydantic import BaseModel, ConfigDict
 
 
 class Side(StrEnum):
@@ -49,7 +46,7 @@ class OrderStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CopyTrading:
-    """Copy-trading context of a follower's tracking order (Bitget)."""
+    """Copy-trading context of a follower's order, on venues that have copy trading."""
 
     trader_id: str | None = None
     trader_name: str | None = None
@@ -67,7 +64,7 @@ class CopyTrading:
 class Order:
     """One open order, normalized. Timestamps are UTC epoch milliseconds."""
 
-    exchange: Exchange
+    exchange: str
     order_id: str
     symbol: str
     raw: str
@@ -94,18 +91,31 @@ class Order:
     copy_trading: CopyTrading | None = None
 
 
+class CommandOptions(BaseModel):
+    """Venue-specific fields of a QueryOrders command (none by default).
+
+    A venue subclasses it to declare the fields it accepts and validates them itself; a known
+    option sent to a venue that does not declare it is an invalid command, so a caller's mistake
+    is never ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 @dataclass(frozen=True, slots=True)
 class OrderQuery:
-    """A validated query-orders command, as the exchange adapters see it."""
+    """A validated query-orders command, as the exchange adapters see it.
+
+    ``exchange`` is a registered venue name; ``options`` is that venue's own options model.
+    """
 
     request_id: str
-    exchange: Exchange
+    exchange: str
     account: str
     symbol: str | None = None
-    product_type: str | None = None
-    trader_id: str | None = None
     requested_at: int | None = None
     deadline_ms: int | None = None
+    options: CommandOptions = field(default_factory=CommandOptions)
 
 
 @dataclass(slots=True)

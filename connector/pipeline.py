@@ -19,7 +19,7 @@ from .accounts import Accounts, redact, redact_bytes
 from .commands import RawCommand, decode_command, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
 from .exchanges.base import ExchangeAdapter
-from .model import Exchange, FetchResult, Order, OrderQuery, canonical_decimal, now_ms
+from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class Pipeline:
         self,
         settings: Settings,
         accounts: Accounts,
-        adapters: Mapping[Exchange, ExchangeAdapter],
+        adapters: Mapping[str, ExchangeAdapter],
         serializer: codec.Serializer,
     ) -> None:
         self.settings = settings
@@ -88,7 +88,7 @@ class Pipeline:
         account = self.accounts.get(query.exchange, query.account)
         adapter = self.adapters.get(query.exchange)
         if adapter is None:
-            raise Unsupported(f"exchange {query.exchange.value} is not enabled in this worker")
+            raise Unsupported(f"exchange {query.exchange} is not enabled in this worker")
         budget = self.settings.command_timeout_s
         if query.deadline_ms is not None:
             budget = min(budget, (query.deadline_ms - now_ms()) / 1000)
@@ -101,14 +101,14 @@ class Pipeline:
                 return await adapter.fetch_open_orders(account, query, deadline=deadline)
         except TimeoutError:
             raise ExchangeTimeout(
-                f"no complete answer from {query.exchange.value} in {budget:.1f}s"
+                f"no complete answer from {query.exchange} in {budget:.1f}s"
             ) from None
 
     # --- building the records ----------------------------------------------------------------
 
     def _ok(self, query: OrderQuery, fetched: FetchResult, started_at: int) -> Outcome:
         observed_at = now_ms()
-        ex, acc = query.exchange.value, query.account
+        ex, acc = query.exchange, query.account
         headers = _headers(query.request_id, ex, acc)
         n = len(fetched.orders)
         outcome = Outcome(query.request_id, ex, acc, ok=True)
@@ -138,7 +138,7 @@ class Pipeline:
         started_at: int,
     ) -> Outcome:
         request_id = query.request_id if query else raw.request_id or f"generated-{uuid.uuid4()}"
-        ex = query.exchange.value if query else raw.exchange
+        ex = query.exchange if query else raw.exchange
         acc = query.account if query else raw.account
         key = f"{ex}:{acc}" if ex and acc else None
         message = redact(exc.message)
@@ -215,7 +215,7 @@ def order_event(
     return {
         "event_id": str(uuid.uuid4()),
         "request_id": query.request_id,
-        "exchange": order.exchange.value,
+        "exchange": order.exchange,
         "account": query.account,
         "account_id": order.account_id,
         "product_type": order.product_type,
@@ -276,7 +276,7 @@ def _log_ctx(raw: RawCommand, query: OrderQuery | None) -> dict[str, Any]:
     if query is not None:
         return {
             "request_id": query.request_id,
-            "exchange": query.exchange.value,
+            "exchange": query.exchange,
             "account": query.account,
         }
     return {"request_id": raw.request_id, "exchange": raw.exchange, "account": raw.account}

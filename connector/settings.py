@@ -56,10 +56,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
 
-    # Exchanges
-    ascendex_rest_url: str = "https://ascendex.com"
-    ascendex_ws_url: str = "wss://ascendex.com"
-    bitget_rest_url: str = "https://api.bitget.com"
+    # Venue settings (URLs, venue limits) live in each venue's package, with its own
+    # CONNECTOR_<VENUE>_* prefix; see connector/exchanges/registry.py.
 
     # Timeouts, retries, rate limits
     request_timeout_s: float = Field(default=10.0, gt=0)
@@ -68,13 +66,8 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(default=0.5, ge=0)
     ws_ping_interval_s: float = Field(default=15.0, gt=0)
     contracts_cache_ttl_s: float = Field(default=3600.0, ge=0)
-    bitget_rate_limit_per_s: int = Field(default=10, ge=1)
-    bitget_page_size: int = Field(default=50, ge=1, le=50)
-    bitget_max_pages: int = Field(default=100, ge=1)
 
-    @field_validator(
-        "ascendex_rest_url", "ascendex_ws_url", "bitget_rest_url", "schema_registry_url"
-    )
+    @field_validator("schema_registry_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else v

@@ -28,7 +28,6 @@ from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
 from .kafka import ssl_context
 from .logs import logging_config
-from .model import Exchange
 from .pipeline import Outcome, OutputRecord, Pipeline
 from .settings import Settings
 
@@ -59,7 +58,7 @@ class Connector:
         self,
         settings: Settings,
         accounts: Accounts,
-        adapters: dict[Exchange, ExchangeAdapter] | None = None,
+        adapters: dict[str, ExchangeAdapter] | None = None,
     ) -> None:
         self.settings = settings
         self.serializer = Serializer(settings.schema_registry_url)

@@ -30,9 +30,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 from demo import CONNECTOR, free_port, stop, wait_line  # noqa: E402
 
 from connector import codec  # noqa: E402
-from connector.exchanges._json import loads  # noqa: E402
+from connector.exchanges._json import decode  # noqa: E402
 from connector.exchanges.ascendex import parsing as asc  # noqa: E402
-from connector.model import Exchange, OrderQuery  # noqa: E402
+from connector.exchanges.ascendex.schemas import OpenOrdersReply  # noqa: E402
+from connector.model import OrderQuery  # noqa: E402
 from connector.pipeline import order_event  # noqa: E402
 
 
@@ -43,14 +44,15 @@ def bench_normalize() -> dict[str, Any]:
     row = reference["data"][0]
     rows = [{**row, "orderId": f"{row['orderId']}{i}"} for i in range(120)]
     text = json.dumps({**reference, "data": rows})
-    query = OrderQuery("bench", Exchange.ASCENDEX, "desk")
+    query = OrderQuery("bench", "ascendex", "desk")
 
     def baseline() -> None:
         for r in json.loads(text)["data"]:
             json.dumps(r)
 
     def connector() -> None:
-        orders = asc.parse_open_orders(loads(text), unified_symbols={"BTC-PERP": "BTC/USDT:USDT"})
+        reply = decode(OpenOrdersReply, text, "bench")
+        orders = asc.parse_open_orders(reply, unified_symbols={"BTC-PERP": "BTC/USDT:USDT"})
         for i, o in enumerate(orders, 1):
             codec.encode_single_object(
                 codec.ORDER_EVENT, order_event(o, query, seq=i, size=len(orders), observed_at=0)

@@ -2,49 +2,65 @@
 
 Exchanges mostly quote their numbers, but not always; an unquoted ``66000.5`` must never pass
 through a float on the way in, nor be re-quoted on the way out to the audit ``raw`` field.
+Payloads are decoded at the boundary into msgspec Structs (:func:`decoder`) that keep the
+venue's field names; each order's own JSON is kept as ``msgspec.Raw`` (:func:`raw_text`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+import functools
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar, cast
+
+import msgspec
+
+from ..errors import MalformedResponse
+
+T = TypeVar("T")
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite JSON number {name} is not allowed")
+# --- typed decoding at the boundary (msgspec) ------------------------------------------------
 
 
-def loads(text: str | bytes) -> Any:
-    """Parse exchange JSON: fractions become Decimal, NaN/Infinity are refused (ValueError)."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+class DecimalText(str):
+    """A decimal exactly as the exchange wrote it, quoted (``"0.10"``) or bare (``0.10``).
 
-
-def dump_raw(value: Any) -> str:
-    """Compact JSON of a parsed payload, keeping key order and the exact number text.
-
-    Exchanges normally quote their numbers, so the C encoder gives the exact text; only a
-    payload holding a bare number (a Decimal, which json.dumps refuses) takes the slow path.
+    Struct fields of this type accept both; the text is kept as is (placeholders such as ``""``
+    or ``NULL_VAL`` included) and :func:`connector.model.decimal_or_none` makes the exact
+    ``Decimal``. A bare number never passes through a float: the decoder reads it as ``Decimal``.
     """
+
+    __slots__ = ()
+
+
+def _dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is DecimalText:
+        if isinstance(obj, str | int | Decimal) and not isinstance(obj, bool):
+            return DecimalText(obj)
+        raise ValueError(f"expected a decimal, got {type(obj).__name__}")
+    raise NotImplementedError(type_)
+
+
+def decoder(type_: type[T]) -> msgspec.json.Decoder[T]:
+    """A JSON decoder into ``type_`` (a Struct, a list of Structs, ``msgspec.Raw``...)."""
+    return msgspec.json.Decoder(type_, dec_hook=_dec_hook, float_hook=Decimal)
+
+
+def raw_text(raw: msgspec.Raw) -> str:
+    """The exchange's own JSON text of one value, exactly as it was sent."""
+    return bytes(raw).decode("utf-8")
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_decoder(type_: Any) -> msgspec.json.Decoder[Any]:
+    return decoder(type_)
+
+
+def decode(type_: type[T], data: bytes | str | msgspec.Raw, where: str) -> T:
+    """Decode one payload into ``type_``; anything unreadable is a MalformedResponse naming the
+    place (msgspec's message gives the path and the expected type, never the value)."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    except TypeError:
-        return _dump_exact(value)
-
-
-def _dump_exact(value: Any) -> str:
-    if isinstance(value, Mapping):
-        items = (
-            f"{json.dumps(str(k), ensure_ascii=False)}:{_dump_exact(v)}" for k, v in value.items()
-        )
-        return "{" + ",".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_dump_exact(v) for v in value) + "]"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, Decimal | int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
+        result: T = _cached_decoder(cast(Any, type_)).decode(data)
+    except msgspec.DecodeError as exc:
+        raise MalformedResponse(f"{where}: {exc}") from None
+    return result

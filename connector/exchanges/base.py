@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..accounts import Account
-from ..model import Exchange, FetchResult, OrderQuery
+from ..model import FetchResult, OrderQuery
 
 
 class ExchangeAdapter(Protocol):
-    exchange: Exchange
+    exchange: str
 
     async def fetch_open_orders(
         self, account: Account, query: OrderQuery, *, deadline: float

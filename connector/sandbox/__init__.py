@@ -1,10 +1,9 @@
-"""Local exchange simulators that speak the real protocols, for the demo and the tests.
+"""``connector sandbox``: local exchange simulators that speak the real protocols.
 
-``connector sandbox`` starts one HTTP/WebSocket server per exchange on loopback, writes an
+Each venue keeps its simulator next to its adapter (``connector/exchanges/<venue>/simulator.py``)
+and declares it in its registry descriptor (:class:`~connector.exchanges.registry.Simulator`).
+``connector sandbox`` starts one HTTP/WebSocket server per registered venue on loopback, writes an
 accounts file with the demo credentials, and prints as its first line the environment
-assignments that point a worker at it. Each simulator lives in its own module and exposes:
-
-* ``create_app(state) -> aiohttp.web.Application`` — the server, including a control API under
-  ``/__sandbox/`` (fault injection, counters) that tests use;
-* ``demo_accounts() -> dict[str, dict[str, str]]`` — alias -> accounts-file entry.
+assignments that point a worker at it. Every simulator also serves a control API under
+``/__sandbox/`` (fault injection, counters) that tests use.
 """

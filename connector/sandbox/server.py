@@ -1,12 +1,13 @@
-"""Runs every exchange simulator and announces where they are."""
+"""Runs every registered venue's simulator and announces where they are."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import signal
 import tempfile
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,44 +47,42 @@ async def start_sandbox(
     *,
     host: str = "127.0.0.1",
     public_host: str | None = None,
-    ascendex_port: int = 0,
-    bitget_port: int = 0,
+    ports: Mapping[str, int] | None = None,
     workdir: str | None = None,
     orders_file: str | None = None,
 ) -> Sandbox:
-    """Start the simulators (port 0 = any free port) and write the demo accounts file."""
-    from . import ascendex
+    """Start every registered venue's simulator (port 0 = any free port) and write the demo
+    accounts file. ``ports`` maps venue name -> port."""
+    from ..errors import ConfigurationError
+    from ..exchanges import registry
 
-    simulators: list[tuple[str, int, Callable[..., web.Application], Any]] = [
-        ("ascendex", ascendex_port, ascendex.create_app, ascendex.demo_accounts),
-    ]
-    try:
-        from . import bitget
-    except ImportError:  # pragma: no cover - until the Bitget simulator lands
-        pass
-    else:
-        simulators.append(("bitget", bitget_port, bitget.create_app, bitget.demo_accounts))
-
+    ports = dict(ports or {})
+    venues = registry.venues()
+    unknown = sorted(set(ports) - set(venues))
+    if unknown:
+        raise ConfigurationError(f"--port: no venue named {', '.join(unknown)}")
     public = public_host or host
     directory = Path(workdir or tempfile.mkdtemp(prefix="connector-sandbox-"))
     directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start-up
     accounts: dict[str, Any] = {}
     sandbox = Sandbox(env={})
-    for name, port, create_app, demo_accounts in simulators:
-        app = create_app(orders_file=orders_file)
-        runner, bound = await _serve(app, host, port)
+    for name, venue in venues.items():
+        if venue.simulator is None:
+            continue
+        simulator = venue.simulator()
+        app = simulator.create_app(orders_file)
+        runner, bound = await _serve(app, host, ports.get(name, 0))
         sandbox.runners.append(runner)
         sandbox.apps[name] = app
-        accounts.update(demo_accounts())
-        if name == "ascendex":
-            sandbox.env["CONNECTOR_ASCENDEX_REST_URL"] = f"http://{public}:{bound}"
-            sandbox.env["CONNECTOR_ASCENDEX_WS_URL"] = f"ws://{public}:{bound}"
-        else:
-            sandbox.env[f"CONNECTOR_{name.upper()}_REST_URL"] = f"http://{public}:{bound}"
+        accounts.update({alias: dict(entry) for alias, entry in simulator.demo_accounts().items()})
+        sandbox.env.update(simulator.env(f"http://{public}:{bound}"))
     accounts_file = directory / "accounts.yaml"
     accounts_file.write_text(yaml.safe_dump({"accounts": accounts}, sort_keys=True))
     accounts_file.chmod(0o600)
     sandbox.env["CONNECTOR_ACCOUNTS_FILE"] = str(accounts_file)
+    plugins = os.environ.get(registry.PLUGINS_ENV)
+    if plugins:  # the worker must load the same plugin venues the sandbox serves
+        sandbox.env[registry.PLUGINS_ENV] = plugins
     return sandbox
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from connector.settings import ENV_PREFIX, Settings
+from connector.exchanges import registry
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_TESTS = Path(__file__).resolve().parent
 CHART = ROOT / "helm" / "exchange-order-connector"
 VALUES_DIR = DEPLOY_TESTS / "values"
 
-#: Every CONNECTOR_* variable the worker understands, straight from the Settings model.
-SETTINGS_ENV = frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields)
+#: Every CONNECTOR_* variable the worker understands: core Settings and each venue's settings.
+SETTINGS_ENV = registry.setting_names()
 
 #: Variable-name fragments that mark a secret; such variables must never carry inline values.
 SECRET_NAME_MARKERS = ("PASSWORD", "SECRET", "PASSPHRASE", "API_KEY", "TOKEN", "PRIVATE_KEY")

@@ -192,16 +192,18 @@ def test_sandbox_profile_is_a_complete_demo(services):
     sandbox = services["sandbox"]
     cmd = sandbox["command"]
     assert cmd[0] == "sandbox"
-    opts = dict(zip(cmd[1::2], cmd[2::2], strict=True))
+    pairs = list(zip(cmd[1::2], cmd[2::2], strict=True))
+    opts = dict(pairs)
+    ports = dict(v.split("=") for k, v in pairs if k == "--port")
     assert opts["--host"] == "0.0.0.0"
     assert opts["--public-host"] == "sandbox"
     workdir = opts["--workdir"]
 
     worker = services["connector-sandbox"]
     env = env_of(worker)
-    assert env["CONNECTOR_ASCENDEX_REST_URL"] == f"http://sandbox:{opts['--ascendex-port']}"
-    assert env["CONNECTOR_ASCENDEX_WS_URL"] == f"ws://sandbox:{opts['--ascendex-port']}"
-    assert env["CONNECTOR_BITGET_REST_URL"] == f"http://sandbox:{opts['--bitget-port']}"
+    assert env["CONNECTOR_ASCENDEX_REST_URL"] == f"http://sandbox:{ports['ascendex']}"
+    assert env["CONNECTOR_ASCENDEX_WS_URL"] == f"ws://sandbox:{ports['ascendex']}"
+    assert env["CONNECTOR_BITGET_REST_URL"] == f"http://sandbox:{ports['bitget']}"
     assert env["CONNECTOR_ACCOUNTS_FILE"] == f"{workdir}/accounts.yaml"
     # The accounts file travels through a shared volume: written by the sandbox, read-only here.
     (shared,) = [v for v in sandbox["volumes"] if v.endswith(f":{workdir}")]

@@ -164,9 +164,9 @@ async def control(sandbox: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
         yield client
     # Leave no fault armed for the next test.
     async with httpx.AsyncClient(timeout=10) as client:
-        for name in ("CONNECTOR_ASCENDEX_REST_URL", "CONNECTOR_BITGET_REST_URL"):
-            if name in sandbox:
-                await client.post(f"{sandbox[name]}/__sandbox/reset")
+        for name, url in sandbox.items():  # every simulator's base URL (one per venue)
+            if name.endswith("_REST_URL"):
+                await client.post(f"{url}/__sandbox/reset")
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from connector.accounts import Account, Secret
 from connector.errors import AuthFailed, ExchangeRejected, ExchangeTimeout, RateLimited
 from connector.exchanges.ascendex import AscendexAdapter, create_adapter
 from connector.exchanges.ascendex.auth import SignKey, ws_auth_message
-from connector.model import Exchange, OrderQuery, OrderStatus, now_ms
-from connector.sandbox.ascendex import SimState, create_app, demo_accounts, get_state
+from connector.exchanges.ascendex.config import AscendexSettings
+from connector.exchanges.ascendex.simulator import SimState, create_app, demo_accounts, get_state
+from connector.model import OrderQuery, OrderStatus, now_ms
 from connector.settings import Settings
 
 WAIT = 5.0
@@ -75,15 +76,13 @@ async def adapter_factory(sim: Sim) -> AsyncIterator[AdapterFactory]:
 
     def factory(**overrides: Any) -> AscendexAdapter:
         settings = Settings(
-            ascendex_rest_url=sim.base,
-            ascendex_ws_url=sim.ws_base,
             request_timeout_s=overrides.pop("request_timeout_s", 3.0),
             max_attempts=overrides.pop("max_attempts", 3),
             retry_backoff_s=overrides.pop("retry_backoff_s", 0.01),
             ws_ping_interval_s=overrides.pop("ws_ping_interval_s", 60.0),
             **overrides,
         )
-        adapter = create_adapter(settings)
+        adapter = create_adapter(settings, AscendexSettings(rest_url=sim.base, ws_url=sim.ws_base))
         made.append(adapter)
         return adapter
 
@@ -110,7 +109,7 @@ def account(alias: str, **options: str) -> Account:
     entry = demo_accounts()[alias]
     return Account(
         alias=alias,
-        exchange=Exchange.ASCENDEX,
+        exchange="ascendex",
         api_key=Secret(entry["api_key"]),
         api_secret=Secret(entry["api_secret"]),
         options={**entry.get("options", {}), **options},
@@ -118,7 +117,7 @@ def account(alias: str, **options: str) -> Account:
 
 
 def query(alias: str, symbol: str | None = None) -> OrderQuery:
-    return OrderQuery(request_id="req-1", exchange=Exchange.ASCENDEX, account=alias, symbol=symbol)
+    return OrderQuery(request_id="req-1", exchange="ascendex", account=alias, symbol=symbol)
 
 
 def deadline(seconds: float = 10.0) -> float:
@@ -141,12 +140,13 @@ async def test_demo_all_symbols(sim: Sim, make_adapter: AdapterFactory) -> None:
     ack = by_id["r1782f1a90c1U3792951278sethpAckQ"]
     assert ack.price == Decimal("3900.25")  # sent as orderPrice
     assert ack.unified_symbol == "ETH/USDT:USDT"
-    assert result.calls == 3  # account info + contracts + one WS request
+    # exchange_calls is the WS request only: account info and contracts are shared metadata.
+    assert result.calls == 1
 
     again = await adapter.fetch_open_orders(
         account("ascendex-demo"), query("ascendex-demo"), deadline=deadline()
     )
-    assert again.calls == 1  # caches and the socket are reused
+    assert again.calls == 1  # the same, and the socket is reused
     assert sim.state.stats["connections"] == 1
     assert sim.state.stats["rest_info_calls"] == 1
 
@@ -165,7 +165,7 @@ async def test_empty_account(sim: Sim, make_adapter: AdapterFactory) -> None:
         account("ascendex-empty"), query("ascendex-empty"), deadline=deadline()
     )
     assert result.orders == []
-    assert result.calls == 3
+    assert result.calls == 1
 
 
 async def test_badkey_is_auth_failed(sim: Sim, make_adapter: AdapterFactory) -> None:
@@ -221,7 +221,7 @@ async def test_dropped_socket_is_retried_on_a_new_connection(
     assert stats["auth_ok"] == 2
     assert stats["requests"] == 2
     assert reconnects._value.get() == before + 1
-    assert result.calls == 4  # info + contracts + dropped request + retried request
+    assert result.calls == 2  # the dropped request + the retried one
 
 
 async def test_concurrent_fetches_share_one_socket(sim: Sim, make_adapter: AdapterFactory) -> None:
@@ -317,18 +317,31 @@ async def test_rest_5xx_is_retried(sim: Sim, make_adapter: AdapterFactory) -> No
         account("ascendex-demo"), query("ascendex-demo"), deadline=deadline()
     )
     assert len(result.orders) == 5
-    assert result.calls == 4
+    assert result.calls == 1  # the retried account lookup is metadata, not this command's work
     assert sim.state.stats["rest_info_calls"] == 2
 
 
-async def test_rate_limit_exhausts_attempts(sim: Sim, make_adapter: AdapterFactory) -> None:
-    sim.faults(rate_limit_next=10)
+async def test_throttling_is_retried_until_the_deadline(
+    sim: Sim, make_adapter: AdapterFactory
+) -> None:
+    # HTTP 429 does not use up max_attempts: it is retried with backoff while time is left...
+    sim.faults(rate_limit_next=4)
+    result = await make_adapter(max_attempts=2).fetch_open_orders(
+        account("ascendex-demo"), query("ascendex-demo"), deadline=deadline()
+    )
+    assert len(result.orders) == 5
+    assert sim.state.stats["rest_info_calls"] == 5
+    # ...and ends as RATE_LIMITED, keeping the status, when the deadline comes first.
+    sim.faults(rate_limit_next=10_000)
+    loop = asyncio.get_running_loop()
+    until = deadline(1.0)
     with pytest.raises(RateLimited) as info:
         await make_adapter(max_attempts=2).fetch_open_orders(
-            account("ascendex-demo"), query("ascendex-demo"), deadline=deadline()
+            account("ascendex-empty"), query("ascendex-empty"), deadline=until
         )
-    assert info.value.attempts == 2
-    assert sim.state.stats["rest_info_calls"] == 2
+    assert loop.time() <= until
+    assert info.value.exchange_code == "429"
+    assert info.value.attempts > 2
 
 
 async def test_deadline_raises_exchange_timeout(sim: Sim, make_adapter: AdapterFactory) -> None:

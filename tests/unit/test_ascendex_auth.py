@@ -18,7 +18,6 @@ from connector.exchanges.ascendex.auth import (
     ws_auth_message,
     ws_sign_key,
 )
-from connector.model import Exchange
 
 DOC_REST_SECRET = "hV8FgjyJtpvVeAcMAgzgAFQCN36wmbWuN7o3WPcYcYhFd8qvE43gzFGVsFcCqMNk"
 DOC_WS_SECRET = "etvbsuZQafiECVdDb29PpwhzhWSf47kDpGxT8Fa7eZMjdGsUAQGHVudpt7S3ZY5w"
@@ -66,7 +65,7 @@ def test_ws_auth_message_shape() -> None:
 def _account(options: dict[str, str], secret: str = DOC_WS_SECRET) -> Account:
     return Account(
         alias="desk",
-        exchange=Exchange.ASCENDEX,
+        exchange="ascendex",
         api_key=Secret("k" * 32),
         api_secret=Secret(secret),
         options=options,

@@ -13,9 +13,9 @@ from connector.errors import (
     AuthFailed,
     ConnectorError,
     ExchangeRejected,
-    ExchangeUnavailable,
+    MalformedResponse,
 )
-from connector.exchanges._json import loads
+from connector.exchanges._json import decode
 from connector.exchanges.ascendex.parsing import (
     error_from_payload,
     parse_account_info,
@@ -23,7 +23,14 @@ from connector.exchanges.ascendex.parsing import (
     parse_open_orders,
     parse_order,
 )
-from connector.model import Exchange, OrderStatus, OrderType, Side
+from connector.exchanges.ascendex.schemas import (
+    AccountInfoReply,
+    ContractsReply,
+    FuturesOrder,
+    OpenOrdersReply,
+    Reply,
+)
+from connector.model import OrderStatus, OrderType, Side
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ascendex"
 
@@ -32,13 +39,25 @@ def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_text(encoding="utf-8")
 
 
-def fixture(name: str) -> Any:
-    return loads(fixture_text(name))
+def fixture(name: str) -> OpenOrdersReply:
+    """A recorded reply, decoded from the file's bytes as the adapter decodes a frame."""
+    return decode(OpenOrdersReply, fixture_text(name), name)
+
+
+def reply(message: dict[str, Any]) -> OpenOrdersReply:
+    return decode(OpenOrdersReply, json.dumps(message), "test reply")
+
+
+def row(fields: dict[str, Any]) -> tuple[FuturesOrder, str]:
+    text = json.dumps(fields, separators=(",", ":"))
+    return decode(FuturesOrder, text, "test row"), text
 
 
 @pytest.fixture(scope="module")
 def unified() -> dict[str, str]:
-    return parse_contracts(fixture("futures_contracts.json"))
+    return parse_contracts(
+        decode(ContractsReply, fixture_text("futures_contracts.json"), "contracts")
+    )
 
 
 def test_contracts_unified_symbols(unified: dict[str, str]) -> None:
@@ -48,7 +67,7 @@ def test_contracts_unified_symbols(unified: dict[str, str]) -> None:
 
 def test_reference_example_field_by_field(unified: dict[str, str]) -> None:
     [order] = parse_open_orders(fixture("open_orders_reference.json"), unified_symbols=unified)
-    assert order.exchange is Exchange.ASCENDEX
+    assert order.exchange == "ascendex"
     assert order.order_id == "r1782f04c58aU3792951278sbtcp7EbA"
     assert order.account_id == "sample-futures-account-id"
     assert order.product_type == "FUTURES"
@@ -73,13 +92,12 @@ def test_reference_example_field_by_field(unified: dict[str, str]) -> None:
     assert order.leverage is None and order.margin is None and order.copy_trading is None
 
 
-def test_raw_is_compact_json_of_the_row_with_keys_as_received() -> None:
-    message = fixture("open_orders_reference.json")
-    [order] = parse_open_orders(message)
-    row = json.loads(fixture_text("open_orders_reference.json"))["data"][0]
-    assert order.raw == json.dumps(row, separators=(",", ":"))
-    assert list(json.loads(order.raw)) == list(row)
-    assert " " not in order.raw.replace("NULL_VAL", "")
+def test_raw_is_the_row_exactly_as_received() -> None:
+    [order] = parse_open_orders(fixture("open_orders_reference.json"))
+    text = fixture_text("open_orders_reference.json")
+    assert order.raw in text  # a slice of what AscendEX sent, not a re-serialisation
+    first = json.loads(text)["data"][0]
+    assert json.loads(order.raw) == first and list(json.loads(order.raw)) == list(first)
 
 
 def test_variants(unified: dict[str, str]) -> None:
@@ -121,9 +139,11 @@ def test_no_float_anywhere() -> None:
 
 
 def test_bare_json_number_becomes_exact_decimal_not_float() -> None:
-    message = loads(
+    message = decode(
+        OpenOrdersReply,
         '{"m":"futures-open-orders","code":0,"id":"x","ac":"FUTURES","data":[{"orderId":"o1",'
-        '"symbol":"BTC-PERP","price":0.1,"orderQty":"3","cumFilledQty":"0","time":1}]}'
+        '"symbol":"BTC-PERP","price":0.1,"orderQty":"3","cumFilledQty":"0","time":1}]}',
+        "test",
     )
     [order] = parse_open_orders(message)
     assert order.price == Decimal("0.1")
@@ -133,12 +153,12 @@ def test_bare_json_number_becomes_exact_decimal_not_float() -> None:
 
 
 def test_non_finite_numbers_are_refused() -> None:
-    with pytest.raises(ValueError, match="non-finite"):
-        loads('{"price": NaN}')
+    with pytest.raises(MalformedResponse):
+        decode(OpenOrdersReply, '{"data": [{"price": NaN}]}', "test")
 
 
 def test_malformed_row_fails_the_whole_reply_with_a_clear_typed_error() -> None:
-    with pytest.raises(ExchangeUnavailable) as info:
+    with pytest.raises(MalformedResponse) as info:
         parse_open_orders(fixture("malformed_orders.json"))
     message = str(info.value)
     assert "bad-qty" in message and "orderQty" in message and "row 1" in message
@@ -156,18 +176,18 @@ def test_malformed_row_fails_the_whole_reply_with_a_clear_typed_error() -> None:
     ],
 )
 def test_bad_fields_raise(patch: dict[str, Any], needle: str) -> None:
-    row = fixture("open_orders_reference.json")["data"][0] | patch
-    with pytest.raises(ExchangeUnavailable, match=needle):
-        parse_open_orders({"m": "futures-open-orders", "code": 0, "data": [row]})
+    first = json.loads(fixture_text("open_orders_reference.json"))["data"][0] | patch
+    with pytest.raises(MalformedResponse, match=needle):
+        parse_open_orders(reply({"m": "futures-open-orders", "code": 0, "data": [first]}))
 
 
 def test_data_must_be_a_list() -> None:
-    with pytest.raises(ExchangeUnavailable, match="data"):
-        parse_open_orders({"m": "futures-open-orders", "code": 0, "id": "x"})
+    with pytest.raises(MalformedResponse, match="data"):
+        parse_open_orders(reply({"m": "futures-open-orders", "code": 0, "id": "x"}))
 
 
 def test_parse_order_zero_price_and_missing_optional_fields() -> None:
-    order = parse_order({"orderId": "o", "symbol": "BTC-PERP", "price": "NULL_VAL"})
+    order = parse_order(*row({"orderId": "o", "symbol": "BTC-PERP", "price": "NULL_VAL"}))
     assert order.price is None and order.quantity is None and order.remaining_quantity is None
     assert order.status is OrderStatus.UNKNOWN
 
@@ -184,7 +204,8 @@ def test_error_reply_from_fixture() -> None:
     "case", json.loads(fixture_text("error_payloads.json")), ids=lambda c: c["name"]
 )
 def test_error_mapping(case: dict[str, Any]) -> None:
-    error = error_from_payload(case["payload"], context="test", http_status=case["http_status"])
+    payload = decode(Reply, json.dumps(case["payload"]), "test")
+    error = error_from_payload(payload, context="test", http_status=case["http_status"])
     assert isinstance(error, ConnectorError)
     assert error.code == case["error"]
     assert error.exchange_code == case["exchange_code"]
@@ -192,15 +213,18 @@ def test_error_mapping(case: dict[str, Any]) -> None:
 
 
 def test_account_info() -> None:
-    info = parse_account_info(fixture("account_info.json"))
+    info = parse_account_info(
+        decode(AccountInfoReply, fixture_text("account_info.json"), "account info")
+    )
     assert info.account_group == 0
-    assert info.futures_account_ids == ("sample-futures-account-id",)
     # nothing personal is kept
     assert "yyzzxxz" not in repr(info)
 
 
 def test_account_info_error_and_garbage() -> None:
     with pytest.raises(AuthFailed):
-        parse_account_info({"code": 200001, "reason": "AUTHENTICATION_FAILED"})
-    with pytest.raises(ExchangeUnavailable):
-        parse_account_info({"code": 0, "data": {"accountGroup": "seven"}})
+        parse_account_info(AccountInfoReply(code=200001, reason="AUTHENTICATION_FAILED"))
+    with pytest.raises(MalformedResponse):
+        parse_account_info(
+            decode(AccountInfoReply, '{"code": 0, "data": {"accountGroup": "seven"}}', "t")
+        )

@@ -15,18 +15,21 @@ import yaml
 from aiohttp import web
 
 from connector.accounts import Account, Secret
+from connector.commands import RawCommand, validate_command
 from connector.errors import (
     AuthFailed,
     ExchangeTimeout,
     ExchangeUnavailable,
     InvalidCommand,
+    MalformedResponse,
     RateLimited,
-    Unsupported,
+    SnapshotTooLarge,
 )
 from connector.exchanges.bitget import BitgetAdapter, create_adapter
+from connector.exchanges.bitget import simulator as sim
+from connector.exchanges.bitget.config import BitgetOptions, BitgetSettings
 from connector.exchanges.bitget.http import BitgetHttpClient
-from connector.model import Exchange, FetchResult, OrderQuery, OrderStatus, Side
-from connector.sandbox import bitget as sim
+from connector.model import FetchResult, OrderQuery, OrderStatus, Side
 from connector.settings import Settings
 
 
@@ -66,20 +69,22 @@ async def simulator() -> AsyncIterator[Sim]:
         await runner.cleanup()
 
 
-def settings(url: str, **overrides: Any) -> Settings:
+def settings(url: str, **overrides: Any) -> tuple[Settings, BitgetSettings]:
     values: dict[str, Any] = {
-        "bitget_rest_url": url,
         "retry_backoff_s": 0.01,
         "request_timeout_s": 5.0,
         "max_attempts": 3,
     }
     values.update(overrides)
-    return Settings(**values)
+    venue = {
+        k.removeprefix("bitget_"): values.pop(k) for k in list(values) if k.startswith("bitget_")
+    }
+    return Settings(**values), BitgetSettings(rest_url=url, **venue)
 
 
 @pytest.fixture
 async def adapter(simulator: Sim) -> AsyncIterator[BitgetAdapter]:
-    a = create_adapter(settings(simulator.url))
+    a = create_adapter(*settings(simulator.url))
     try:
         yield a
     finally:
@@ -90,15 +95,21 @@ def account(alias: str) -> Account:
     creds = sim.demo_accounts()[alias]
     return Account(
         alias=alias,
-        exchange=Exchange.BITGET,
+        exchange="bitget",
         api_key=Secret(creds["api_key"]),
         api_secret=Secret(creds["api_secret"]),
         passphrase=Secret(creds["passphrase"]),
     )
 
 
-def query(alias: str, **kw: Any) -> OrderQuery:
-    return OrderQuery(request_id="r-1", exchange=Exchange.BITGET, account=alias, **kw)
+def query(alias: str, symbol: str | None = None, **options: Any) -> OrderQuery:
+    return OrderQuery(
+        request_id="r-1",
+        exchange="bitget",
+        account=alias,
+        symbol=symbol,
+        options=BitgetOptions(**options),
+    )
 
 
 async def fetch(a: BitgetAdapter, alias: str, budget_s: float = 30.0, **kw: Any) -> FetchResult:
@@ -157,8 +168,10 @@ async def test_symbol_and_trader_filters(adapter: BitgetAdapter) -> None:
 async def test_product_type_validation_sends_nothing(
     adapter: BitgetAdapter, simulator: Sim
 ) -> None:
-    with pytest.raises(InvalidCommand):
-        await fetch(adapter, "bitget-demo", product_type="SPOT")
+    # Bitget's options model rejects it while the command is validated, before any request.
+    with pytest.raises(InvalidCommand, match="product_type must be one of"):
+        validate_command(RawCommand({"request_id": "r", "exchange": "bitget", "account": "a",
+                                     "product_type": "SPOT"}))  # fmt: skip
     assert (await simulator.stats())["requests"] == 0
     # Case-insensitive like Bitget; no COIN-FUTURES rows on the demo account.
     result = await fetch(adapter, "bitget-demo", product_type="coin-futures")
@@ -187,7 +200,7 @@ async def test_coin_futures_from_an_orders_file(tmp_path: Path) -> None:
     orders_file = tmp_path / "orders.yaml"
     orders_file.write_text(yaml.safe_dump({"bitget-demo": [row], "ascendex-demo": []}))
     s, runner = await _start(str(orders_file))
-    a = create_adapter(settings(s.url))
+    a = create_adapter(*settings(s.url))
     try:
         assert (await fetch(a, "bitget-demo")).orders == []  # USDT-FUTURES: nothing
         result = await fetch(a, "bitget-demo", product_type="COIN-FUTURES")
@@ -225,7 +238,7 @@ async def test_wrong_secret_and_unknown_key(adapter: BitgetAdapter) -> None:
     good = account("bitget-demo")
     bad_secret = Account(
         alias="x",
-        exchange=Exchange.BITGET,
+        exchange="bitget",
         api_key=good.api_key,
         api_secret=Secret("not-the-secret"),
         passphrase=good.passphrase,
@@ -236,7 +249,7 @@ async def test_wrong_secret_and_unknown_key(adapter: BitgetAdapter) -> None:
     assert info.value.exchange_code == "40009"
     unknown = Account(
         alias="y",
-        exchange=Exchange.BITGET,
+        exchange="bitget",
         api_key=Secret("bg_00000000000000000000000000000000"),
         api_secret=Secret("s" * 64),
         passphrase=Secret("whatever1"),
@@ -270,10 +283,16 @@ async def test_exchange_throttling_backs_off_then_fails_as_rate_limited(
 ) -> None:
     await simulator.fault(fail_next=1, status=429)
     assert len((await fetch(adapter, "bitget-demo")).orders) == 3
-    await simulator.fault(fail_next=10, status=429)
+    # Throttling is retried until the deadline, not given up after max_attempts (3 here).
+    await simulator.fault(fail_next=6, status=429)
+    result = await fetch(adapter, "bitget-demo")
+    assert (len(result.orders), result.calls) == (3, 7)
+    # Throttled for longer than the command's budget: RATE_LIMITED, within the deadline.
+    await simulator.fault(fail_next=10_000, status=429)
     with pytest.raises(RateLimited) as info:
-        await fetch(adapter, "bitget-demo")
+        await fetch(adapter, "bitget-demo", budget_s=1.0)
     assert info.value.exchange_code == "429"
+    assert info.value.attempts > 3
 
 
 async def test_unreadable_body_is_retried(adapter: BitgetAdapter, simulator: Sim) -> None:
@@ -315,9 +334,9 @@ async def test_deadline_passes_while_exchange_is_slow(
 
 
 async def test_page_cap_fails_clearly(simulator: Sim) -> None:
-    a = create_adapter(settings(simulator.url, bitget_max_pages=2))
+    a = create_adapter(*settings(simulator.url, bitget_max_pages=2))
     try:
-        with pytest.raises(Unsupported, match="CONNECTOR_BITGET_MAX_PAGES"):
+        with pytest.raises(SnapshotTooLarge, match="CONNECTOR_BITGET_MAX_PAGES"):
             await fetch(a, "bitget-120")
         assert len((await fetch(a, "bitget-51")).orders) == 51  # 2 pages is fine
     finally:
@@ -339,7 +358,7 @@ async def test_rows_shifting_between_pages_are_deduplicated() -> None:
         return httpx.Response(200, json={"code": "00000", "msg": "success", "data": page})
 
     http = BitgetHttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
-    a = BitgetAdapter(settings("http://127.0.0.1:9"), http=http)
+    a = BitgetAdapter(*settings("http://127.0.0.1:9"), http=http)
     try:
         result = await fetch(a, "bitget-120")
     finally:
@@ -356,9 +375,9 @@ async def test_a_malformed_row_fails_the_snapshot(tmp_path: Path) -> None:
         yaml.safe_dump({"bitget-demo": [{"trackingNo": "1", "symbol": "BTCUSDT", "posSide": "up"}]})
     )
     s, runner = await _start(str(orders_file))
-    a = create_adapter(settings(s.url))
+    a = create_adapter(*settings(s.url))
     try:
-        with pytest.raises(ExchangeUnavailable, match="posSide"):
+        with pytest.raises(MalformedResponse, match="posSide"):
             await fetch(a, "bitget-demo")
     finally:
         await a.aclose()

@@ -12,8 +12,7 @@ import httpx
 from connector.accounts import Account, Secret
 from connector.exchanges.bitget.auth import build_query, prehash, sign, signed_headers
 from connector.exchanges.bitget.http import BitgetHttpClient
-from connector.exchanges.bitget.ratelimit import SlidingWindowLimiter
-from connector.model import Exchange
+from connector.resilience import SlidingWindowLimiter
 
 KAT_SECRET = "bitget-kat-secret"
 ORDERS_PATH = "/api/v2/copy/mix-follower/query-current-orders"
@@ -99,7 +98,7 @@ async def test_the_query_sent_is_byte_for_byte_the_query_signed() -> None:
     client = BitgetHttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
     account = Account(
         alias="kat",
-        exchange=Exchange.BITGET,
+        exchange="bitget",
         api_key=Secret("bg_0123456789abcdef"),
         api_secret=Secret(KAT_SECRET),
         passphrase=Secret("pass-phrase"),

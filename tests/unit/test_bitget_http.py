@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from connector import errors
+from connector.errors import MalformedResponse
 from connector.exchanges.bitget.http import BitgetHttpClient, TimestampExpired, map_response
-from connector.exchanges.bitget.parsing import MalformedPayload
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bitget"
 CASES = json.loads((FIXTURES / "errors.json").read_text())["cases"]
@@ -39,7 +39,7 @@ def test_recorded_error_bodies_map_to_typed_errors(case: dict[str, Any]) -> None
 
 def test_success_returns_data() -> None:
     body = (FIXTURES / "query-current-orders.json").read_bytes()
-    data = map_response("/p", 200, body)
+    data = json.loads(bytes(map_response("/p", 200, body)))
     assert isinstance(data, list) and data[0]["trackingNo"] == "1"
 
 
@@ -53,8 +53,8 @@ def test_success_returns_data() -> None:
             True,
         ),
         (502, b"", errors.ExchangeUnavailable, True),
-        (200, b'{"code":"00000","data":[{"trackingNo"', MalformedPayload, True),
-        (200, b"not json at all", MalformedPayload, True),
+        (200, b'{"code":"00000","data":[{"trackingNo"', MalformedResponse, True),
+        (200, b"not json at all", MalformedResponse, True),
         (401, b"", errors.AuthFailed, False),
         (429, b"", errors.RateLimited, True),
         (400, b'{"code":"1001","msg":"The request is too frequent"}', errors.RateLimited, True),
@@ -87,7 +87,9 @@ async def test_5xx_is_retried_then_succeeds() -> None:
     client = _client(_scripted([httpx.Response(503), httpx.Response(500), OK]), max_attempts=3)
     loop = asyncio.get_running_loop()
     try:
-        assert await client.get_public("/p", deadline=loop.time() + 5) == {"serverTime": "5"}
+        assert json.loads(bytes(await client.get_public("/p", deadline=loop.time() + 5))) == {
+            "serverTime": "5"
+        }
     finally:
         await client.aclose()
 
@@ -103,17 +105,35 @@ async def test_5xx_gives_up_after_max_attempts_with_attempt_count() -> None:
     assert info.value.attempts == 3
 
 
-async def test_throttling_ends_as_rate_limited() -> None:
+async def test_throttling_is_retried_until_the_deadline_then_ends_as_rate_limited() -> None:
+    # Throttling does not use up max_attempts: the exchange asked us to slow down, so the
+    # policy keeps backing off until the command's deadline, and never sleeps past it.
     throttled = httpx.Response(429, json={"code": "429", "msg": "Too Many Requests", "data": None})
-    client = _client(_scripted([throttled]), max_attempts=2)
+    client = _client(_scripted([throttled]), max_attempts=2, retry_backoff_s=0.05)
     loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.0
     try:
         with pytest.raises(errors.RateLimited) as info:
-            await client.get_public("/p", deadline=loop.time() + 5)
+            await client.get_public("/p", deadline=deadline)
     finally:
         await client.aclose()
+    assert loop.time() <= deadline
     assert info.value.exchange_code == "429"
-    assert info.value.attempts == 2
+    assert info.value.attempts > 2
+
+
+async def test_retry_after_is_honoured() -> None:
+    throttled = httpx.Response(429, headers={"Retry-After": "0.3"}, json={"code": "429"})
+    client = _client(_scripted([throttled, OK]), retry_backoff_s=0.001)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        assert json.loads(bytes(await client.get_public("/p", deadline=started + 5))) == {
+            "serverTime": "5"
+        }
+    finally:
+        await client.aclose()
+    assert loop.time() - started >= 0.3
 
 
 async def test_no_backoff_past_the_deadline_raises_timeout() -> None:

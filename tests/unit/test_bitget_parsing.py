@@ -7,19 +7,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from connector.exchanges._json import dump_raw, loads
+from connector.errors import MalformedResponse
+from connector.exchanges._json import decode, raw_text
+from connector.exchanges.bitget.http import map_response
 from connector.exchanges.bitget.parsing import (
     ContractInfo,
-    MalformedPayload,
     parse_contract,
     parse_contracts,
     parse_server_time,
     parse_tracking_order,
 )
+from connector.exchanges.bitget.schemas import Contract, ServerTime, TrackingOrder
 from connector.model import (
-    Exchange,
     OrderStatus,
     PositionSide,
     Side,
@@ -30,20 +32,34 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bitget"
 
 
 def fixture(name: str) -> Any:
-    return loads((FIXTURES / name).read_bytes())
+    return json.loads((FIXTURES / name).read_bytes())
+
+
+def decoded(row: Any) -> tuple[TrackingOrder, str]:
+    """A synthetic row as the boundary would hand it over: the Struct and its JSON text."""
+    text = json.dumps(row, separators=(",", ":"), default=str)
+    return decode(TrackingOrder, text, "test row"), text
+
+
+def contract(row: dict[str, Any]) -> Contract:
+    return decode(Contract, json.dumps(row), "test contract")
 
 
 def usdt_contracts() -> dict[str, ContractInfo]:
-    return parse_contracts(fixture("contracts-usdt-futures.json")["data"], "USDT-FUTURES")
+    content = (FIXTURES / "contracts-usdt-futures.json").read_bytes()
+    rows = decode(list[Contract], map_response("/contracts", 200, content), "contracts")
+    return parse_contracts(rows, "USDT-FUTURES")
 
 
 def test_documentation_example_field_by_field() -> None:
     body = fixture("query-current-orders.json")
     row = body["data"][0]
     contracts = usdt_contracts()
-    order = parse_tracking_order(row, product_type="USDT-FUTURES", contract=contracts["BTCUSDT"])
+    order = parse_tracking_order(
+        *decoded(row), product_type="USDT-FUTURES", contract=contracts["BTCUSDT"]
+    )
 
-    assert order.exchange is Exchange.BITGET
+    assert order.exchange == "bitget"
     assert order.order_id == "1"
     assert order.symbol == "BTCUSDT"
     assert order.unified_symbol == "BTC/USDT:USDT"
@@ -87,7 +103,7 @@ def test_documentation_example_field_by_field() -> None:
 
 def test_every_decimal_is_a_decimal_never_a_float() -> None:
     row = fixture("query-current-orders.json")["data"][0]
-    order = parse_tracking_order(row, product_type="USDT-FUTURES")
+    order = parse_tracking_order(*decoded(row), product_type="USDT-FUTURES")
     for name in (
         "price",
         "quantity",
@@ -119,7 +135,7 @@ def test_open_price_avg_spelling_and_partly_closed_row() -> None:
         "closeTime": "1717000060000",
     }
     contract = ContractInfo("ETHUSDT", "USDT-FUTURES", "ETH", "USDT", "USDT", "ETH/USDT:USDT")
-    order = parse_tracking_order(row, product_type="USDT-FUTURES", contract=contract)
+    order = parse_tracking_order(*decoded(row), product_type="USDT-FUTURES", contract=contract)
     assert order.side is Side.BUY and order.position_side is PositionSide.LONG
     assert order.status is OrderStatus.PARTIALLY_FILLED
     assert order.price == Decimal("3512.40")
@@ -132,17 +148,21 @@ def test_open_price_avg_spelling_and_partly_closed_row() -> None:
     assert order.copy_trading.close_order_id == "6"
     assert order.copy_trading.close_time == 1717000060000
     # Fully closed but still listed -> FILLED.
-    closed = parse_tracking_order({**row, "closeSize": "0.1"}, product_type="USDT-FUTURES")
+    closed = parse_tracking_order(
+        *decoded({**row, "closeSize": "0.1"}), product_type="USDT-FUTURES"
+    )
     assert closed.status is OrderStatus.FILLED
     assert closed.remaining_quantity == Decimal(0)
 
 
 def test_both_price_spellings_must_agree() -> None:
     row = fixture("query-current-orders.json")["data"][0]
-    same = parse_tracking_order({**row, "openPriceAvg": "39827.000"}, product_type="USDT-FUTURES")
+    same = parse_tracking_order(
+        *decoded({**row, "openPriceAvg": "39827.000"}), product_type="USDT-FUTURES"
+    )
     assert same.price == Decimal("39827")
-    with pytest.raises(MalformedPayload, match="disagree"):
-        parse_tracking_order({**row, "openPriceAvg": "1"}, product_type="USDT-FUTURES")
+    with pytest.raises(MalformedResponse, match="disagree"):
+        parse_tracking_order(*decoded({**row, "openPriceAvg": "1"}), product_type="USDT-FUTURES")
 
 
 @pytest.mark.parametrize(
@@ -158,14 +178,14 @@ def test_both_price_spellings_must_agree() -> None:
 )
 def test_malformed_rows_raise_typed_errors(change: dict[str, Any], match: str) -> None:
     row = {**fixture("query-current-orders.json")["data"][0], **change}
-    with pytest.raises(MalformedPayload, match=match) as info:
-        parse_tracking_order(row, product_type="USDT-FUTURES")
+    with pytest.raises(MalformedResponse, match=match) as info:
+        parse_tracking_order(*decoded(row), product_type="USDT-FUTURES")
     assert info.value.retryable is False
 
 
 def test_non_object_row_is_malformed() -> None:
-    with pytest.raises(MalformedPayload):
-        parse_tracking_order(["not", "a", "row"], product_type="USDT-FUTURES")  # type: ignore[arg-type]
+    with pytest.raises(MalformedResponse):
+        decode(TrackingOrder, '["not", "a", "row"]', "row")
 
 
 def test_contracts_unified_symbols() -> None:
@@ -177,41 +197,60 @@ def test_contracts_unified_symbols() -> None:
         "BTC/USDT:USDT",
     )
     coin = parse_contract(
-        {"symbol": "BTCUSD", "baseCoin": "BTC", "quoteCoin": "USD", "symbolType": "perpetual"},
+        contract(
+            {"symbol": "BTCUSD", "baseCoin": "BTC", "quoteCoin": "USD", "symbolType": "perpetual"}
+        ),
         "COIN-FUTURES",
     )
     assert coin.unified_symbol == "BTC/USD:BTC"
     usdc = parse_contract(
-        {"symbol": "BTCPERP", "baseCoin": "BTC", "quoteCoin": "USDC"}, "USDC-FUTURES"
+        contract({"symbol": "BTCPERP", "baseCoin": "BTC", "quoteCoin": "USDC"}), "USDC-FUTURES"
     )
     assert usdc.unified_symbol == "BTC/USDC:USDC"
     delivery = parse_contract(
-        {
-            "symbol": "BTCUSD_250627",
-            "baseCoin": "BTC",
-            "quoteCoin": "USD",
-            "symbolType": "delivery",
-            "deliveryTime": "1751011200000",
-        },
+        contract(
+            {
+                "symbol": "BTCUSD_250627",
+                "baseCoin": "BTC",
+                "quoteCoin": "USD",
+                "symbolType": "delivery",
+                "deliveryTime": "1751011200000",
+            }
+        ),
         "COIN-FUTURES",
     )
     assert delivery.unified_symbol == "BTC/USD:BTC-250627"
-    with pytest.raises(MalformedPayload):
-        parse_contract({"symbol": "X"}, "USDT-FUTURES")
-    with pytest.raises(MalformedPayload):
-        parse_contracts({"not": "a list"}, "USDT-FUTURES")
+    with pytest.raises(MalformedResponse):
+        parse_contract(contract({"symbol": "X"}), "USDT-FUTURES")
+    with pytest.raises(MalformedResponse):
+        decode(list[Contract], '{"not": "a list"}', "contracts")
 
 
 def test_server_time() -> None:
-    assert parse_server_time(fixture("server-time.json")["data"]) == 1688008631614
-    with pytest.raises(MalformedPayload):
-        parse_server_time({})
-    with pytest.raises(MalformedPayload):
-        parse_server_time({"serverTime": "soon"})
+    content = (FIXTURES / "server-time.json").read_bytes()
+    data = decode(ServerTime, map_response("/time", 200, content), "server time")
+    assert parse_server_time(data) == 1688008631614
+    with pytest.raises(MalformedResponse):
+        parse_server_time(ServerTime())
+    with pytest.raises(MalformedResponse):
+        parse_server_time(ServerTime(serverTime="soon"))
 
 
-def test_loads_never_produces_floats_and_dump_raw_keeps_number_text() -> None:
-    parsed = loads('{"a": 0.10, "b": 1e-8, "c": 7, "d": [true, null, "x\\u00e9"]}')
-    assert parsed["a"] == Decimal("0.10") and isinstance(parsed["a"], Decimal)
-    assert isinstance(parsed["b"], Decimal)
-    assert dump_raw(parsed) == '{"a":0.10,"b":1E-8,"c":7,"d":[true,null,"xé"]}'
+def test_raw_is_the_row_exactly_as_bitget_sent_it() -> None:
+    content = (FIXTURES / "query-current-orders.json").read_bytes()
+    rows = decode(list[msgspec.Raw], map_response("/orders", 200, content), "orders")
+    text = raw_text(rows[0])
+    assert text in content.decode()  # a slice of the body as received, not a re-serialisation
+    order = parse_tracking_order(
+        decode(TrackingOrder, rows[0], "row"), text, product_type="USDT-FUTURES"
+    )
+    assert order.raw == text
+
+
+def test_bare_numbers_decode_exactly_never_through_a_float() -> None:
+    _, text = decoded({"trackingNo": "1", "symbol": "X", "posSide": "long"})
+    bare = text[:-1] + ',"openSize":0.10000000000000000001}'
+    order = parse_tracking_order(
+        decode(TrackingOrder, bare, "row"), bare, product_type="USDT-FUTURES"
+    )
+    assert order.quantity == Decimal("0.10000000000000000001")

@@ -19,8 +19,8 @@ from prometheus_client import REGISTRY
 
 from connector.accounts import Account, Secret
 from connector.errors import ExchangeTimeout
-from connector.exchanges.bitget.ratelimit import LimiterRegistry, SlidingWindowLimiter
-from connector.model import Exchange
+from connector.exchanges.bitget.ratelimit import limiter_key
+from connector.resilience import LimiterRegistry, SlidingWindowLimiter
 
 T = TypeVar("T")
 
@@ -86,13 +86,16 @@ async def _fire(
     completed: list[float] = []
 
     async def one() -> None:
-        async with limiter.slot():
+        await limiter.acquire()
+        try:
             start = loop.time()
             admitted.append(start)
             # The exchange sees the request somewhere between admission and response.
             arrived.append(start + (rng.uniform(0, latency) if rng else 0.0))
             await asyncio.sleep(latency)
             completed.append(loop.time())
+        finally:
+            limiter.release()
 
     await asyncio.gather(*(one() for _ in range(n)))
     return admitted, arrived, completed
@@ -100,7 +103,7 @@ async def _fire(
 
 def test_never_admits_an_eleventh_request_in_any_second() -> None:
     async def scenario() -> list[float]:
-        admitted, _, _ = await _fire(SlidingWindowLimiter(10, 1.0), 45, latency=0.0)
+        admitted, _, _ = await _fire(SlidingWindowLimiter(10, 1.0, venue="bitget"), 45, latency=0.0)
         return admitted
 
     admitted = run_virtual(scenario())
@@ -112,7 +115,9 @@ def test_never_admits_an_eleventh_request_in_any_second() -> None:
 
 def test_windows_start_at_completion_so_arrivals_never_exceed_the_limit() -> None:
     async def scenario() -> tuple[list[float], list[float], list[float]]:
-        return await _fire(SlidingWindowLimiter(10, 1.0), 60, 0.35, random.Random(7))
+        return await _fire(
+            SlidingWindowLimiter(10, 1.0, venue="bitget"), 60, 0.35, random.Random(7)
+        )
 
     admitted, arrived, completed = run_virtual(scenario())
     assert max_in_any_window(admitted) <= 10
@@ -124,7 +129,7 @@ def test_windows_start_at_completion_so_arrivals_never_exceed_the_limit() -> Non
 
 def test_deadline_while_waiting_raises_timeout() -> None:
     async def scenario() -> float:
-        limiter = SlidingWindowLimiter(2, 1.0)
+        limiter = SlidingWindowLimiter(2, 1.0, venue="bitget")
         loop = asyncio.get_running_loop()
         for _ in range(2):
             await limiter.acquire()
@@ -144,7 +149,7 @@ def test_waits_are_recorded_in_metrics() -> None:
     seconds = sample("connector_rate_limiter_wait_seconds_total")
 
     async def scenario() -> None:
-        await _fire(SlidingWindowLimiter(10, 1.0), 12, latency=0.0)
+        await _fire(SlidingWindowLimiter(10, 1.0, venue="bitget"), 12, latency=0.0)
 
     run_virtual(scenario())
     assert sample("connector_rate_limiter_waits_total") == waits + 2
@@ -155,16 +160,20 @@ def test_one_limiter_per_user_whatever_the_alias() -> None:
     def account(alias: str, key: str, **options: str) -> Account:
         return Account(
             alias=alias,
-            exchange=Exchange.BITGET,
+            exchange="bitget",
             api_key=Secret(key),
             api_secret=Secret("s"),
             passphrase=Secret("p"),
             options=options,
         )
 
-    registry = LimiterRegistry(10)
-    a = registry.for_account(account("a", "bg_key_one"))
-    assert registry.for_account(account("b", "bg_key_one")) is a
-    assert registry.for_account(account("c", "bg_key_two")) is not a
-    x = registry.for_account(account("x", "bg_key_three", uid="42"))
-    assert registry.for_account(account("y", "bg_key_four", uid="42")) is x
+    registry = LimiterRegistry("bitget", 10)
+
+    def for_account(a: Account) -> SlidingWindowLimiter:
+        return registry.get(limiter_key(a))
+
+    a = for_account(account("a", "bg_key_one"))
+    assert for_account(account("b", "bg_key_one")) is a
+    assert for_account(account("c", "bg_key_two")) is not a
+    x = for_account(account("x", "bg_key_three", uid="42"))
+    assert for_account(account("y", "bg_key_four", uid="42")) is x

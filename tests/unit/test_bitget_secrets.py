@@ -14,8 +14,9 @@ from aiohttp import web
 from connector.accounts import Account, Secret
 from connector.errors import ConnectorError
 from connector.exchanges.bitget import create_adapter
-from connector.model import Exchange, OrderQuery
-from connector.sandbox import bitget as sim
+from connector.exchanges.bitget import simulator as sim
+from connector.exchanges.bitget.config import BitgetSettings
+from connector.model import OrderQuery
 from connector.settings import Settings
 
 API_KEY = "bg_5ecre7a11ce0000000000000000000"
@@ -43,30 +44,30 @@ async def test_secrets_never_leak(base_url: str, caplog: pytest.LogCaptureFixtur
     demo = sim.demo_accounts()["bitget-demo"]
     accounts = [
         # unknown key, wrong secret, wrong passphrase: every auth failure path
-        Account("a", Exchange.BITGET, Secret(API_KEY), Secret(API_SECRET), Secret(PASSPHRASE)),
+        Account("a", "bitget", Secret(API_KEY), Secret(API_SECRET), Secret(PASSPHRASE)),
         Account(
             "b",
-            Exchange.BITGET,
+            "bitget",
             Secret(demo["api_key"]),
             Secret(API_SECRET),
             Secret(demo["passphrase"]),
         ),
         Account(
             "c",
-            Exchange.BITGET,
+            "bitget",
             Secret(demo["api_key"]),
             Secret(demo["api_secret"]),
             Secret(PASSPHRASE),
         ),
     ]
     adapter = create_adapter(
-        Settings(bitget_rest_url=base_url, retry_backoff_s=0.01, max_attempts=2)
+        Settings(retry_backoff_s=0.01, max_attempts=2), BitgetSettings(rest_url=base_url)
     )
     texts: list[str] = [repr(adapter), repr(adapter.http), *(repr(a) for a in accounts)]
     errors: list[ConnectorError] = []
     try:
         for account in accounts:
-            q = OrderQuery(request_id="r", exchange=Exchange.BITGET, account=account.alias)
+            q = OrderQuery(request_id="r", exchange="bitget", account=account.alias)
             deadline = asyncio.get_running_loop().time() + 10
             with pytest.raises(ConnectorError) as info:
                 await adapter.fetch_open_orders(account, q, deadline=deadline)
@@ -74,7 +75,7 @@ async def test_secrets_never_leak(base_url: str, caplog: pytest.LogCaptureFixtur
         # Exchange-side failures with valid-looking credentials, too.
         async with httpx.AsyncClient() as c:
             await c.post(f"{base_url}/__sandbox/faults", json={"fail_next": 5, "status": 503})
-        q = OrderQuery(request_id="r", exchange=Exchange.BITGET, account="a")
+        q = OrderQuery(request_id="r", exchange="bitget", account="a")
         with pytest.raises(ConnectorError) as info:
             await adapter.fetch_open_orders(
                 accounts[0], q, deadline=asyncio.get_running_loop().time() + 10

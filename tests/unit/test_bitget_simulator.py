@@ -13,8 +13,8 @@ import pytest
 import yaml
 from aiohttp import web
 
+from connector.exchanges.bitget import simulator as sim
 from connector.exchanges.bitget.auth import sign
-from connector.sandbox import bitget as sim
 
 ORDERS = "/api/v2/copy/mix-follower/query-current-orders"
 

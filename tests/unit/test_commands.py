@@ -10,7 +10,7 @@ import pytest
 from connector import codec
 from connector.commands import decode_command, validate_command
 from connector.errors import ErrorCode, InvalidCommand
-from connector.model import Exchange
+from connector.exchanges.bitget.config import BitgetOptions
 
 
 async def parse(value: bytes) -> Any:
@@ -25,7 +25,7 @@ async def test_minimal_json_command() -> None:
     q = await parse(js(request_id="r1", exchange="AscendEX", account="desk"))
     assert (q.request_id, q.exchange, q.account, q.symbol) == (
         "r1",
-        Exchange.ASCENDEX,
+        "ascendex",
         "desk",
         None,
     )
@@ -33,9 +33,9 @@ async def test_minimal_json_command() -> None:
 
 async def test_bitget_product_type_defaults_and_normalizes() -> None:
     q = await parse(js(request_id="r", exchange="bitget", account="f"))
-    assert q.product_type == "USDT-FUTURES"
+    assert q.options == BitgetOptions(product_type="USDT-FUTURES")
     q = await parse(js(request_id="r", exchange="bitget", account="f", product_type="coin-futures"))
-    assert q.product_type == "COIN-FUTURES"
+    assert q.options == BitgetOptions(product_type="COIN-FUTURES")
 
 
 async def test_avro_single_object_command() -> None:
@@ -45,7 +45,8 @@ async def test_avro_single_object_command() -> None:
     }  # fmt: skip
     value = codec.encode_single_object(codec.QUERY_ORDERS, record)
     q = await parse(value)
-    assert (q.symbol, q.trader_id, q.requested_at) == ("BTCUSDT", "T1", 1700000000000)
+    assert (q.symbol, q.requested_at) == ("BTCUSDT", 1700000000000)
+    assert q.options == BitgetOptions(trader_id="T1")
 
 
 @pytest.mark.parametrize(

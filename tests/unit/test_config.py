@@ -9,8 +9,9 @@ import pytest
 
 from connector.accounts import load_accounts, redact
 from connector.errors import ConfigurationError, UnknownAccount
+from connector.exchanges.ascendex.config import AscendexSettings
+from connector.exchanges.bitget.config import BitgetSettings
 from connector.logs import RedactingFilter, TextFormatter
-from connector.model import Exchange
 from connector.settings import load_settings
 
 YAML = """
@@ -39,17 +40,17 @@ def test_yaml_and_toml_accounts(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(YAML)
     accounts = load_accounts(tmp_path / "a.yaml")
     assert len(accounts) == 2
-    assert accounts.get(Exchange.BITGET, "follower").passphrase is not None
+    assert accounts.get("bitget", "follower").passphrase is not None
     with pytest.raises(UnknownAccount):
-        accounts.get(Exchange.BITGET, "desk")  # alias exists, but on another exchange
+        accounts.get("bitget", "desk")  # alias exists, but on another exchange
     (tmp_path / "a.toml").write_text(TOML)
-    desk = load_accounts(tmp_path / "a.toml").get(Exchange.ASCENDEX, "desk")
+    desk = load_accounts(tmp_path / "a.toml").get("ascendex", "desk")
     assert desk.options == {"ws_sign_key": "base64"}
 
 
 def test_secrets_never_print(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(YAML)
-    account = load_accounts(tmp_path / "a.yaml").get(Exchange.BITGET, "follower")
+    account = load_accounts(tmp_path / "a.yaml").get("bitget", "follower")
     for text in (repr(account), str(account.api_secret), repr(account.passphrase), f"{account}"):
         assert "very-secret" not in text and "BP-pass" not in text
     assert redact("sig for BS-very-secret-0987 and BP-pass-5555") == "sig for *** and ***"
@@ -116,10 +117,69 @@ def test_defaults_are_the_real_exchanges(monkeypatch: pytest.MonkeyPatch) -> Non
     ):
         monkeypatch.delenv(var, raising=False)
     s = load_settings()
-    assert s.ascendex_rest_url == "https://ascendex.com"
-    assert s.bitget_rest_url == "https://api.bitget.com"
+    assert AscendexSettings().rest_url == "https://ascendex.com"
+    assert BitgetSettings().rest_url == "https://api.bitget.com"
     assert s.kafka_bootstrap == "localhost:9092"
     assert s.topics == {
         "query-orders": "query-orders", "orders": "orders",
         "order-query-results": "order-query-results", "order-errors": "order-errors",
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            "exchange: bitget\n    api_key: k-123456\n    api_secret: s-123456\n"
+            "    pasphrase: p-123456",
+            "account 'acc': pasphrase is not a field of a bitget account",
+        ),
+        (
+            "exchange: ascendex\n    api_key: k-123456\n    api_secret: s-123456\n"
+            "    options: {ws_sign_key: rwa}",
+            "account 'acc': options.ws_sign_key:",
+        ),
+        (
+            "exchange: bitget\n    api_key: k-123456\n    api_secret: s-123456",
+            "account 'acc': passphrase is required",
+        ),
+    ],
+)
+def test_accounts_entries_are_validated_by_the_venue_model(
+    tmp_path: Path, entry: str, expected: str
+) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text(f"accounts:\n  acc:\n    {entry}\n")
+    path.chmod(0o600)
+    with pytest.raises(ConfigurationError) as info:
+        load_accounts(path)
+    message = str(info.value)
+    assert message.startswith("CONNECTOR_ACCOUNTS_FILE: ") and expected in message
+    assert "\n" not in message
+    for value in ("k-123456", "s-123456", "p-123456", "rwa"):
+        assert value not in message
+
+
+def test_duplicate_alias_fails_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    entry = "exchange: ascendex\n    api_key: k-123456\n    api_secret: s-123456\n"
+    path.write_text(f"accounts:\n  desk:\n    {entry}  desk:\n    {entry}")
+    path.chmod(0o600)
+    with pytest.raises(ConfigurationError, match="'desk' is given twice"):
+        load_accounts(path)
+
+
+def test_world_readable_accounts_file_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text("desk:\n  exchange: ascendex\n  api_key: k-123456\n  api_secret: s-123456\n")
+    path.chmod(0o644)
+    with caplog.at_level("WARNING", logger="connector.accounts"):
+        load_accounts(path)
+    assert "readable by group or others" in caplog.text
+    caplog.clear()
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="connector.accounts"):
+        load_accounts(path)
+    assert caplog.text == ""

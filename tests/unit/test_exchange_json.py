@@ -1,28 +1,39 @@
-"""Exchange JSON: no floats in, the exchange's exact text out, on both encoder paths."""
+"""Exchange JSON at the boundary: no floats in, the exchange's exact text kept for ``raw``."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 import pytest
 
-from connector.exchanges._json import _dump_exact, dump_raw, loads
-
-QUOTED = '{"orderId":"r1é","price":"66000","orderQty":"0.0001","time":1615696544843,"ok":true,"x":null,"l":[1,"a"]}'
-
-
-def test_fast_path_gives_the_same_text_as_the_exact_path() -> None:
-    row = loads(QUOTED)
-    assert dump_raw(row) == _dump_exact(row) == QUOTED
+from connector.errors import MalformedResponse
+from connector.exchanges._json import DecimalText, decode, raw_text
 
 
-def test_bare_numbers_keep_their_digits() -> None:
-    row = loads('{"price":0.10,"qty":1e-8,"n":7}')
-    assert row["price"] == Decimal("0.10")
-    assert dump_raw(row) == '{"price":0.10,"qty":1E-8,"n":7}'
+class Row(msgspec.Struct):
+    price: DecimalText | None = None
+    n: int | None = None
 
 
-@pytest.mark.parametrize("text", ['{"p": NaN}', '{"p": Infinity}', '{"p": -Infinity}'])
-def test_non_finite_numbers_are_refused(text: str) -> None:
-    with pytest.raises(ValueError, match="non-finite"):
-        loads(text)
+def test_quoted_and_bare_decimals_keep_their_exact_text() -> None:
+    assert decode(Row, '{"price":"66000.10"}', "t").price == "66000.10"
+    # A bare number never passes through a float: 0.1000000000000000055 would not survive one.
+    assert decode(Row, '{"price":0.1000000000000000055}', "t").price == "0.1000000000000000055"
+    assert Decimal(decode(Row, '{"price":1e-8}', "t").price or "") == Decimal("1e-8")
+
+
+def test_raw_rows_are_the_bytes_as_sent() -> None:
+    body = '{"data": [ {"price": 0.10 ,"x":"é"} ]}'
+    rows = decode(dict[str, list[msgspec.Raw]], body, "t")["data"]
+    assert raw_text(rows[0]) == '{"price": 0.10 ,"x":"é"}'
+
+
+@pytest.mark.parametrize(
+    "text", ['{"price": NaN}', '{"price": Infinity}', '{"price": true}', '{"n": "x"}', "[1]"]
+)
+def test_unreadable_payloads_are_malformed_responses(text: str) -> None:
+    with pytest.raises(MalformedResponse) as info:
+        decode(Row, text, "somewhere")
+    assert info.value.message.startswith("somewhere: ")
+    assert info.value.retryable is False

@@ -12,7 +12,7 @@ import pytest
 from connector import codec
 from connector.accounts import Account, Accounts, Secret
 from connector.errors import AuthFailed, ErrorCode
-from connector.model import Exchange, FetchResult, Order, OrderQuery, OrderStatus, Side, now_ms
+from connector.model import FetchResult, Order, OrderQuery, OrderStatus, Side, now_ms
 from connector.pipeline import Pipeline
 from connector.settings import Settings
 
@@ -20,7 +20,7 @@ SECRET = "s3cr3t-value-never-printed"
 
 
 class FakeAdapter:
-    exchange = Exchange.ASCENDEX
+    exchange = "ascendex"
 
     def __init__(self, result: FetchResult | Exception | None = None, delay: float = 0) -> None:
         self.result = result or FetchResult([], calls=1)
@@ -43,16 +43,14 @@ class FakeAdapter:
 
 def order(i: int) -> Order:
     return Order(
-        exchange=Exchange.ASCENDEX, order_id=f"o{i}", symbol="BTC-PERP", raw="{}",
+        exchange="ascendex", order_id=f"o{i}", symbol="BTC-PERP", raw="{}",
         side=Side.BUY, status=OrderStatus.NEW, price=Decimal("66000.50"), quantity=Decimal("0.0010"),
     )  # fmt: skip
 
 
 def pipeline(adapter: FakeAdapter, **settings: Any) -> Pipeline:
-    accounts = Accounts([Account("desk", Exchange.ASCENDEX, Secret("key-abcdef"), Secret(SECRET))])
-    return Pipeline(
-        Settings(**settings), accounts, {Exchange.ASCENDEX: adapter}, codec.Serializer()
-    )
+    accounts = Accounts([Account("desk", "ascendex", Secret("key-abcdef"), Secret(SECRET))])
+    return Pipeline(Settings(**settings), accounts, {"ascendex": adapter}, codec.Serializer())
 
 
 def cmd(**fields: Any) -> bytes:

@@ -52,3 +52,23 @@ def test_added_fields_have_defaults(path: Path) -> None:
 
 def test_every_current_schema_was_released_or_is_new_with_defaults() -> None:
     assert {p.name for p in AVRO.glob("*.avsc")} >= {p.name for p in LATEST.glob("*.avsc")}
+
+
+def test_error_codes_match_the_schema_and_new_ones_reach_old_readers_as_the_default() -> None:
+    from connector.errors import ErrorCode
+
+    new = json.loads((AVRO / "ErrorEvent.avsc").read_text())
+    old = json.loads((LATEST / "ErrorEvent.avsc").read_text())
+    (enum,) = [f["type"] for f in new["fields"] if f["name"] == "code"]
+    assert enum["symbols"] == [c.value for c in ErrorCode]
+    (old_enum,) = [f["type"] for f in old["fields"] if f["name"] == "code"]
+    assert enum["symbols"][: len(old_enum["symbols"])] == old_enum["symbols"]  # appended only
+    for code in ("MALFORMED_RESPONSE", "SNAPSHOT_TOO_LARGE"):
+        record = {**_example(new), "code": code}
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.parse_schema(new), record)
+        buf.seek(0)
+        read = fastavro.schemaless_reader(
+            buf, fastavro.parse_schema(new), fastavro.parse_schema(old)
+        )
+        assert isinstance(read, dict) and read["code"] == enum["default"] == "INTERNAL"

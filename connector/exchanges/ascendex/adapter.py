@@ -1,9 +1,10 @@
 """AscendexAdapter: the ExchangeAdapter for AscendEX futures open orders.
 
-A command costs one WebSocket request once the account is warm: the account group and the
-contract list come from caches, and the account's socket is reused. Retries live here, not in
-the transports, so that one policy (attempts, backoff, the command's deadline) covers a dropped
-socket, a 5xx from account info and a throttled request alike.
+A command costs one WebSocket request (``exchange_calls`` = 1 without retries): the account
+group, the contract list and the server clock are shared metadata, cached and counted in the
+metadata metric instead of being charged to whichever command filled them. Retries wrap the
+whole attempt in the shared :class:`~connector.resilience.RetryPolicy`, so one policy covers a
+dropped socket, a 5xx from account info and a throttled request alike.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import logging
 
 from ...accounts import Account
 from ...errors import AuthFailed, ConnectorError, ExchangeTimeout, Unsupported
-from ...model import Exchange, FetchResult, Order, OrderQuery
+from ...model import FetchResult, Order, OrderQuery
+from ...resilience import RetryPolicy
 from ...settings import Settings
+from .._json import decode
 from .auth import SignKey, ws_sign_key
+from .config import AscendexSettings
 from .http import AscendexHttpClient, CallCounter, account_cache_key
 from .parsing import parse_open_orders
+from .schemas import OpenOrdersReply
 from .websocket import AscendexWsClient, stream_url
 
 log = logging.getLogger(__name__)
@@ -26,24 +31,32 @@ OPEN_ORDERS_ACTION = "futures-open-orders"
 
 
 class AscendexAdapter:
-    exchange = Exchange.ASCENDEX
+    exchange = "ascendex"
 
-    def __init__(self, settings: Settings, *, http: AscendexHttpClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        venue: AscendexSettings | None = None,
+        *,
+        http: AscendexHttpClient | None = None,
+    ) -> None:
         self._settings = settings
+        self._venue = venue or AscendexSettings()
         self._http = http or AscendexHttpClient(
-            settings.ascendex_rest_url,
+            self._venue.rest_url,
             request_timeout_s=settings.request_timeout_s,
             contracts_ttl_s=settings.contracts_cache_ttl_s,
         )
         self._clients: dict[tuple[str, str], AscendexWsClient] = {}
+        self._retry = RetryPolicy.from_settings(settings)
 
     def __repr__(self) -> str:
-        return f"AscendexAdapter(rest={self._settings.ascendex_rest_url!r})"
+        return f"AscendexAdapter(rest={self._venue.rest_url!r})"
 
     async def fetch_open_orders(
         self, account: Account, query: OrderQuery, *, deadline: float
     ) -> FetchResult:
-        if account.exchange is not Exchange.ASCENDEX:
+        if account.exchange != self.exchange:
             raise Unsupported(f"account {account.alias!r} is not an AscendEX account")
         calls = CallCounter()
         try:
@@ -56,44 +69,29 @@ class AscendexAdapter:
         self, account: Account, query: OrderQuery, deadline: float, calls: CallCounter
     ) -> FetchResult:
         sign_key = ws_sign_key(account)
-        loop = asyncio.get_running_loop()
-        max_attempts = self._settings.max_attempts
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> list[Order]:
             try:
                 async with asyncio.timeout_at(deadline):
-                    orders = await self._attempt(account, query, sign_key, deadline, calls)
-                return FetchResult(orders=orders, calls=calls.count)
+                    return await self._attempt(account, query, sign_key, deadline, calls)
             except TimeoutError:
                 raise ExchangeTimeout(
-                    f"{OPEN_ORDERS_ACTION}: deadline passed during attempt {attempt}",
-                    attempts=attempt,
+                    f"{OPEN_ORDERS_ACTION}: deadline passed", retryable=False
                 ) from None
-            except ConnectorError as exc:
-                exc.attempts = attempt
-                if isinstance(exc, AuthFailed):
-                    # The key may have been rotated or moved; look the account up afresh next time.
-                    self._http.forget_account(account)
-                if not exc.retryable or attempt >= max_attempts:
-                    raise
-                backoff = self._settings.retry_backoff_s * (2 ** (attempt - 1))
-                if loop.time() + backoff >= deadline:
-                    raise ExchangeTimeout(
-                        f"{OPEN_ORDERS_ACTION}: deadline leaves no time to retry after: {exc}",
-                        exchange_code=exc.exchange_code,
-                        attempts=attempt,
-                    ) from exc
-                log.warning(
-                    "ascendex %s attempt %d/%d failed, retrying in %.2fs: %s",
-                    OPEN_ORDERS_ACTION,
-                    attempt,
-                    max_attempts,
-                    backoff,
-                    exc,
-                    extra={"account": account.alias, "request_id": query.request_id},
-                )
-                await asyncio.sleep(backoff)
+
+        async def on_failure(exc: ConnectorError) -> None:
+            if isinstance(exc, AuthFailed):
+                # The key may have been rotated or moved; look the account up afresh next time.
+                self._http.forget_account(account)
+
+        orders = await self._retry.call(
+            attempt,
+            deadline=deadline,
+            venue=self.exchange,
+            what=OPEN_ORDERS_ACTION,
+            on_failure=on_failure,
+        )
+        return FetchResult(orders=orders, calls=calls.count)
 
     async def _attempt(
         self,
@@ -103,11 +101,12 @@ class AscendexAdapter:
         deadline: float,
         calls: CallCounter,
     ) -> list[Order]:
-        info = await self._http.account_info(account, deadline=deadline, calls=calls)
-        unified = await self._http.unified_symbols(deadline=deadline, calls=calls)
+        info = await self._http.account_info(account, deadline=deadline)
+        unified = await self._http.unified_symbols(deadline=deadline)
         client = await self._client_for(account, info.account_group, sign_key)
         args = {"symbol": query.symbol} if query.symbol else {}
-        reply = await client.request(OPEN_ORDERS_ACTION, args, deadline=deadline, calls=calls)
+        frame = await client.request(OPEN_ORDERS_ACTION, args, deadline=deadline, calls=calls)
+        reply = decode(OpenOrdersReply, frame, OPEN_ORDERS_ACTION)
         return parse_open_orders(reply, unified_symbols=unified)
 
     async def _client_for(
@@ -115,7 +114,7 @@ class AscendexAdapter:
     ) -> AscendexWsClient:
         """The account's one socket; replaced when its URL or signing mode changed."""
         key = account_cache_key(account)
-        url = stream_url(self._settings.ascendex_ws_url, account_group)
+        url = stream_url(self._venue.ws_url, account_group)
         client = self._clients.get(key)
         if client is not None and client.url == url and client.sign_key is sign_key:
             return client
@@ -131,6 +130,7 @@ class AscendexAdapter:
             sign_key,
             ping_interval_s=self._settings.ws_ping_interval_s,
             request_timeout_s=self._settings.request_timeout_s,
+            clock_ms=self._http.clock.now_ms,
         )
         self._clients[key] = client
         return client

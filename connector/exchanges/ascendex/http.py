@@ -3,7 +3,8 @@
 One pooled :class:`httpx.AsyncClient` per adapter, because every command for every account goes
 to the same host and connection reuse is most of a small request's latency. Both answers change
 rarely, so both are cached: the account group per (alias, key) for the adapter's lifetime, the
-contract list for ``contracts_cache_ttl_s``.
+contract list in the shared instrument cache for ``contracts_cache_ttl_s``. AscendEX has no time
+endpoint, so the shared server clock reads its HTTP ``Date`` header.
 """
 
 from __future__ import annotations
@@ -14,20 +15,27 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from email.utils import parsedate_to_datetime
 
 import httpx
 
 from ... import metrics
 from ...accounts import Account
-from ...errors import ConnectorError, ExchangeTimeout, ExchangeUnavailable
-from ...model import now_ms
-from .._json import loads
+from ...errors import ExchangeTimeout, ExchangeUnavailable, MalformedResponse, retry_after_s
+from ...resilience import InstrumentCache, ServerClock
+from .._json import decode
 from .auth import REST_INFO_PATH, rest_headers
-from .parsing import error_from_payload, is_error_reply, parse_account_info, parse_contracts
-from .schemas import AccountInfo
+from .parsing import (
+    error_from_payload,
+    is_error_reply,
+    parse_account_info,
+    parse_contracts,
+)
+from .schemas import AccountInfo, AccountInfoReply, ContractsReply, Reply
 
 log = logging.getLogger(__name__)
+
+VENUE = "ascendex"
 
 ACCOUNT_INFO_URL = "/api/pro/v1/info"
 CONTRACTS_URL = "/api/pro/v2/futures/contract"
@@ -35,7 +43,9 @@ CONTRACTS_URL = "/api/pro/v2/futures/contract"
 
 @dataclass(slots=True)
 class CallCounter:
-    """Requests made on behalf of one command (QueryResult ``exchange_calls``)."""
+    """Requests sent on behalf of one command (QueryResult ``exchange_calls``): the WebSocket
+    open-orders requests, retries included. Shared metadata (account group, contracts, server
+    time) is not charged to a command; see :mod:`connector.resilience.cache`."""
 
     count: int = 0
 
@@ -74,15 +84,30 @@ class AscendexHttpClient:
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8),
         )
         self._request_timeout_s = request_timeout_s
-        self._contracts_ttl_s = contracts_ttl_s
         self._groups: dict[tuple[str, str], AccountInfo] = {}
         self._group_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._contracts: dict[str, str] | None = None
-        self._contracts_expire_at = 0.0
-        self._contracts_lock = asyncio.Lock()
+        self.contracts: InstrumentCache[str, str] = InstrumentCache(
+            self._load_contracts, venue=VENUE, ttl_s=contracts_ttl_s
+        )
+        self.clock = ServerClock(self._server_time, venue=VENUE, required=False)
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    # --- clock -----------------------------------------------------------------------------
+
+    async def _server_time(self, deadline: float) -> int:
+        """AscendEX publishes no time endpoint, but every answer carries an HTTP ``Date``
+        header: one ``HEAD /`` reads it (1 s resolution, so +500 ms centres the truncation,
+        well inside the 30 s window). Any status will do; only the header is read."""
+        response = await self._send("/", "server-time", deadline=deadline, method="HEAD")
+        date = response.headers.get("Date")
+        if not date:
+            raise MalformedResponse("server time: response has no Date header")
+        try:
+            return int(parsedate_to_datetime(date).timestamp() * 1000) + 500
+        except (TypeError, ValueError):
+            raise MalformedResponse("server time: Date header is not an HTTP date") from None
 
     # --- account group ---------------------------------------------------------------------
 
@@ -90,10 +115,12 @@ class AscendexHttpClient:
         """Drop the cached account group, e.g. after the exchange rejected our authentication."""
         self._groups.pop(account_cache_key(account), None)
 
-    async def account_info(
-        self, account: Account, *, deadline: float, calls: CallCounter
-    ) -> AccountInfo:
-        """The account's group, from cache or one signed ``GET /api/pro/v1/info``."""
+    async def account_info(self, account: Account, *, deadline: float) -> AccountInfo:
+        """The account's group, from cache or one signed ``GET /api/pro/v1/info``.
+
+        Shared metadata: the request is counted in the metadata metric, not in the command's
+        ``exchange_calls``.
+        """
         key = account_cache_key(account)
         cached = self._groups.get(key)
         if cached is not None:
@@ -103,13 +130,18 @@ class AscendexHttpClient:
             cached = self._groups.get(key)
             if cached is not None:
                 return cached
+            await self.clock.ensure(deadline=deadline)
             headers = rest_headers(
-                account.api_key.reveal(), account.api_secret.reveal(), now_ms(), REST_INFO_PATH
+                account.api_key.reveal(),
+                account.api_secret.reveal(),
+                self.clock.now_ms(),
+                REST_INFO_PATH,
             )
-            payload = await self._get(
-                ACCOUNT_INFO_URL, "account-info", headers=headers, deadline=deadline, calls=calls
+            metrics.METADATA_FETCHES.labels(VENUE, "account-info").inc()
+            content = await self._get(
+                ACCOUNT_INFO_URL, "account-info", headers=headers, deadline=deadline
             )
-            info = parse_account_info(payload)
+            info = parse_account_info(decode(AccountInfoReply, content, "account info"))
             self._groups[key] = info
             log.info(
                 "ascendex account group resolved",
@@ -119,33 +151,40 @@ class AscendexHttpClient:
 
     # --- contracts -------------------------------------------------------------------------
 
-    async def unified_symbols(self, *, deadline: float, calls: CallCounter) -> Mapping[str, str]:
-        """Native -> unified symbol map, refreshed after the TTL.
+    async def unified_symbols(self, *, deadline: float) -> Mapping[str, str]:
+        """Native -> unified symbol map (shared instrument cache and its failure policy)."""
+        return await self.contracts.get("futures", deadline=deadline)
 
-        When a refresh fails but an older list exists, the older list is used: a contract's
-        underlying and settlement asset never change, so a stale list is still right for every
-        symbol it has.
-        """
-        if self._contracts is not None and time.monotonic() < self._contracts_expire_at:
-            return self._contracts
-        async with self._contracts_lock:
-            if self._contracts is not None and time.monotonic() < self._contracts_expire_at:
-                return self._contracts
-            try:
-                payload = await self._get(
-                    CONTRACTS_URL, "futures-contract", deadline=deadline, calls=calls
-                )
-                contracts = parse_contracts(payload)
-            except ConnectorError as exc:
-                if self._contracts is None:
-                    raise
-                log.warning("ascendex contracts refresh failed, using cached list: %s", exc)
-                return self._contracts
-            self._contracts = contracts
-            self._contracts_expire_at = time.monotonic() + self._contracts_ttl_s
-            return contracts
+    async def _load_contracts(self, _key: str, deadline: float) -> Mapping[str, str]:
+        content = await self._get(CONTRACTS_URL, "futures-contract", deadline=deadline)
+        return parse_contracts(decode(ContractsReply, content, "futures contracts"))
 
     # --- transport -------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        url: str,
+        endpoint: str,
+        *,
+        deadline: float,
+        headers: Mapping[str, str] | None = None,
+        method: str = "GET",
+    ) -> httpx.Response:
+        """One request; transport failures become typed errors. Headers never reach a log."""
+        timeout = remaining_timeout(deadline, self._request_timeout_s)
+        started = time.perf_counter()
+        try:
+            return await self._client.request(
+                method, url, headers=dict(headers or {}), timeout=timeout
+            )
+        except httpx.TimeoutException:
+            raise ExchangeTimeout(f"{endpoint}: no response within {timeout:.1f}s") from None
+        except httpx.HTTPError as exc:
+            raise ExchangeUnavailable(f"{endpoint}: {type(exc).__name__}") from None
+        finally:
+            metrics.EXCHANGE_CALL_LATENCY.labels(VENUE, endpoint).observe(
+                time.perf_counter() - started
+            )
 
     async def _get(
         self,
@@ -153,36 +192,24 @@ class AscendexHttpClient:
         endpoint: str,
         *,
         deadline: float,
-        calls: CallCounter,
         headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        """One GET, every failure mapped to a typed error; headers never reach a log or message."""
-        timeout = remaining_timeout(deadline, self._request_timeout_s)
-        calls.add()
-        started = time.perf_counter()
-        try:
-            response = await self._client.get(url, headers=dict(headers or {}), timeout=timeout)
-        except httpx.TimeoutException:
-            raise ExchangeTimeout(f"{endpoint}: no response within {timeout:.1f}s") from None
-        except httpx.HTTPError as exc:
-            raise ExchangeUnavailable(f"{endpoint}: {type(exc).__name__}") from None
-        finally:
-            metrics.EXCHANGE_CALL_LATENCY.labels("ascendex", endpoint).observe(
-                time.perf_counter() - started
-            )
+    ) -> bytes:
+        """One GET; the body, once it is known not to be an error (typed errors otherwise)."""
+        response = await self._send(url, endpoint, deadline=deadline, headers=headers)
         log.debug("ascendex %s -> HTTP %s", endpoint, response.status_code)
         try:
-            payload = loads(response.content)
-        except ValueError:
-            payload = None
+            reply: Reply | None = decode(Reply, response.content, endpoint)
+        except MalformedResponse:
+            reply = None
         status = response.status_code
-        if status >= 400 or status == 429:
-            body = payload if isinstance(payload, Mapping) else {}
-            raise error_from_payload(
-                body, context=f"{endpoint} (HTTP {status})", http_status=status
+        if status >= 400:
+            error = error_from_payload(
+                reply or Reply(), context=f"{endpoint} (HTTP {status})", http_status=status
             )
-        if payload is None:
-            raise ExchangeUnavailable(f"{endpoint}: response is not valid JSON (HTTP {status})")
-        if isinstance(payload, Mapping) and is_error_reply(payload):
-            raise error_from_payload(payload, context=endpoint)
-        return payload
+            error.retry_after = retry_after_s(response.headers.get("Retry-After"))
+            raise error
+        if reply is None:
+            raise MalformedResponse(f"{endpoint}: response is not a JSON object (HTTP {status})")
+        if is_error_reply(reply):
+            raise error_from_payload(reply, context=endpoint)
+        return response.content

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+
+import msgspec
 
 from ...errors import (
     AuthFailed,
     ConnectorError,
     ExchangeRejected,
     ExchangeUnavailable,
+    MalformedResponse,
     RateLimited,
 )
 from ...model import (
-    Exchange,
     Order,
     OrderStatus,
     OrderType,
@@ -28,8 +29,16 @@ from ...model import (
     millis_or_none,
     text_or_none,
 )
-from .._json import dump_raw
-from .schemas import AccountInfo
+from .._json import decode, raw_text
+from .schemas import (
+    AccountInfo,
+    AccountInfoReply,
+    Contract,
+    ContractsReply,
+    FuturesOrder,
+    OpenOrdersReply,
+    Reply,
+)
 
 # --- JSON ---------------------------------------------------------------------------------
 
@@ -70,6 +79,7 @@ REJECTED_CODES: Mapping[int, str] = {
 # TOO_MANY_ATTEMPTS is AscendEX's only throttling code (HTTP 429 is the other signal). It follows
 # failed attempts, so hammering again cannot help: rate-limited, but not retried in-command.
 RATE_LIMIT_CODES: Mapping[int, str] = {200002: "TOO_MANY_ATTEMPTS"}
+LOCKOUT = frozenset({200002})
 UNAVAILABLE_CODES: Mapping[int, str] = {100101: "UNKNOWN_ERROR", 510001: "SERVER_ERROR"}
 
 
@@ -84,13 +94,14 @@ def _int_code(value: object) -> int | None:
 
 
 def error_from_payload(
-    payload: Mapping[str, Any], *, context: str, http_status: int | None = None
+    reply: Reply, *, context: str, http_status: int | None = None
 ) -> ConnectorError:
     """Map an AscendEX error body (REST, WS ``m: error``, or WS auth reply) to a typed error.
 
     The message keeps AscendEX's reason and explanatory text (never request data we sent, which
     could hold a key) so an operator can act on it; ``exchange_code`` keeps the numeric code.
     """
+    payload = msgspec.structs.asdict(reply)
     code = _int_code(payload.get("code"))
     reason = text_or_none(payload.get("reason"))
     detail = (
@@ -106,11 +117,16 @@ def error_from_payload(
     if detail:
         parts.append(f"- {detail}")
     message = " ".join(parts)
-    exchange_code = str(code) if code is not None else None
+    # No AscendEX code (a proxy's 502, a bare 429): the HTTP status is the exchange's answer.
+    exchange_code = (
+        str(code) if code is not None else str(http_status) if http_status is not None else None
+    )
     group = code // 10000 if code is not None else None
 
     if http_status == 429 or (code is not None and code in RATE_LIMIT_CODES):
-        return RateLimited(message, exchange_code=exchange_code, retryable=http_status == 429)
+        # 200002 locks the key out after failed logins: waiting for it within one command does
+        # not help, so it ends the command; plain throttling (HTTP 429) is retried.
+        return RateLimited(message, exchange_code=exchange_code, retryable=code not in LOCKOUT)
     if http_status in (401, 403) or (code is not None and code in AUTH_CODES) or group == 20:
         return AuthFailed(message, exchange_code=exchange_code)
     if (code is not None and code in UNAVAILABLE_CODES) or group == 50:
@@ -125,36 +141,30 @@ def error_from_payload(
     return ExchangeRejected(message, exchange_code=exchange_code)
 
 
-def is_error_reply(payload: Mapping[str, Any]) -> bool:
+def is_error_reply(reply: Reply) -> bool:
     """True for any AscendEX reply that carries a non-zero ``code``."""
-    code = payload.get("code")
-    return code is not None and _int_code(code) != 0
+    return reply.code is not None and _int_code(reply.code) != 0
 
 
 # --- account info and contracts -------------------------------------------------------------
 
 
-def parse_account_info(payload: Any) -> AccountInfo:
+def parse_account_info(reply: AccountInfoReply) -> AccountInfo:
     """``GET /api/pro/v1/info`` -> the account group (needed in every private URL)."""
-    if not isinstance(payload, Mapping):
-        raise ExchangeUnavailable("account info: response is not a JSON object")
-    if is_error_reply(payload):
-        raise error_from_payload(payload, context="account info")
-    data = payload.get("data")
-    if not isinstance(data, Mapping):
-        raise ExchangeUnavailable("account info: response has no data object")
-    group = data.get("accountGroup")
+    if is_error_reply(reply):
+        raise error_from_payload(reply, context="account info")
+    if reply.data is None:
+        raise MalformedResponse("account info: response has no data object")
+    group = reply.data.accountGroup
     if isinstance(group, bool) or not isinstance(group, int) or group < 0:
-        raise ExchangeUnavailable("account info: accountGroup is missing or not a non-negative int")
-    futures = data.get("futuresAccount") or []
-    ids = tuple(str(x) for x in futures) if isinstance(futures, list) else ()
-    return AccountInfo(account_group=group, futures_account_ids=ids)
+        raise MalformedResponse("account info: accountGroup is missing or not a non-negative int")
+    return AccountInfo(account_group=group)
 
 
-def unified_symbol(contract: Mapping[str, Any]) -> str | None:
+def unified_symbol(contract: Contract) -> str | None:
     """``BTC-PERP`` (underlying ``BTC/USDT``, settles ``USDT``) -> ``BTC/USDT:USDT``."""
-    underlying = text_or_none(contract.get("underlying"))
-    settle = text_or_none(contract.get("settlementAsset"))
+    underlying = text_or_none(contract.underlying)
+    settle = text_or_none(contract.settlementAsset)
     if not underlying or not settle or underlying.count("/") != 1:
         return None
     base, quote = underlying.split("/")
@@ -163,20 +173,15 @@ def unified_symbol(contract: Mapping[str, Any]) -> str | None:
     return f"{base}/{quote}:{settle}"
 
 
-def parse_contracts(payload: Any) -> dict[str, str]:
+def parse_contracts(reply: ContractsReply) -> dict[str, str]:
     """``GET /api/pro/v2/futures/contract`` -> native symbol -> unified symbol."""
-    if not isinstance(payload, Mapping):
-        raise ExchangeUnavailable("futures contracts: response is not a JSON object")
-    if is_error_reply(payload):
-        raise error_from_payload(payload, context="futures contracts")
-    rows = payload.get("data")
-    if not isinstance(rows, list):
-        raise ExchangeUnavailable("futures contracts: response has no data list")
+    if is_error_reply(reply):
+        raise error_from_payload(reply, context="futures contracts")
+    if reply.data is None:
+        raise MalformedResponse("futures contracts: response has no data list")
     result: dict[str, str] = {}
-    for row in rows:
-        if not isinstance(row, Mapping):
-            continue  # a contract row we cannot read only costs us a unified symbol
-        symbol = text_or_none(row.get("symbol"))
+    for row in reply.data:
+        symbol = text_or_none(row.symbol)
         unified = unified_symbol(row)
         if symbol and unified:
             result[symbol] = unified
@@ -208,8 +213,8 @@ class MalformedOrder(ValueError):
     """A row that cannot be normalized; wrapped into a typed error by :func:`parse_open_orders`."""
 
 
-def _required_text(row: Mapping[str, Any], key: str) -> str:
-    value = text_or_none(row.get(key))
+def _required_text(row: FuturesOrder, key: str) -> str:
+    value = text_or_none(getattr(row, key))
     if value is None:
         raise MalformedOrder(f"{key} is missing")
     return value
@@ -236,15 +241,15 @@ def _status(value: object) -> OrderStatus:
     return STATUSES.get(text, OrderStatus.UNKNOWN) if text else OrderStatus.UNKNOWN
 
 
-def _decimal(row: Mapping[str, Any], key: str, *, zero_is_null: bool = False) -> Decimal | None:
+def _decimal(row: FuturesOrder, key: str, *, zero_is_null: bool = False) -> Decimal | None:
     try:
-        return decimal_or_none(row.get(key), zero_is_null=zero_is_null)
+        return decimal_or_none(getattr(row, key), zero_is_null=zero_is_null)
     except ValueError as exc:
         raise MalformedOrder(f"{key}: {exc}") from None
 
 
-def _millis(row: Mapping[str, Any], key: str) -> int | None:
-    value = row.get(key)
+def _millis(row: FuturesOrder, key: str) -> int | None:
+    value = getattr(row, key)
     if isinstance(value, Decimal | float):
         raise MalformedOrder(f"{key}: not an integer millisecond timestamp")
     try:
@@ -254,7 +259,8 @@ def _millis(row: Mapping[str, Any], key: str) -> int | None:
 
 
 def parse_order(
-    row: Mapping[str, Any],
+    row: FuturesOrder,
+    raw: str,
     *,
     unified_symbols: Mapping[str, str] | None = None,
     ac: str | None = None,
@@ -265,12 +271,10 @@ def parse_order(
     average fill price, ``stopPrice`` is ``"0"`` on non-stop orders), but zero is a real value for
     quantities and fees, so those keep it.
     """
-    if not isinstance(row, Mapping):
-        raise MalformedOrder("order row is not a JSON object")
     order_id = _required_text(row, "orderId")
     symbol = _required_text(row, "symbol")
     price = _decimal(row, "price", zero_is_null=True)
-    if price is None and "orderPrice" in row:
+    if price is None and row.orderPrice is not None:
         price = _decimal(row, "orderPrice", zero_is_null=True)
     quantity = _decimal(row, "orderQty")
     filled = _decimal(row, "cumFilledQty")
@@ -279,20 +283,20 @@ def parse_order(
         raise MalformedOrder(f"cumFilledQty {filled} exceeds orderQty {quantity}")
     # "0" average price means "nothing filled yet"; it is never a real fill price.
     avg_px = _decimal(row, "avgFilledPx", zero_is_null=True)
-    product = text_or_none(row.get("ac")) or text_or_none(ac)
+    product = text_or_none(row.ac) or text_or_none(ac)
     return Order(
-        exchange=Exchange.ASCENDEX,
+        exchange="ascendex",
         order_id=order_id,
         symbol=symbol,
-        raw=dump_raw(row),
-        account_id=text_or_none(row.get("accountId")),
+        raw=raw,
+        account_id=text_or_none(row.accountId),
         product_type=product.upper() if product else None,
-        client_order_id=text_or_none(row.get("clientOrderId")),
+        client_order_id=text_or_none(row.clientOrderId),
         unified_symbol=(unified_symbols or {}).get(symbol),
-        side=_side(row.get("side")),
+        side=_side(row.side),
         position_side=None,  # AscendEX futures positions are one-way (net); orders carry no side
-        order_type=_order_type(row.get("orderType")),
-        status=_status(row.get("status")),
+        order_type=_order_type(row.orderType),
+        status=_status(row.status),
         price=price,
         quantity=quantity,
         filled_quantity=filled,
@@ -300,31 +304,32 @@ def parse_order(
         average_fill_price=avg_px,
         stop_price=_decimal(row, "stopPrice", zero_is_null=True),
         fee=_decimal(row, "cumFee"),
-        fee_asset=text_or_none(row.get("feeAsset")),
+        fee_asset=text_or_none(row.feeAsset),
         created_at=_millis(row, "time"),
         updated_at=_millis(row, "lastExecTime"),
     )
 
 
 def parse_open_orders(
-    message: Mapping[str, Any], *, unified_symbols: Mapping[str, str] | None = None
+    reply: OpenOrdersReply, *, unified_symbols: Mapping[str, str] | None = None
 ) -> list[Order]:
     """A whole ``futures-open-orders`` reply -> orders; any bad row fails the whole reply."""
-    if message.get("m") == "error" or is_error_reply(message):
-        raise error_from_payload(message, context="futures-open-orders")
-    data = message.get("data")
-    if not isinstance(data, list):
-        raise ExchangeUnavailable("futures-open-orders: reply has no data list", retryable=False)
-    ac = text_or_none(message.get("ac"))
+    if reply.m == "error" or is_error_reply(reply):
+        raise error_from_payload(reply, context="futures-open-orders")
+    if reply.data is None:
+        raise MalformedResponse("futures-open-orders: reply has no data list")
+    ac = text_or_none(reply.ac)
     orders: list[Order] = []
-    for index, row in enumerate(data):
+    for index, raw in enumerate(reply.data):
+        order_id: str | None = None
         try:
-            orders.append(parse_order(row, unified_symbols=unified_symbols, ac=ac))
-        except MalformedOrder as exc:
-            order_id = text_or_none(row.get("orderId")) if isinstance(row, Mapping) else None
-            raise ExchangeUnavailable(
+            row = decode(FuturesOrder, raw, "row")
+            order_id = text_or_none(row.orderId)
+            orders.append(parse_order(row, raw_text(raw), unified_symbols=unified_symbols, ac=ac))
+        except (MalformedOrder, MalformedResponse) as exc:
+            detail = exc.message if isinstance(exc, MalformedResponse) else str(exc)
+            raise MalformedResponse(
                 f"futures-open-orders: malformed order row {index}"
-                f" (orderId={order_id or '?'}): {exc}",
-                retryable=False,
+                f" (orderId={order_id or '?'}): {detail}"
             ) from None
     return orders

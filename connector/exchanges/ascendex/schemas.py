@@ -1,142 +1,95 @@
-"""AscendEX payloads as the exchange sends them, with AscendEX's own field names.
+"""AscendEX payloads as msgspec Structs, with AscendEX's own field names.
 
-These are descriptions for readers and type checkers, not validators: payloads arrive from the
-network, so :mod:`.parsing` checks every field it uses. Decimal fields are strings on the wire
-(``"66000"``); the WebSocket decoder turns any stray JSON number with a fraction into
-:class:`~decimal.Decimal`, never ``float``.
+Decoded at the boundary (:func:`connector.exchanges._json.decode`); the pure ``parse_*``
+functions in :mod:`.parsing` take these Structs. Fields are optional and unknown fields ignored,
+because AscendEX adds and omits fields freely; :mod:`.parsing` checks every field it uses.
+Decimals are :class:`~connector.exchanges._json.DecimalText`: normally strings on the wire
+(``"66000"``), a bare number is read as an exact Decimal, never a float. Each order row is kept
+as ``msgspec.Raw`` so the published ``raw`` is the exchange's own text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import Literal, TypedDict
+from typing import Any
 
-DecimalText = str | Decimal
-"""A decimal on the wire: normally a string, a Decimal if the exchange sent a bare number."""
+import msgspec
+
+from .._json import DecimalText
 
 
-class RawFuturesOrder(TypedDict, total=False):
+class Reply(msgspec.Struct, kw_only=True):
+    """Fields every AscendEX answer may carry: REST bodies, WS replies and WS errors
+    (``{"m":"error","id":..,"code":100005,"reason":"INVALID_WS_REQUEST_DATA","info":".."}``),
+    the WS auth reply (``err`` explains a non-zero ``code``)."""
+
+    m: str | None = None
+    id: str | int | None = None
+    code: int | str | None = None
+    reason: str | None = None
+    info: Any = None  # text, or an object on some REST errors
+    message: str | None = None
+    err: str | None = None
+
+
+class FuturesOrder(msgspec.Struct, kw_only=True):
     """One row of ``futures-open-orders`` ``data`` (reference: WS Query Open Orders)."""
 
-    ac: str
-    accountId: str
-    time: int
-    orderId: str
-    seqNum: int
-    orderType: str
-    execInst: str
-    side: str
-    symbol: str
-    price: DecimalText
-    orderPrice: DecimalText  # some responses name the limit price this way
-    orderQty: DecimalText
-    stopPrice: DecimalText
-    stopBy: str
-    status: str
-    lastExecTime: int
-    lastQty: DecimalText
-    lastPx: DecimalText
-    avgFilledPx: DecimalText
-    cumFilledQty: DecimalText
-    fee: DecimalText
-    cumFee: DecimalText
-    feeAsset: str
-    errorCode: str
-    posStopLossPrice: DecimalText
-    posStopLossTrigger: str
-    posTakeProfitPrice: DecimalText
-    posTakeProfitTrigger: str
-    clientOrderId: str
+    ac: str | None = None
+    accountId: str | None = None
+    time: int | str | None = None
+    orderId: str | None = None
+    seqNum: int | None = None
+    orderType: str | None = None
+    execInst: str | None = None
+    side: str | None = None
+    symbol: str | None = None
+    price: DecimalText | None = None
+    orderPrice: DecimalText | None = None  # some responses name the limit price this way
+    orderQty: DecimalText | None = None
+    stopPrice: DecimalText | None = None
+    stopBy: str | None = None
+    status: str | None = None
+    lastExecTime: int | str | None = None
+    avgFilledPx: DecimalText | None = None
+    cumFilledQty: DecimalText | None = None
+    cumFee: DecimalText | None = None
+    feeAsset: str | None = None
+    clientOrderId: str | None = None
 
 
-class RawOpenOrdersResponse(TypedDict):
-    m: Literal["futures-open-orders"]
-    code: int
-    id: str
-    ac: str
-    data: list[RawFuturesOrder]
+class OpenOrdersReply(Reply, kw_only=True):
+    """The ``futures-open-orders`` reply; ``data`` rows stay raw until parsed one by one."""
+
+    ac: str | None = None
+    data: list[msgspec.Raw] | None = None
 
 
-class RawWsError(TypedDict, total=False):
-    """``{"m":"error","id":..,"code":100005,"reason":"INVALID_WS_REQUEST_DATA","info":".."}``."""
-
-    m: str
-    id: str
-    code: int
-    reason: str
-    info: str
+class AccountInfoData(msgspec.Struct, kw_only=True):
+    accountGroup: Any = None  # checked by the parser: a non-negative int
 
 
-class RawAuthReply(TypedDict, total=False):
-    """``{"m":"auth","id":..,"code":0}``; on failure ``code`` != 0 and ``err`` explains."""
+class AccountInfoReply(Reply, kw_only=True):
+    """``GET /api/pro/v1/info``."""
 
-    m: str
-    id: str
-    code: int
-    err: str
+    data: AccountInfoData | None = None
 
 
-class RawRestError(TypedDict, total=False):
-    """``{"code":200001,"message":"API signature mismatch","reason":"AUTHENTICATION_FAILED"}``."""
+class Contract(msgspec.Struct, kw_only=True):
+    """One row of ``GET /api/pro/v2/futures/contract`` (the fields the connector uses)."""
 
-    code: int
-    message: str
-    reason: str
-
-
-class RawAccountInfoData(TypedDict, total=False):
-    accountGroup: int
-    email: str
-    expireTime: int
-    allowedIps: list[str]
-    cashAccount: list[str]
-    marginAccount: list[str]
-    futuresAccount: list[str]
-    userUID: str
-    tradePermission: bool
-    transferPermission: bool
-    viewPermission: bool
+    symbol: Any = None
+    status: str | None = None
+    settlementAsset: Any = None
+    underlying: Any = None
 
 
-class RawAccountInfo(TypedDict):
-    code: int
-    data: RawAccountInfoData
-
-
-class RawPriceFilter(TypedDict, total=False):
-    minPrice: str
-    maxPrice: str
-    tickSize: str
-
-
-class RawLotSizeFilter(TypedDict, total=False):
-    minQty: str
-    maxQty: str
-    lotSize: str
-
-
-class RawContract(TypedDict, total=False):
-    """One row of ``GET /api/pro/v2/futures/contract``."""
-
-    symbol: str
-    status: str
-    displayName: str
-    settlementAsset: str
-    underlying: str
-    tradingStartTime: int
-    priceFilter: RawPriceFilter
-    lotSizeFilter: RawLotSizeFilter
-
-
-class RawContractsResponse(TypedDict):
-    code: int
-    data: list[RawContract]
+class ContractsReply(Reply, kw_only=True):
+    data: list[Contract] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class AccountInfo:
-    """What the connector needs from account info: where to connect. No email, no UID."""
+    """What the connector keeps from account info: only the account group."""
 
     account_group: int
-    futures_account_ids: tuple[str, ...] = ()

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +25,20 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from ... import metrics
 from ...accounts import Account
-from ...errors import AuthFailed, ExchangeTimeout, ExchangeUnavailable
+from ...errors import (
+    AuthFailed,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    MalformedResponse,
+    RateLimited,
+    retry_after_s,
+)
 from ...model import now_ms
-from .._json import loads
+from .._json import decode
 from .auth import SignKey, ws_auth_message
 from .http import CallCounter, remaining_timeout
 from .parsing import error_from_payload, is_error_reply
+from .schemas import Reply
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +67,7 @@ class _Session:
     """One open, authenticated socket and the requests waiting on it."""
 
     conn: ClientConnection
-    pending: dict[str, asyncio.Future[Mapping[str, Any]]] = field(default_factory=dict)
+    pending: dict[str, asyncio.Future[str | bytes]] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     last_received: float = 0.0
     closing_reason: str | None = None
@@ -82,8 +90,10 @@ class AscendexWsClient:
         *,
         ping_interval_s: float,
         request_timeout_s: float,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.url = url
+        self._clock_ms = clock_ms
         self.sign_key = sign_key
         self._account = account
         self._ping_interval_s = ping_interval_s
@@ -96,22 +106,19 @@ class AscendexWsClient:
     def __repr__(self) -> str:
         return f"AscendexWsClient(account={self._account.alias!r}, url={self.url!r})"
 
-    @property
-    def connected(self) -> bool:
-        return self._session is not None
-
     # --- public API ------------------------------------------------------------------------
 
     async def request(
         self, action: str, args: Mapping[str, Any], *, deadline: float, calls: CallCounter
-    ) -> Mapping[str, Any]:
+    ) -> str | bytes:
         """Send ``{"op":"req","action":..,"args":..}`` and return the reply with the same id.
 
-        The reply may be an AscendEX error message; interpreting it is the caller's job.
+        Returns the reply frame exactly as received; it may be an AscendEX error message, and
+        decoding and interpreting it is the caller's job.
         """
         session = await self._ensure_session(deadline)
         request_id = uuid.uuid4().hex
-        future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[str | bytes] = asyncio.get_running_loop().create_future()
         session.pending[request_id] = future
         frame = json.dumps({"op": "req", "id": request_id, "action": action, "args": dict(args)})
         started = time.perf_counter()
@@ -186,9 +193,17 @@ class AscendexWsClient:
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
+            message = f"websocket upgrade refused (HTTP {status})"
+            code = str(status)  # the status is all the exchange said; keep it
             if status in (401, 403):
-                raise AuthFailed(f"websocket upgrade refused (HTTP {status})") from None
-            raise ExchangeUnavailable(f"websocket upgrade refused (HTTP {status})") from None
+                raise AuthFailed(message, exchange_code=code) from None
+            if status == 429:
+                raise RateLimited(
+                    message,
+                    exchange_code=code,
+                    retry_after=retry_after_s(exc.response.headers.get("Retry-After")),
+                ) from None
+            raise ExchangeUnavailable(message, exchange_code=code) from None
         except (OSError, WebSocketException) as exc:
             raise ExchangeUnavailable(f"websocket connect failed: {type(exc).__name__}") from None
 
@@ -198,10 +213,8 @@ class AscendexWsClient:
         greeted = False
         try:
             while True:
-                message = loads(await conn.recv())
-                if not isinstance(message, Mapping):
-                    continue
-                kind = message.get("m")
+                message = decode(Reply, await conn.recv(), "websocket auth")
+                kind = message.m
                 if kind == "ping":
                     await conn.send(PONG)
                 elif kind == "connected" and not greeted:
@@ -209,7 +222,7 @@ class AscendexWsClient:
                     frame = ws_auth_message(
                         self._account.api_key.reveal(),
                         self._account.api_secret.reveal(),
-                        now_ms(),
+                        self._clock_ms(),
                         auth_id,
                         self.sign_key,
                     )
@@ -224,9 +237,9 @@ class AscendexWsClient:
                     raise error_from_payload(message, context="websocket auth")
         except ConnectionClosed:
             raise ExchangeUnavailable("websocket closed during authentication") from None
-        except ValueError:
-            raise ExchangeUnavailable(
-                "unreadable message during websocket authentication"
+        except MalformedResponse:
+            raise MalformedResponse(
+                "unreadable message during websocket authentication", retryable=True
             ) from None
 
     # --- background tasks ------------------------------------------------------------------
@@ -237,12 +250,11 @@ class AscendexWsClient:
             async for frame in session.conn:
                 session.last_received = loop.time()
                 try:
-                    message = loads(frame)
-                except ValueError:
-                    log.warning("ascendex websocket: ignoring a frame that is not JSON")
+                    message = decode(Reply, frame, "websocket frame")
+                except MalformedResponse:
+                    log.warning("ascendex websocket: ignoring a frame that is not a JSON object")
                     continue
-                if isinstance(message, Mapping):
-                    await self._dispatch(session, message)
+                await self._dispatch(session, message, frame)
         except ConnectionClosed:
             pass
         except Exception:  # pragma: no cover - a bug here must not leave requests hanging
@@ -258,8 +270,8 @@ class AscendexWsClient:
             with contextlib.suppress(Exception):
                 await session.conn.close()
 
-    async def _dispatch(self, session: _Session, message: Mapping[str, Any]) -> None:
-        kind = message.get("m")
+    async def _dispatch(self, session: _Session, message: Reply, frame: str | bytes) -> None:
+        kind = message.m
         if kind == "ping":
             with contextlib.suppress(ConnectionClosed):
                 await session.conn.send(PONG)
@@ -267,19 +279,19 @@ class AscendexWsClient:
         if kind == "pong":
             return
         if kind == "disconnected":
-            reason = message.get("reason") or message.get("info") or "disconnected by server"
+            reason = message.reason or message.info or "disconnected by server"
             session.closing_reason = f"server disconnected the session ({reason})"
             log.warning("ascendex websocket: %s", session.closing_reason)
             return
-        request_id = message.get("id")
+        request_id = message.id
         future = session.pending.get(str(request_id)) if request_id is not None else None
         if future is not None and not future.done():
-            future.set_result(message)
+            future.set_result(frame)  # the reply exactly as received; the caller decodes it
         elif kind == "error":
             log.warning(
                 "ascendex websocket error not matching any request: code=%s reason=%s",
-                message.get("code"),
-                message.get("reason"),
+                message.code,
+                message.reason,
             )
 
     async def _pinger(self, session: _Session) -> None:

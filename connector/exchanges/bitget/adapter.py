@@ -1,123 +1,73 @@
 """The Bitget adapter: a copy-trading follower's current tracking orders, paged to the end.
 
-Paging. ``query-current-orders`` pages by ``pageNo``/``pageSize`` with no cursor and no total, so
-the adapter asks for the largest page (``bitget_page_size``, 50 = Bitget's maximum) from page 1
-until a page comes back shorter than asked (or empty). Offset paging over a live set can shift a
-row from one page to the next while we read, so rows are de-duplicated on ``trackingNo``. A hard
-cap (``bitget_max_pages``) stops a runaway loop; hitting it fails the command with a message that
-names the setting, because a truncated snapshot must never be published as complete.
+Paging. ``query-current-orders`` pages by ``pageNo``/``pageSize`` with no cursor and no total,
+so the adapter asks for the largest page (``CONNECTOR_BITGET_PAGE_SIZE``, 50 = Bitget's maximum)
+from page 1 until a page comes back shorter than asked (or empty). Offset paging over a live set
+can shift a row from one page to the next while we read, so rows are de-duplicated on
+``trackingNo``. A hard cap (``CONNECTOR_BITGET_MAX_PAGES``) stops a runaway loop; hitting it fails
+the command with a message that names the setting, because a truncated snapshot must never be
+published as complete.
 
 ``FetchResult.calls`` counts *requests sent to the orders endpoint*, retries included (a retried
 page costs the exchange and the rate limit as much as a first try, and that is what an operator
 reading ``exchange_calls`` wants to see). The server-time and contracts requests are not counted:
-they are shared, cached infrastructure rather than work done for one command. Without retries,
+they are shared, cached metadata (see :mod:`connector.resilience.cache`), counted in
+``connector_exchange_metadata_fetches_total`` instead. Without retries,
 ``calls`` equals the number of pages read: 0..49 rows -> 1, 50..99 -> 2, 100..149 -> 3 (a full
 page cannot tell it is the last one, so exactly 50 rows costs an empty second page).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
+
+import msgspec
 
 from ...accounts import Account
-from ...errors import ConnectorError, InvalidCommand, Unsupported
-from ...model import Exchange, FetchResult, Order, OrderQuery
+from ...errors import ConnectorError, SnapshotTooLarge
+from ...model import FetchResult, Order, OrderQuery
+from ...resilience import InstrumentCache, LimiterRegistry
 from ...settings import Settings
+from .._json import decode, raw_text
+from .config import BitgetOptions, BitgetSettings
 from .http import BitgetHttpClient
 from .parsing import (
     ContractInfo,
-    MalformedPayload,
     parse_contracts,
     parse_tracking_order,
     tracking_no,
 )
-from .ratelimit import LimiterRegistry
-from .schemas import (
-    DEFAULT_PRODUCT_TYPE,
-    PATH_CONTRACTS,
-    PATH_CURRENT_TRACKING_ORDERS,
-    PRODUCT_TYPES,
-)
+from .ratelimit import limiter_key
+from .schemas import PATH_CONTRACTS, PATH_CURRENT_TRACKING_ORDERS, Contract, TrackingOrder
 
 log = logging.getLogger(__name__)
-
-
-def normalize_product_type(value: str | None) -> str:
-    """Default USDT-FUTURES, case-insensitive like Bitget; anything else is the caller's bug."""
-    product_type = (value or DEFAULT_PRODUCT_TYPE).strip().upper()
-    if product_type not in PRODUCT_TYPES:
-        raise InvalidCommand(f"product_type {value!r} is not one of {', '.join(PRODUCT_TYPES)}")
-    return product_type
-
-
-class ContractsCache:
-    """Public contracts list per product type, cached for ``ttl_s``.
-
-    One refresh at a time per product type, so a burst of commands after expiry costs one
-    request. If a refresh fails, the last good list is used (symbols rarely change); with no list
-    at all, orders are published with ``unified_symbol`` null rather than failing the snapshot
-    over a cosmetic field.
-    """
-
-    def __init__(self, http: BitgetHttpClient, ttl_s: float) -> None:
-        self._http = http
-        self._ttl_s = ttl_s
-        self._entries: dict[str, tuple[float, dict[str, ContractInfo]]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    def _fresh(self, product_type: str, now: float) -> dict[str, ContractInfo] | None:
-        entry = self._entries.get(product_type)
-        if entry is not None and now - entry[0] < self._ttl_s:
-            return entry[1]
-        return None
-
-    async def get(self, product_type: str, *, deadline: float) -> dict[str, ContractInfo]:
-        loop = asyncio.get_running_loop()
-        cached = self._fresh(product_type, loop.time())
-        if cached is not None:
-            return cached
-        lock = self._locks.setdefault(product_type, asyncio.Lock())
-        async with lock:
-            cached = self._fresh(product_type, loop.time())
-            if cached is not None:
-                return cached
-            try:
-                data = await self._http.get_public(
-                    PATH_CONTRACTS, [("productType", product_type)], deadline=deadline
-                )
-                contracts = parse_contracts(data, product_type)
-            except ConnectorError as exc:
-                stale = self._entries.get(product_type)
-                log.warning(
-                    "bitget contracts for %s unavailable (%s); %s",
-                    product_type,
-                    exc,
-                    "using the previous list" if stale else "unified_symbol will be null",
-                )
-                return stale[1] if stale else {}
-            self._entries[product_type] = (loop.time(), contracts)
-            return contracts
 
 
 class BitgetAdapter:
     """:class:`~connector.exchanges.base.ExchangeAdapter` for Bitget copy-trading followers."""
 
-    exchange = Exchange.BITGET
+    exchange = "bitget"
 
-    def __init__(self, settings: Settings, *, http: BitgetHttpClient | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        venue: BitgetSettings | None = None,
+        *,
+        http: BitgetHttpClient | None = None,
+    ) -> None:
+        venue = venue or BitgetSettings()
         self._http = http or BitgetHttpClient(
-            settings.bitget_rest_url,
+            venue.rest_url,
             request_timeout_s=settings.request_timeout_s,
             max_attempts=settings.max_attempts,
             retry_backoff_s=settings.retry_backoff_s,
         )
-        self._limiters = LimiterRegistry(settings.bitget_rate_limit_per_s)
-        self._contracts = ContractsCache(self._http, settings.contracts_cache_ttl_s)
-        self._page_size = settings.bitget_page_size
-        self._max_pages = settings.bitget_max_pages
+        self._limiters = LimiterRegistry("bitget", venue.rate_limit_per_s)
+        self._contracts: InstrumentCache[str, ContractInfo] = InstrumentCache(
+            self._load_contracts, venue="bitget", ttl_s=settings.contracts_cache_ttl_s
+        )
+        self._page_size = venue.page_size
+        self._max_pages = venue.max_pages
 
     def __repr__(self) -> str:
         return f"BitgetAdapter(http={self._http!r}, page_size={self._page_size})"
@@ -139,8 +89,11 @@ class BitgetAdapter:
     async def _fetch(
         self, account: Account, query: OrderQuery, deadline: float, calls: list[int]
     ) -> FetchResult:
-        product_type = normalize_product_type(query.product_type)
-        limiter = self._limiters.for_account(account)
+        options = query.options
+        if not isinstance(options, BitgetOptions):  # a query built without the command model
+            options = BitgetOptions.model_validate(options.model_dump())
+        product_type = options.product_type
+        limiter = self._limiters.get(limiter_key(account))
 
         def count_call() -> None:
             calls[0] += 1
@@ -148,15 +101,15 @@ class BitgetAdapter:
         base_params: list[tuple[str, str]] = [("productType", product_type)]
         if query.symbol:
             base_params.append(("symbol", query.symbol.strip().upper()))
-        if query.trader_id:
-            base_params.append(("traderId", query.trader_id.strip()))
+        if options.trader_id:
+            base_params.append(("traderId", options.trader_id))
 
-        rows: dict[str, Mapping[str, Any]] = {}
+        rows: dict[str, tuple[TrackingOrder, str]] = {}
         duplicates = 0
         page_no = 1
         while True:
             if page_no > self._max_pages:
-                raise Unsupported(
+                raise SnapshotTooLarge(
                     f"account {account.alias!r} has more than {self._max_pages} pages of "
                     f"{self._page_size} tracking orders; raise CONNECTOR_BITGET_MAX_PAGES"
                 )
@@ -170,23 +123,27 @@ class BitgetAdapter:
                 on_attempt=count_call,
             )
             page = self._page_rows(data, page_no)
-            for index, row in enumerate(page):
+            for index, raw in enumerate(page):
+                row = decode(TrackingOrder, raw, f"tracking orders page {page_no} row #{index}")
                 key = tracking_no(row, index)
                 if key in rows:
                     duplicates += 1
                     continue
-                rows[key] = row
+                rows[key] = (row, raw_text(raw))
             if len(page) < self._page_size:
                 break
             page_no += 1
 
         contracts = await self._contracts.get(product_type, deadline=deadline) if rows else {}
         orders: list[Order] = []
-        for index, row in enumerate(rows.values()):
-            symbol = str(row.get("symbol") or "")
+        for index, (row, row_json) in enumerate(rows.values()):
             orders.append(
                 parse_tracking_order(
-                    row, product_type=product_type, contract=contracts.get(symbol), index=index
+                    row,
+                    row_json,
+                    product_type=product_type,
+                    contract=contracts.get(row.symbol or ""),
+                    index=index,
                 )
             )
         log.info(
@@ -201,17 +158,17 @@ class BitgetAdapter:
         return FetchResult(orders=orders, calls=calls[0])
 
     @staticmethod
-    def _page_rows(data: Any, page_no: int) -> list[Mapping[str, Any]]:
-        if data is None:  # Bitget answers an empty page with data null on some endpoints
+    def _page_rows(data: msgspec.Raw, page_no: int) -> list[msgspec.Raw]:
+        if bytes(data).strip() == b"null":  # Bitget's empty page on some endpoints
             return []
-        if not isinstance(data, list):
-            raise MalformedPayload(f"tracking orders page {page_no}: data is not a list")
-        for index, row in enumerate(data):
-            if not isinstance(row, Mapping):
-                raise MalformedPayload(
-                    f"tracking orders page {page_no}: row #{index} is not an object"
-                )
-        return data
+        return decode(list[msgspec.Raw], data, f"tracking orders page {page_no}")
+
+    async def _load_contracts(self, product_type: str, deadline: float) -> dict[str, ContractInfo]:
+        data = await self._http.get_public(
+            PATH_CONTRACTS, [("productType", product_type)], deadline=deadline
+        )
+        rows = decode(list[Contract], data, f"Bitget contracts {product_type}")
+        return parse_contracts(rows, product_type)
 
     async def aclose(self) -> None:
         await self._http.aclose()

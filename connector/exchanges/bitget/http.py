@@ -3,18 +3,19 @@
 Responsibilities, in the order a request meets them:
 
 1. *Clock.* Bitget rejects a request whose ``ACCESS-TIMESTAMP`` is more than 30 s away from its
-   own clock (code ``40008`` "Request timestamp expired"). The client measures the offset to
-   ``GET /api/v2/public/time`` once (midpoint of the round trip), signs with local time + offset,
-   and on ``40008`` re-measures and retries that request once.
-2. *Rate limit.* Signed requests pass through the account's
-   :class:`~.ratelimit.SlidingWindowLimiter`, every attempt, retries included.
+   own clock (code ``40008`` "Request timestamp expired"). The shared
+   :class:`~connector.resilience.ServerClock` measures the offset to ``GET /api/v2/public/time``
+   (midpoint of the round trip); requests are signed with local time + offset, and on ``40008``
+   the clock is re-measured and that request sent again once.
+2. *Rate limit.* Signed requests pass through the account's shared
+   :class:`~connector.resilience.SlidingWindowLimiter`, every attempt, retries included.
 3. *Signing.* The query string is encoded once (:func:`~.auth.build_query`) and that same text is
    both signed and sent: the URL handed to httpx is already encoded, so it is not re-encoded.
 4. *Errors.* Bitget's ``code`` (a string; ``"00000"`` is success) and the HTTP status map onto
    the connector's typed errors; Bitget's own code is kept in ``exchange_code``.
-5. *Retries.* 5xx, timeouts, dropped connections, unreadable bodies and throttling are retried
-   with exponential backoff (``retry_backoff_s * 2**n``, or the server's ``Retry-After``) up to
-   ``max_attempts`` per request, and never past the command's deadline.
+5. *Retries.* 5xx, timeouts, dropped connections and throttling are retried by the shared
+   :class:`~connector.resilience.RetryPolicy` (backoff with jitter, ``Retry-After``, throttling
+   until the deadline, never past it).
 
 Code table (Bitget v2 REST; messages as Bitget sends them), cross-checked with ccxt's
 ``bitget.py`` ``exceptions['exact']`` and public reports of real responses:
@@ -50,29 +51,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import httpx
+import msgspec
 
 from ...accounts import Account, redact
 from ...errors import (
     AuthFailed,
-    ConnectorError,
     ExchangeRejected,
     ExchangeTimeout,
     ExchangeUnavailable,
+    MalformedResponse,
     RateLimited,
 )
 from ...metrics import EXCHANGE_CALL_LATENCY
-from ...model import now_ms
-from .._json import loads
+from ...resilience import RetryPolicy, ServerClock, SlidingWindowLimiter
+from .._json import decode, decoder
 from .auth import HEADER_LOCALE, LOCALE, build_query, signed_headers
-from .parsing import MalformedPayload, parse_server_time
-from .ratelimit import SlidingWindowLimiter
-from .schemas import PATH_SERVER_TIME, SUCCESS
+from .parsing import parse_server_time
+from .schemas import PATH_SERVER_TIME, SUCCESS, Envelope, ServerTime
 
 log = logging.getLogger(__name__)
+
+ENVELOPE = decoder(Envelope)
+
+VENUE = "bitget"
 
 AUTH_CODES = frozenset(
     {
@@ -96,7 +102,6 @@ TIMESTAMP_CODES = frozenset({"40004", "40008"})
 THROTTLE_CODES = frozenset({"429", "1001"})
 UNAVAILABLE_CODES = frozenset({"40015", "40200", "40604"})
 
-_MAX_BACKOFF_S = 5.0
 _MSG_LIMIT = 200
 
 
@@ -118,28 +123,34 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def map_response(path: str, status: int, content: bytes, retry_after: float | None = None) -> Any:
-    """Return ``data`` of a successful response, or raise the typed error it stands for.
+def map_response(
+    path: str, status: int, content: bytes, retry_after: float | None = None
+) -> msgspec.Raw:
+    """Return ``data`` of a successful response (raw, for the endpoint's Struct), or raise the
+    typed error it stands for.
 
     Pure (no I/O) so the whole mapping table can be unit-tested from recorded bodies.
     """
+    body: Envelope | None
     try:
-        body: Any = loads(content) if content else None
-    except (ValueError, UnicodeDecodeError):
+        body = ENVELOPE.decode(content) if content else None
+    except (msgspec.DecodeError, UnicodeDecodeError):
         body = None
     code: str | None = None
     msg = ""
-    if isinstance(body, Mapping):
-        if body.get("code") is not None:
-            code = str(body["code"])
-        msg = redact(str(body.get("msg") or ""))[:_MSG_LIMIT]
+    if body is not None:
+        if body.code is not None:
+            code = str(body.code)
+        msg = redact(str(body.msg or ""))[:_MSG_LIMIT]
     where = f"Bitget {path}"
     detail = msg or f"HTTP {status}"
 
     if status == 429 or code in THROTTLE_CODES:
-        err = RateLimited(f"{where}: {msg or 'Too Many Requests'}", exchange_code=code or "429")
-        err.retry_after = retry_after  # type: ignore[attr-defined]
-        raise err
+        raise RateLimited(
+            f"{where}: {msg or 'Too Many Requests'}",
+            exchange_code=code or "429",
+            retry_after=retry_after,
+        )
     if code in TIMESTAMP_CODES:
         raise TimestampExpired(f"{where}: {detail}", exchange_code=code)
     if code in AUTH_CODES:
@@ -150,13 +161,15 @@ def map_response(path: str, status: int, content: bytes, retry_after: float | No
         raise ExchangeUnavailable(
             f"{where}: HTTP {status}{': ' + msg if msg else ''}", exchange_code=code
         )
-    if not isinstance(body, Mapping) or code is None:
+    if body is None or code is None:
         if status in (401, 403):
             raise AuthFailed(f"{where}: HTTP {status}")
         # A 2xx/4xx that is not a Bitget envelope: a proxy page or a truncated body.
-        raise MalformedPayload(f"{where}: unreadable response body (HTTP {status})", retryable=True)
+        raise MalformedResponse(
+            f"{where}: unreadable response body (HTTP {status})", retryable=True
+        )
     if code == SUCCESS and 200 <= status < 300:
-        return body.get("data")
+        return body.data
     raise ExchangeRejected(f"{where}: {detail}", exchange_code=code)
 
 
@@ -175,9 +188,7 @@ class BitgetHttpClient:
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._request_timeout_s = request_timeout_s
-        self._max_attempts = max_attempts
-        self._retry_backoff_s = retry_backoff_s
-        self._time_resync_s = time_resync_s
+        self._retry = RetryPolicy(max_attempts=max_attempts, backoff_s=retry_backoff_s)
         self._client = httpx.AsyncClient(
             timeout=request_timeout_s,
             transport=transport,
@@ -185,10 +196,7 @@ class BitgetHttpClient:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
             follow_redirects=False,
         )
-        self._offset_ms: int | None = None
-        self._synced_at: float | None = None
-        self._sync_generation = 0
-        self._sync_lock = asyncio.Lock()
+        self.clock = ServerClock(self._server_time, venue=VENUE, resync_s=time_resync_s)
 
     def __repr__(self) -> str:
         return f"BitgetHttpClient(base_url={self._base_url!r})"
@@ -196,41 +204,14 @@ class BitgetHttpClient:
     @property
     def clock_offset_ms(self) -> int | None:
         """Server time minus local time, as last measured (None before the first sync)."""
-        return self._offset_ms
-
-    def timestamp_ms(self) -> int:
-        return now_ms() + (self._offset_ms or 0)
+        return self.clock.offset_ms
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    # --- clock ------------------------------------------------------------------------------
-
-    async def sync_time(self, *, deadline: float) -> int:
-        """Measure the offset to Bitget's clock from the midpoint of one round trip."""
-        before = now_ms()
+    async def _server_time(self, deadline: float) -> int:
         data = await self._request(PATH_SERVER_TIME, (), deadline=deadline)
-        after = now_ms()
-        server = parse_server_time(data)
-        self._offset_ms = server - (before + after) // 2
-        self._synced_at = asyncio.get_running_loop().time()
-        self._sync_generation += 1
-        log.debug("bitget clock offset measured: %d ms", self._offset_ms)
-        return self._offset_ms
-
-    async def ensure_time(self, *, deadline: float) -> None:
-        """Sync once per process (and every ``time_resync_s``); concurrent callers share it."""
-        loop = asyncio.get_running_loop()
-        if self._synced_at is not None and loop.time() - self._synced_at < self._time_resync_s:
-            return
-        async with self._sync_lock:
-            if self._synced_at is None or loop.time() - self._synced_at >= self._time_resync_s:
-                await self.sync_time(deadline=deadline)
-
-    async def _resync_after_expiry(self, generation: int, *, deadline: float) -> None:
-        async with self._sync_lock:
-            if self._sync_generation == generation:  # nobody resynced since we signed
-                await self.sync_time(deadline=deadline)
+        return parse_server_time(decode(ServerTime, data, "Bitget server time"))
 
     # --- requests ---------------------------------------------------------------------------
 
@@ -252,7 +233,7 @@ class BitgetHttpClient:
         """A signed GET. ``on_attempt`` is called for every request actually sent."""
         if account.passphrase is None:
             raise AuthFailed(f"account {account.alias!r} has no passphrase; Bitget requires one")
-        await self.ensure_time(deadline=deadline)
+        await self.clock.ensure(deadline=deadline)
         return await self._request(
             path, params, deadline=deadline, account=account, limiter=limiter, on_attempt=on_attempt
         )
@@ -267,68 +248,33 @@ class BitgetHttpClient:
         limiter: SlidingWindowLimiter | None = None,
         on_attempt: Callable[[], None] | None = None,
     ) -> Any:
-        loop = asyncio.get_running_loop()
         query = build_query(params)
-        attempts = 0  # counts toward max_attempts
-        sent = 0  # requests actually sent, reported in the error's `attempts`
         resynced = False
 
-        def count_sent() -> None:
-            nonlocal sent
-            sent += 1
-            if on_attempt is not None:
-                on_attempt()
-
-        while True:
-            attempts += 1
-            generation = self._sync_generation
+        async def once() -> Any:
+            nonlocal resynced
+            generation = self.clock.generation
+            send = partial(
+                self._send_once,
+                path,
+                query,
+                account=account,
+                limiter=limiter,
+                deadline=deadline,
+                on_sent=on_attempt,
+            )
             try:
-                return await self._send_once(
-                    path,
-                    query,
-                    account=account,
-                    limiter=limiter,
-                    deadline=deadline,
-                    on_sent=count_sent,
-                )
-            except TimestampExpired as exc:
-                exc.attempts = sent
+                return await send()
+            except TimestampExpired:
                 if resynced or account is None:
                     raise
+                # A clock correction is not a failed attempt: re-measure, send again once.
                 resynced = True
-                attempts -= 1  # a clock correction is not a failed attempt
                 log.info("bitget %s: timestamp expired, re-measuring the clock", path)
-                await self._resync_after_expiry(generation, deadline=deadline)
-            except ConnectorError as exc:
-                exc.attempts = max(sent, 1)
-                if not exc.retryable:
-                    raise
-                delay = getattr(exc, "retry_after", None)
-                if delay is None:
-                    delay = min(_MAX_BACKOFF_S, self._retry_backoff_s * 2 ** (attempts - 1))
-                if attempts >= self._max_attempts:
-                    raise
-                if loop.time() + delay >= deadline:
-                    self._raise_deadline(exc, sent)
-                log.info(
-                    "bitget %s: attempt %d failed (%s), retrying in %.3fs",
-                    path,
-                    attempts,
-                    exc.code,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+                await self.clock.resync(generation, deadline=deadline)
+                return await send()
 
-    @staticmethod
-    def _raise_deadline(last: ConnectorError, sent: int) -> NoReturn:
-        """Out of time: throttling stays RateLimited (the caller's remedy differs), else TIMEOUT."""
-        if isinstance(last, RateLimited | ExchangeTimeout):
-            raise last
-        raise ExchangeTimeout(
-            f"deadline passed after {sent} attempt(s); last error: {last.message}",
-            exchange_code=last.exchange_code,
-            attempts=sent,
-        ) from last
+        return await self._retry.call(once, deadline=deadline, venue=VENUE, what=f"Bitget {path}")
 
     async def _send_once(
         self,
@@ -358,7 +304,7 @@ class BitgetHttpClient:
                     api_key=account.api_key,
                     api_secret=account.api_secret,
                     passphrase=account.passphrase,
-                    timestamp=str(self.timestamp_ms()),
+                    timestamp=str(self.clock.now_ms()),
                     method="GET",
                     request_path=path,
                     query=query,

@@ -1,4 +1,4 @@
-"""Pure ``parse_*`` functions: raw Bitget payloads -> :mod:`connector.model` objects.
+"""Pure ``parse_*`` functions: Bitget Structs (:mod:`.schemas`) -> :mod:`connector.model` objects.
 
 No I/O here, so every mapping decision can be tested from recorded payloads alone.
 
@@ -42,25 +42,22 @@ Placeholders become null (``closeOrderId ""``, ``closeAvgPrice "0"``, ``closeTim
 ``closeSize "0.0000000000000000"`` is a real zero and stays ``Decimal`` zero. Every decimal is a
 ``Decimal`` built from the wire text, so ``"0.0010000000000000"`` keeps its value exactly and
 :func:`connector.model.canonical_decimal` prints it as ``0.001``. The row's own JSON is kept in
-``raw`` (re-serialised compactly, field order and number text preserved).
+``raw`` exactly as Bitget sent it (``msgspec.Raw``), never re-serialised.
 
 A row that cannot be read (no ``trackingNo`` or ``symbol``, an unknown ``posSide``, a number
-that is not a number) raises :class:`MalformedPayload`; it is never dropped silently, since a
+that is not a number) raises :class:`MalformedResponse`; it is never dropped silently, since a
 snapshot missing a position is worse than a failed one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
-from ...errors import ExchangeUnavailable
+from ...errors import MalformedResponse
 from ...model import (
     CopyTrading,
-    Exchange,
     Order,
     OrderStatus,
     PositionSide,
@@ -69,35 +66,19 @@ from ...model import (
     millis_or_none,
     text_or_none,
 )
-from .._json import dump_raw
-
-
-class MalformedPayload(ExchangeUnavailable):
-    """Bitget answered, but with something the connector cannot read.
-
-    Not retryable by default: a row that is malformed now will be malformed on the next read.
-    An unreadable *body* (truncated JSON) is raised with ``retryable=True`` by the HTTP layer.
-    """
-
-    retryable = False
-
-
-# --- JSON ------------------------------------------------------------------------------------
-
+from .schemas import Contract, ServerTime, TrackingOrder
 
 # --- server time -----------------------------------------------------------------------------
 
 
-def parse_server_time(data: Any) -> int:
+def parse_server_time(data: ServerTime) -> int:
     """``{"serverTime": "1688008631614"}`` -> epoch milliseconds."""
-    if not isinstance(data, Mapping):
-        raise MalformedPayload("server time: data is not an object")
     try:
-        ms = millis_or_none(data.get("serverTime"), zero_is_null=True)
+        ms = millis_or_none(data.serverTime, zero_is_null=True)
     except ValueError as exc:
-        raise MalformedPayload(f"server time: {exc}") from None
+        raise MalformedResponse(f"server time: {exc}") from None
     if ms is None:
-        raise MalformedPayload("server time: serverTime missing")
+        raise MalformedResponse("server time: serverTime missing")
     return ms
 
 
@@ -116,38 +97,34 @@ class ContractInfo:
     unified_symbol: str
 
 
-def parse_contract(row: Mapping[str, Any], product_type: str) -> ContractInfo:
+def parse_contract(row: Contract, product_type: str) -> ContractInfo:
     """A contracts-list row -> ContractInfo, naming it the ccxt way (``BTC/USDT:USDT``).
 
     Settlement: USDT-/USDC-margined contracts settle in the quote coin; coin-margined
     (COIN-FUTURES) contracts settle in their base coin (``BTCUSD`` -> ``BTC/USD:BTC``). Delivery
     contracts get the ``-YYMMDD`` expiry suffix so they never collide with the perpetual.
     """
-    symbol = text_or_none(row.get("symbol"))
-    base = text_or_none(row.get("baseCoin"))
-    quote = text_or_none(row.get("quoteCoin"))
+    symbol = text_or_none(row.symbol)
+    base = text_or_none(row.baseCoin)
+    quote = text_or_none(row.quoteCoin)
     if symbol is None or base is None or quote is None:
-        raise MalformedPayload("contract row without symbol/baseCoin/quoteCoin")
+        raise MalformedResponse("contract row without symbol/baseCoin/quoteCoin")
     settle = base if product_type == "COIN-FUTURES" else quote
     unified = f"{base}/{quote}:{settle}"
-    if str(row.get("symbolType", "")).lower() == "delivery":
+    if str(row.symbolType or "").lower() == "delivery":
         try:
-            delivery = millis_or_none(row.get("deliveryTime"))
+            delivery = millis_or_none(row.deliveryTime)
         except ValueError:
-            raise MalformedPayload(f"contract {symbol}: bad deliveryTime") from None
+            raise MalformedResponse(f"contract {symbol}: bad deliveryTime") from None
         if delivery is not None:
             unified += "-" + datetime.fromtimestamp(delivery / 1000, tz=UTC).strftime("%y%m%d")
     return ContractInfo(symbol, product_type, base, quote, settle, unified)
 
 
-def parse_contracts(data: Any, product_type: str) -> dict[str, ContractInfo]:
+def parse_contracts(rows: list[Contract], product_type: str) -> dict[str, ContractInfo]:
     """The contracts list -> ``{native symbol: ContractInfo}``."""
-    if not isinstance(data, list):
-        raise MalformedPayload("contracts: data is not a list")
     out: dict[str, ContractInfo] = {}
-    for row in data:
-        if not isinstance(row, Mapping):
-            raise MalformedPayload("contracts: row is not an object")
+    for row in rows:
         info = parse_contract(row, product_type)
         out[info.symbol] = info
     return out
@@ -161,37 +138,35 @@ _POS_SIDES: dict[str, tuple[Side, PositionSide]] = {
 }
 
 
-def tracking_no(row: Any, index: int) -> str:
+def tracking_no(row: TrackingOrder, index: int) -> str:
     """The row's identity, checked first: paging de-duplicates on it before full parsing."""
-    if not isinstance(row, Mapping):
-        raise MalformedPayload(f"tracking order #{index}: row is not an object")
-    value = text_or_none(row.get("trackingNo"))
+    value = text_or_none(row.trackingNo)
     if value is None:
-        raise MalformedPayload(f"tracking order #{index}: trackingNo missing")
+        raise MalformedResponse(f"tracking order #{index}: trackingNo missing")
     return value
 
 
 def _decimal(
-    row: Mapping[str, Any], field: str, where: str, *, zero_is_null: bool = False
+    row: TrackingOrder, field: str, where: str, *, zero_is_null: bool = False
 ) -> Decimal | None:
     try:
-        return decimal_or_none(row.get(field), zero_is_null=zero_is_null)
+        return decimal_or_none(getattr(row, field), zero_is_null=zero_is_null)
     except ValueError as exc:
-        raise MalformedPayload(f"{where}: field {field}: {exc}") from None
+        raise MalformedResponse(f"{where}: field {field}: {exc}") from None
 
 
-def _millis(row: Mapping[str, Any], field: str, where: str) -> int | None:
+def _millis(row: TrackingOrder, field: str, where: str) -> int | None:
     try:
-        return millis_or_none(row.get(field))
+        return millis_or_none(getattr(row, field))
     except ValueError as exc:
-        raise MalformedPayload(f"{where}: field {field}: {exc}") from None
+        raise MalformedResponse(f"{where}: field {field}: {exc}") from None
 
 
-def _open_average_price(row: Mapping[str, Any], where: str) -> Decimal | None:
+def _open_average_price(row: TrackingOrder, where: str) -> Decimal | None:
     a = _decimal(row, "openAvgPrice", where)
     b = _decimal(row, "openPriceAvg", where)
     if a is not None and b is not None and a != b:
-        raise MalformedPayload(f"{where}: openAvgPrice and openPriceAvg disagree")
+        raise MalformedResponse(f"{where}: openAvgPrice and openPriceAvg disagree")
     return a if a is not None else b
 
 
@@ -205,7 +180,8 @@ def _status(open_size: Decimal | None, close_size: Decimal | None) -> OrderStatu
 
 
 def parse_tracking_order(
-    row: Mapping[str, Any],
+    row: TrackingOrder,
+    raw: str,
     *,
     product_type: str,
     contract: ContractInfo | None = None,
@@ -219,12 +195,12 @@ def parse_tracking_order(
     """
     order_id = tracking_no(row, index)
     where = f"tracking order {order_id}"
-    symbol = text_or_none(row.get("symbol"))
+    symbol = text_or_none(row.symbol)
     if symbol is None:
-        raise MalformedPayload(f"{where}: symbol missing")
-    pos_side_text = str(row.get("posSide") or "").strip().lower()
+        raise MalformedResponse(f"{where}: symbol missing")
+    pos_side_text = str(row.posSide or "").strip().lower()
     if pos_side_text not in _POS_SIDES:
-        raise MalformedPayload(f"{where}: unknown posSide {row.get('posSide')!r}")
+        raise MalformedResponse(f"{where}: unknown posSide {row.posSide!r}")
     side, position_side = _POS_SIDES[pos_side_text]
 
     open_size = _decimal(row, "openSize", where)
@@ -239,10 +215,10 @@ def parse_tracking_order(
         remaining = open_size - (close_size or Decimal(0))
 
     copy = CopyTrading(
-        trader_id=text_or_none(row.get("traderId")),
-        trader_name=text_or_none(row.get("traderName")),
-        open_order_id=text_or_none(row.get("openOrderId")),
-        close_order_id=text_or_none(row.get("closeOrderId")),
+        trader_id=text_or_none(row.traderId),
+        trader_name=text_or_none(row.traderName),
+        open_order_id=text_or_none(row.openOrderId),
+        close_order_id=text_or_none(row.closeOrderId),
         open_average_price=open_price,
         close_average_price=close_price,
         open_size=open_size,
@@ -251,10 +227,10 @@ def parse_tracking_order(
         close_time=close_time,
     )
     return Order(
-        exchange=Exchange.BITGET,
+        exchange="bitget",
         order_id=order_id,
         symbol=symbol,
-        raw=dump_raw(row),
+        raw=raw,
         product_type=product_type,
         unified_symbol=contract.unified_symbol if contract else None,
         side=side,

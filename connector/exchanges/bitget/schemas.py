@@ -1,69 +1,68 @@
-"""Raw Bitget payloads, with Bitget's own field names.
+"""Raw Bitget payloads as msgspec Structs, with Bitget's own field names.
 
-These describe what the wire carries so the parsers can be read against the API docs. They are
-``total=False`` because Bitget omits fields freely (the tracking-order docs even disagree with
-their own example: ``openPriceAvg`` in the table, ``openAvgPrice`` in the sample). Values are
-``str`` on the wire; JSON is parsed with ``parse_float=Decimal`` so a stray number is still exact.
+Decoded at the boundary (:func:`connector.exchanges._json.decoder`); the pure ``parse_*``
+functions in :mod:`.parsing` take these Structs. Every field is optional because Bitget omits
+fields freely (the tracking-order docs even disagree with their own example: ``openPriceAvg`` in
+the table, ``openAvgPrice`` in the sample), and unknown fields are ignored. Decimals are
+:class:`~connector.exchanges._json.DecimalText` (quoted or bare, never a float); timestamps are
+``int | str`` because Bitget sends both.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any, TypedDict
+import msgspec
 
-Scalar = str | int | Decimal | None
-
-
-class Envelope(TypedDict, total=False):
-    """Every REST response: ``code`` is a string, ``"00000"`` is success."""
-
-    code: str
-    msg: str
-    requestTime: int | str
-    data: Any
+from .._json import DecimalText
 
 
-class ServerTime(TypedDict, total=False):
+class Envelope(msgspec.Struct, kw_only=True):
+    """Every REST response: ``code`` is a string, ``"00000"`` is success. ``data`` is kept raw
+    and decoded by the caller into the endpoint's own Struct."""
+
+    code: str | int | None = None
+    msg: str | None = None
+    requestTime: int | str | None = None
+    data: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class ServerTime(msgspec.Struct, kw_only=True):
     """``GET /api/v2/public/time`` data."""
 
-    serverTime: str
+    serverTime: int | str | None = None
 
 
-class Contract(TypedDict, total=False):
+class Contract(msgspec.Struct, kw_only=True):
     """One row of ``GET /api/v2/mix/market/contracts`` (only the fields the connector uses)."""
 
-    symbol: str
-    baseCoin: str
-    quoteCoin: str
-    supportMarginCoins: list[str]
-    symbolType: str  # perpetual | delivery
-    symbolStatus: str
-    deliveryTime: str
-    sizeMultiplier: str
-    pricePlace: str
-    volumePlace: str
+    symbol: str | None = None
+    baseCoin: str | None = None
+    quoteCoin: str | None = None
+    supportMarginCoins: list[str] = []
+    symbolType: str | None = None  # perpetual | delivery
+    symbolStatus: str | None = None
+    deliveryTime: int | str | None = None
 
 
-class TrackingOrder(TypedDict, total=False):
+class TrackingOrder(msgspec.Struct, kw_only=True):
     """One row of ``GET /api/v2/copy/mix-follower/query-current-orders``."""
 
-    trackingNo: str
-    traderId: str
-    traderName: str
-    openOrderId: str
-    closeOrderId: str
-    symbol: str
-    posSide: str  # long | short
-    openLeverage: str
-    openAvgPrice: str  # the documented example's spelling
-    openPriceAvg: str  # the documented table's spelling
-    openTime: str
-    openFee: str
-    openSize: str
-    openMarginSz: str
-    closeAvgPrice: str
-    closeSize: str
-    closeTime: str
+    trackingNo: str | int | None = None
+    traderId: str | int | None = None
+    traderName: str | None = None
+    openOrderId: str | int | None = None
+    closeOrderId: str | int | None = None
+    symbol: str | None = None
+    posSide: str | None = None  # long | short
+    openLeverage: DecimalText | None = None
+    openAvgPrice: DecimalText | None = None  # the documented example's spelling
+    openPriceAvg: DecimalText | None = None  # the documented table's spelling
+    openTime: int | str | None = None
+    openFee: DecimalText | None = None
+    openSize: DecimalText | None = None
+    openMarginSz: DecimalText | None = None
+    closeAvgPrice: DecimalText | None = None
+    closeSize: DecimalText | None = None
+    closeTime: int | str | None = None
 
 
 SUCCESS = "00000"

@@ -54,7 +54,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from ..exchanges.bitget.auth import sign
+from .auth import sign
 
 TIMESTAMP_WINDOW_MS = 30_000
 RATE_LIMIT = 10

@@ -1,0 +1,66 @@
+"""Bitget configuration: settings (``CONNECTOR_BITGET_*``), accounts-file entries and the
+command options Bitget accepts (``product_type``, ``trader_id``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..registry import CommandOptions, Credentials
+from .schemas import DEFAULT_PRODUCT_TYPE, PRODUCT_TYPES
+
+
+class BitgetSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONNECTOR_BITGET_", extra="ignore", frozen=True)
+
+    rest_url: str = "https://api.bitget.com"
+    # Bitget's per-UID limit on the copy-trading endpoints.
+    rate_limit_per_s: int = Field(default=10, ge=1)
+    page_size: int = Field(default=50, ge=1, le=50)
+    max_pages: int = Field(default=100, ge=1)
+
+    @field_validator("rest_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+
+class BitgetAccountOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Bitget limits per user ID; accounts declaring the same uid share one limiter.
+    uid: str | None = None
+
+
+class BitgetCredentials(Credentials):
+    """A Bitget accounts-file entry: key, secret and the passphrase Bitget requires."""
+
+    passphrase: SecretStr
+    options: BitgetAccountOptions = Field(default_factory=BitgetAccountOptions)
+
+    def secrets(self) -> list[SecretStr]:
+        return [*super().secrets(), self.passphrase]
+
+
+class BitgetOptions(CommandOptions):
+    """The QueryOrders fields Bitget accepts."""
+
+    product_type: str = DEFAULT_PRODUCT_TYPE
+    trader_id: str | None = None
+
+    @field_validator("product_type", mode="before")
+    @classmethod
+    def _product_type(cls, v: object) -> object:
+        if v is None or v == "":
+            return DEFAULT_PRODUCT_TYPE
+        if isinstance(v, str):
+            upper = v.strip().upper()
+            if upper not in PRODUCT_TYPES:
+                raise ValueError(f"product_type must be one of {', '.join(PRODUCT_TYPES)}")
+            return upper
+        return v
+
+    @field_validator("trader_id")
+    @classmethod
+    def _trader_id(cls, v: str | None) -> str | None:
+        return v.strip() if v else None

@@ -1,0 +1,211 @@
+"""The venue registry: the one place the core learns which exchanges exist.
+
+A venue is a package that declares one :class:`Venue` descriptor and registers it. The core
+(commands, accounts, pipeline, worker, sandbox, CLI) asks this module for venues by name and
+never names one itself, so adding an exchange touches no core file.
+
+Venues are found, in this order, the first time :func:`venues` is called:
+
+1. the packages inside ``connector/exchanges/`` that export ``VENUE`` (the built-in venues);
+2. the entry-point group ``connector.exchanges`` (installed third-party packages; each entry
+   point names a module that exports ``VENUE`` or calls :func:`register` on import);
+3. ``CONNECTOR_VENUE_PLUGINS``: a comma-separated list of modules to import, for venues that are
+   not installed packages (the test suite's toy venue is registered this way, in the worker and
+   in the sandbox processes alike).
+
+A descriptor carries everything venue-specific the core needs: the settings model (its own
+``CONNECTOR_<VENUE>_*`` prefix), the credentials model that validates an accounts-file entry,
+the command options model, the adapter factory and the simulator factory for
+``connector sandbox``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic_settings import BaseSettings
+
+from ..errors import ConfigurationError
+from ..model import CommandOptions
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ..settings import Settings
+    from .base import ExchangeAdapter
+
+PLUGINS_ENV = "CONNECTOR_VENUE_PLUGINS"
+ENTRY_POINT_GROUP = "connector.exchanges"
+
+
+class Credentials(BaseModel):
+    """One accounts-file entry. Venues subclass it to add fields (a passphrase, options).
+
+    ``extra="forbid"``: a misspelt field (``pasphrase:``) fails at start instead of being
+    silently ignored. Secrets are :class:`~pydantic.SecretStr`, so they never print.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    exchange: str
+    api_key: SecretStr
+    api_secret: SecretStr
+
+    def secrets(self) -> list[SecretStr]:
+        """Every secret of the entry, for redaction. Subclasses with more secrets extend it."""
+        return [self.api_key, self.api_secret]
+
+    def option_values(self) -> dict[str, str]:
+        """The entry's ``options`` as plain strings (empty unless the venue declares some)."""
+        options = getattr(self, "options", None)
+        if isinstance(options, BaseModel):
+            return {k: str(v) for k, v in options.model_dump(mode="json").items() if v is not None}
+        return {}
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """How ``connector sandbox`` runs a venue's simulator.
+
+    ``create_app(orders_file)`` builds the aiohttp app; ``demo_accounts()`` gives the
+    accounts-file entries that match it; ``env(base_url)`` gives the environment assignments that
+    point a worker at a simulator listening on ``base_url`` (``http://host:port``).
+    """
+
+    create_app: Callable[[str | None], web.Application]
+    demo_accounts: Callable[[], Mapping[str, Mapping[str, Any]]]
+    env: Callable[[str], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Venue:
+    """Everything the core knows about one exchange venue."""
+
+    name: str
+    title: str
+    settings: type[BaseSettings]
+    credentials: type[Credentials]
+    create_adapter: Callable[[Settings, Any], ExchangeAdapter]
+    options: type[CommandOptions] = CommandOptions
+    simulator: Callable[[], Simulator] | None = None
+
+    def load_settings(self) -> BaseSettings:
+        """The venue's settings from the environment; a bad value is one line naming it."""
+        from pydantic import ValidationError
+
+        try:
+            return self.settings()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            prefix = str(self.settings.model_config.get("env_prefix", ""))
+            name = prefix + "_".join(str(p) for p in err["loc"]).upper()
+            raise ConfigurationError(f"{name}: {err['msg']}") from None
+
+
+_venues: dict[str, Venue] = {}
+_lock = threading.RLock()
+_discovered = False
+
+
+def register(venue: Venue) -> Venue:
+    """Add a venue; registering the same descriptor twice is harmless, a clash is an error."""
+    name = venue.name.lower()
+    if name != venue.name or not name.isidentifier():
+        raise ValueError(f"venue name must be a lower-case identifier, got {venue.name!r}")
+    with _lock:
+        existing = _venues.get(name)
+        if existing is not None and existing is not venue:
+            raise ValueError(f"venue {name!r} is already registered")
+        _venues[name] = venue
+    return venue
+
+
+def _import_venue_module(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    venue = getattr(module, "VENUE", None)
+    if isinstance(venue, Venue):
+        register(venue)
+
+
+def discover() -> None:
+    """Find the built-in venues, entry points and ``CONNECTOR_VENUE_PLUGINS`` (once)."""
+    global _discovered
+    with _lock:
+        if _discovered:
+            return
+        _discovered = True
+        package = importlib.import_module(__package__ or "connector.exchanges")
+        for info in pkgutil.iter_modules(package.__path__):
+            if info.ispkg and not info.name.startswith("_"):
+                _import_venue_module(f"{package.__name__}.{info.name}")
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            loaded = ep.load()
+            if isinstance(loaded, Venue):
+                register(loaded)
+        for module_name in os.environ.get(PLUGINS_ENV, "").split(","):
+            if module_name.strip():
+                try:
+                    _import_venue_module(module_name.strip())
+                except ImportError as exc:
+                    raise ConfigurationError(
+                        f"{PLUGINS_ENV}: cannot import {module_name.strip()!r} ({exc.name})"
+                    ) from None
+
+
+def venues() -> dict[str, Venue]:
+    """Every registered venue, by name, in name order."""
+    discover()
+    with _lock:
+        return dict(sorted(_venues.items()))
+
+
+def get(name: str) -> Venue | None:
+    """The venue called ``name`` (case-insensitive), or None."""
+    return venues().get(name.lower())
+
+
+def names() -> list[str]:
+    return list(venues())
+
+
+def setting_names() -> frozenset[str]:
+    """Every ``CONNECTOR_*`` variable the connector reads: core settings, the plugin list and
+    each registered venue's settings (for deploy checks and docs)."""
+    from ..settings import ENV_PREFIX, Settings
+
+    names = {ENV_PREFIX + field.upper() for field in Settings.model_fields}
+    names.add(PLUGINS_ENV)
+    for venue in venues().values():
+        prefix = str(venue.settings.model_config.get("env_prefix", ""))
+        names.update(prefix + field.upper() for field in venue.settings.model_fields)
+    return frozenset(names)
+
+
+def create_adapters(settings: Settings) -> dict[str, ExchangeAdapter]:
+    """One adapter per registered venue, each configured from its own settings."""
+    return {
+        name: venue.create_adapter(settings, venue.load_settings())
+        for name, venue in venues().items()
+    }
+
+
+__all__ = [
+    "CommandOptions",
+    "Credentials",
+    "Simulator",
+    "Venue",
+    "create_adapters",
+    "get",
+    "names",
+    "register",
+    "setting_names",
+    "venues",
+]

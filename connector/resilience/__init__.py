@@ -1,0 +1,26 @@
+"""What every venue needs to survive a real exchange, written once.
+
+* :mod:`.retry` — one retry policy (exponential backoff with jitter, a cap, ``Retry-After``,
+  throttling retried until the command's deadline, never past it), built on tenacity;
+* :mod:`.limiter` — the sliding-window client-side rate limiter, one per (venue, key);
+* :mod:`.clock` — the server-clock offset, measured from a round trip's midpoint and re-measured
+  on demand (a venue's "timestamp expired" error);
+* :mod:`.cache` — the instrument (contract list) cache and its one failure policy.
+
+A venue package composes these; it writes no retry loop, limiter, clock or cache of its own.
+"""
+
+from __future__ import annotations
+
+from .cache import InstrumentCache
+from .clock import ServerClock
+from .limiter import LimiterRegistry, SlidingWindowLimiter
+from .retry import RetryPolicy
+
+__all__ = [
+    "InstrumentCache",
+    "LimiterRegistry",
+    "RetryPolicy",
+    "ServerClock",
+    "SlidingWindowLimiter",
+]
