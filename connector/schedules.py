@@ -9,18 +9,18 @@ File (``CONNECTOR_SCHEDULES_FILE``, YAML or TOML by extension; a separate file f
 file so it can change without touching secrets)::
 
     schedules:
-      - exchange: bitget
+      - exchange: venue-a            # a registered venue name
         account: follower-1          # alias from the accounts file
         product_type: USDT-FUTURES   # optional filters: symbol, product_type, trader_id
         interval_s: 30
-      - exchange: ascendex
+      - exchange: venue-b
         account: desk-a
         symbol: BTC-PERP
         interval_s: 10
         deadline_factor: 0.8         # optional (default 1): deadline = now + factor * interval
 
 A problem fails at start with one line naming the entry and the field, e.g.
-``CONNECTOR_SCHEDULES_FILE: schedules[1] (ascendex:desk-a): interval_s: Input should be greater
+``CONNECTOR_SCHEDULES_FILE: schedules[1] (venue-b:desk-a): interval_s: Input should be greater
 than or equal to 1``.
 
 Ticks

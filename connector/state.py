@@ -139,9 +139,10 @@ def scope_of(filters: Mapping[str, str | None]) -> dict[str, str]:
 
 def scope_of_query(query: OrderQuery) -> dict[str, str]:
     """The scope of a validated command: its filter fields after venue defaults."""
-    return scope_of(
-        {"symbol": query.symbol, "product_type": query.product_type, "trader_id": query.trader_id}
-    )
+    filters: dict[str, str | None] = {"symbol": query.symbol}
+    for name, value in query.options.model_dump().items():
+        filters[name] = None if value is None else str(value)
+    return scope_of(filters)
 
 
 def scope_key(scope: Mapping[str, str]) -> str:
