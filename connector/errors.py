@@ -21,7 +21,8 @@ passes them through :func:`connector.accounts.redact` once more before publishin
         │   ├── ExchangeUnavailable   EXCHANGE_UNAVAILABLE  5xx, maintenance, dropped connection
         │   ├── ExchangeTimeout       TIMEOUT               no answer in time
         │   ├── MalformedResponse     MALFORMED_RESPONSE    an answer we cannot read or trust
-        │   └── SnapshotTooLarge      SNAPSHOT_TOO_LARGE    more pages than the configured cap
+        │   ├── SnapshotTooLarge      SNAPSHOT_TOO_LARGE    more pages than the configured cap
+        │   └── SnapshotIncomplete    EXCHANGE_REJECTED     the exchange will not show it all
         └── InternalError             INTERNAL              a bug; logged with its traceback
 
 ``exchange_code`` is the exchange's own code, or the HTTP status when that is all it said.
@@ -150,6 +151,15 @@ class SnapshotTooLarge(ExchangeError):
     """Paging hit the configured page cap: the snapshot cannot be proven complete."""
 
     code = ErrorCode.SNAPSHOT_TOO_LARGE
+
+
+class SnapshotIncomplete(ExchangeError):
+    """The exchange refuses to return part of the set (e.g. history older than it keeps) or
+    its paging cannot be followed to the end: completeness cannot be proven, so the command
+    fails rather than publish a partial snapshot. Not retryable: asking again changes nothing.
+    """
+
+    code = ErrorCode.EXCHANGE_REJECTED
 
 
 class InternalError(ConnectorError):

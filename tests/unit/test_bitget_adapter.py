@@ -18,11 +18,13 @@ from connector.accounts import Account, Secret
 from connector.commands import RawCommand, validate_command
 from connector.errors import (
     AuthFailed,
+    ExchangeRejected,
     ExchangeTimeout,
     ExchangeUnavailable,
     InvalidCommand,
     MalformedResponse,
     RateLimited,
+    SnapshotIncomplete,
     SnapshotTooLarge,
 )
 from connector.exchanges.bitget import BitgetAdapter, create_adapter
@@ -41,6 +43,10 @@ class Sim:
     async def fault(self, **spec: Any) -> None:
         async with httpx.AsyncClient() as c:
             (await c.post(f"{self.url}/__sandbox/faults", json=spec)).raise_for_status()
+
+    async def config(self, **spec: Any) -> None:
+        async with httpx.AsyncClient() as c:
+            (await c.post(f"{self.url}/__sandbox/config", json=spec)).raise_for_status()
 
     async def stats(self) -> dict[str, Any]:
         async with httpx.AsyncClient() as c:
@@ -74,6 +80,9 @@ def settings(url: str, **overrides: Any) -> tuple[Settings, BitgetSettings]:
         "retry_backoff_s": 0.01,
         "request_timeout_s": 5.0,
         "max_attempts": 3,
+        # One 89-day window keeps these tests to one request per page; the window walk has
+        # its own tests.
+        "bitget_history_days": 89,
     }
     values.update(overrides)
     venue = {
@@ -122,7 +131,7 @@ async def fetch(a: BitgetAdapter, alias: str, budget_s: float = 30.0, **kw: Any)
     [
         ("bitget-empty", 0, 1),
         ("bitget-1", 1, 1),
-        ("bitget-50", 50, 2),  # a full page 1 cannot tell it is the last
+        ("bitget-50", 50, 1),  # endId "" says this full page is the last
         ("bitget-51", 51, 2),
         ("bitget-120", 120, 3),
     ],
@@ -189,12 +198,12 @@ async def test_coin_futures_from_an_orders_file(tmp_path: Path) -> None:
         "posSide": "short",
         "openLeverage": "5",
         "openAvgPrice": "60000",
-        "openTime": "1717000000000",
+        "openTime": str(sim._NOW0 - 3_600_000),
         "openSize": "1",
         "closeAvgPrice": "0",
         "closeSize": "0",
         "openMarginSz": "0.0003",
-        "openFee": "0.00001",
+        "openFee": "-0.00001",
         "closeTime": "0",
     }
     orders_file = tmp_path / "orders.yaml"
@@ -210,13 +219,18 @@ async def test_coin_futures_from_an_orders_file(tmp_path: Path) -> None:
     (order,) = result.orders
     assert order.unified_symbol == "BTC/USD:BTC"
     assert order.fee_asset == "BTC"
+    assert order.fee == Decimal("0.00001")  # paid by the account: positive
     assert order.product_type == "COIN-FUTURES"
 
 
-async def test_thirty_concurrent_fetches_never_trip_the_rate_limit(
-    adapter: BitgetAdapter, simulator: Sim
-) -> None:
-    results = await asyncio.gather(*(fetch(adapter, "bitget-demo") for _ in range(30)))
+async def test_thirty_concurrent_fetches_never_trip_the_rate_limit(simulator: Sim) -> None:
+    # 10/s on both sides (the older doc's figure) keeps this quick; 5/s is the integration test.
+    await simulator.config(rate_limit=10)
+    adapter = create_adapter(*settings(simulator.url, bitget_rate_limit_per_s=10))
+    try:
+        results = await asyncio.gather(*(fetch(adapter, "bitget-demo") for _ in range(30)))
+    finally:
+        await adapter.aclose()
     assert all(len(r.orders) == 3 for r in results)
     stats = await simulator.stats()
     assert stats["rate_limit_violations"] == 0
@@ -354,7 +368,7 @@ async def test_rows_shifting_between_pages_are_deduplicated() -> None:
             return httpx.Response(200, json={"code": "00000", "data": {"serverTime": "1"}})
         if path == "/api/v2/mix/market/contracts":
             return httpx.Response(200, json={"code": "00000", "data": []})
-        page = pages[int(request.url.params["pageNo"])]
+        page = pages.get(int(request.url.params["pageNo"]), [])
         return httpx.Response(200, json={"code": "00000", "msg": "success", "data": page})
 
     http = BitgetHttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
@@ -365,7 +379,7 @@ async def test_rows_shifting_between_pages_are_deduplicated() -> None:
         await a.aclose()
     ids = [o.order_id for o in result.orders]
     assert len(ids) == len(set(ids)) == 110
-    assert result.calls == 3
+    assert result.calls == 4  # a short page is not the end: page 4 is empty
     assert all(o.unified_symbol is None for o in result.orders)  # symbol not listed: null
 
 
@@ -382,3 +396,160 @@ async def test_a_malformed_row_fails_the_snapshot(tmp_path: Path) -> None:
     finally:
         await a.aclose()
         await runner.cleanup()
+
+
+# --- completeness against every documented version (docs/bitget.md) --------------------------
+
+
+@pytest.fixture
+async def fast(simulator: Sim) -> AsyncIterator[BitgetAdapter]:
+    """Rate limits out of the way (100/s on both sides) and the default 365-day horizon."""
+    await simulator.config(rate_limit=100)
+    a = create_adapter(
+        *settings(simulator.url, bitget_rate_limit_per_s=100, bitget_history_days=365)
+    )
+    try:
+        yield a
+    finally:
+        await a.aclose()
+
+
+@pytest.mark.parametrize(
+    ("version", "calls"),
+    [
+        # 3 pages (50, 50, 37) + an empty page 4; windows 2-5 each answer page 1 again (the
+        # reference version has no time filter): nothing new there ends each window.
+        ("reference", 8),
+        # 3 pages + the empty 4th (a list has no endId), then 4 empty windows.
+        ("current-list", 8),
+        # 3 pages (the 3rd says endId ""), then 4 empty windows.
+        ("current-object", 7),
+    ],
+)
+async def test_137_rows_on_every_version(
+    fast: BitgetAdapter, simulator: Sim, version: str, calls: int
+) -> None:
+    await simulator.config(version=version)
+    result = await fetch(fast, "bitget-137")
+    ids = [o.order_id for o in result.orders]
+    assert len(ids) == len(set(ids)) == 137
+    assert set(ids) == {r["trackingNo"] for r in sim.DEMO_ROWS["bitget-137"]}
+    assert result.calls == calls
+
+
+@pytest.mark.parametrize("version", ["current-list", "current-object"])
+async def test_rows_older_than_three_months_are_walked_to(
+    fast: BitgetAdapter, simulator: Sim, version: str
+) -> None:
+    await simulator.config(version=version)
+    result = await fetch(fast, "bitget-250-old")
+    assert len({o.order_id for o in result.orders}) == len(result.orders) == 250
+
+
+async def test_history_refused_before_the_horizon_fails(
+    fast: BitgetAdapter, simulator: Sim
+) -> None:
+    await simulator.config(history_days=100)
+    with pytest.raises(SnapshotIncomplete, match="cannot be proven complete") as info:
+        await fetch(fast, "bitget-250-old")
+    assert info.value.exchange_code == "40704"
+    assert info.value.code == "EXCHANGE_REJECTED" and not info.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("version", "ignored"),
+    [("reference", ["pageSize"]), ("current-object", ["limit"]), ("current-list", ["limit"])],
+)
+async def test_a_server_ignoring_the_page_size_still_pages_to_the_end(
+    fast: BitgetAdapter, simulator: Sim, version: str, ignored: list[str]
+) -> None:
+    await simulator.config(version=version, ignore_params=ignored)  # pages of 20
+    result = await fetch(fast, "bitget-137")
+    assert len({o.order_id for o in result.orders}) == 137
+
+
+@pytest.mark.parametrize("version", ["reference", "current-list", "current-object"])
+async def test_a_server_ignoring_every_paging_parameter_fails(
+    fast: BitgetAdapter, simulator: Sim, version: str
+) -> None:
+    await simulator.config(version=version, ignore_params=["pageNo", "idLessThan"])
+    with pytest.raises(SnapshotIncomplete, match="repeated page 1"):
+        await fetch(fast, "bitget-137")
+
+
+async def test_over_maximum_page_size_is_not_taken_for_the_end(
+    fast: BitgetAdapter, simulator: Sim
+) -> None:
+    await simulator.config(max_limit=30)  # our limit=50 is over it: 20 rows a page
+    result = await fetch(fast, "bitget-137")
+    assert len({o.order_id for o in result.orders}) == 137
+
+
+async def test_not_a_follower_says_so(fast: BitgetAdapter) -> None:
+    with pytest.raises(ExchangeRejected, match="not a copy-trading follower") as info:
+        await fetch(fast, "bitget-notfollower")
+    assert info.value.exchange_code == "40017"
+
+
+async def test_non_ascii_symbol(fast: BitgetAdapter) -> None:
+    result = await fetch(fast, "bitget-unicode", symbol="龙虾USDT")
+    assert {o.symbol for o in result.orders} == {"龙虾USDT"} and len(result.orders) == 3
+    assert {o.unified_symbol for o in result.orders} == {"龙虾/USDT:USDT"}
+
+
+def _mock_adapter(handler: Any) -> BitgetAdapter:
+    http = BitgetHttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+    return BitgetAdapter(*settings("http://127.0.0.1:9"), http=http)
+
+
+async def test_40010_is_sent_again_once_then_auth_failed() -> None:
+    answers = iter([400, 200, 400, 400])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/public/time":
+            return httpx.Response(200, json={"code": "00000", "data": {"serverTime": "1"}})
+        if request.url.path == "/api/v2/mix/market/contracts":
+            return httpx.Response(200, json={"code": "00000", "data": []})
+        if next(answers) == 400:
+            return httpx.Response(400, json={"code": "40010", "msg": "Request timed out"})
+        return httpx.Response(200, json={"code": "00000", "data": []})
+
+    a = _mock_adapter(handler)
+    try:
+        assert (await fetch(a, "bitget-demo")).calls == 2  # a timeout that passed
+        with pytest.raises(AuthFailed, match="signature") as info:
+            await fetch(a, "bitget-demo")
+        assert info.value.exchange_code == "40010" and info.value.calls == 2
+    finally:
+        await a.aclose()
+    assert list(answers) == []
+
+
+@pytest.mark.parametrize("code", ["40009", "40506", "40507", "40036", "40038"])
+async def test_signature_codes_are_auth_failed(code: str) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/public/time":
+            return httpx.Response(200, json={"code": "00000", "data": {"serverTime": "1"}})
+        return httpx.Response(400, json={"code": code, "msg": "signature error"})
+
+    a = _mock_adapter(handler)
+    try:
+        with pytest.raises(AuthFailed) as info:
+            await fetch(a, "bitget-demo")
+    finally:
+        await a.aclose()
+    assert (info.value.exchange_code, info.value.calls) == (code, 1)
+
+
+async def test_an_unknown_data_shape_is_malformed() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/public/time":
+            return httpx.Response(200, json={"code": "00000", "data": {"serverTime": "1"}})
+        return httpx.Response(200, json={"code": "00000", "data": "twenty rows"})
+
+    a = _mock_adapter(handler)
+    try:
+        with pytest.raises(MalformedResponse, match="neither a list nor"):
+            await fetch(a, "bitget-demo")
+    finally:
+        await a.aclose()

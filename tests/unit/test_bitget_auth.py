@@ -6,8 +6,10 @@ import asyncio
 import base64
 import hashlib
 import hmac
+from urllib.parse import unquote
 
 import httpx
+import pytest
 
 from connector.accounts import Account, Secret
 from connector.exchanges.bitget.auth import build_query, prehash, sign, signed_headers
@@ -62,6 +64,60 @@ def test_signature_known_answers() -> None:
     )
 
 
+NON_ASCII_QUERY = "productType=USDT-FUTURES&symbol=龙虾USDT&limit=50"
+
+
+def test_signature_known_answer_non_ascii_symbol() -> None:
+    # printf '%s' "1659076670000GET$ORDERS_PATH?$NON_ASCII_QUERY" \
+    #   | openssl dgst -sha256 -hmac bitget-kat-secret -binary | base64
+    assert (
+        sign(KAT_SECRET, "1659076670000", "GET", ORDERS_PATH, NON_ASCII_QUERY)
+        == "e5Y11kYx9xY4i7hSIZI7NWGbpoUk7Z2xReaIoAofp2g="
+    )
+
+
+async def test_non_ascii_symbol_on_the_wire_encoded_signature_over_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/api/v2/public/time":
+            return httpx.Response(200, json={"code": "00000", "data": {"serverTime": "1"}})
+        return httpx.Response(200, json={"code": "00000", "msg": "success", "data": []})
+
+    client = BitgetHttpClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler))
+    monkeypatch.setattr(client.clock, "now_ms", lambda: 1659076670000)
+    account = Account(
+        alias="kat",
+        exchange="bitget",
+        api_key=Secret("bg_0123456789abcdef"),
+        api_secret=Secret(KAT_SECRET),
+        passphrase=Secret("pass-phrase"),
+    )
+    params = [("productType", "USDT-FUTURES"), ("symbol", "龙虾USDT"), ("limit", "50")]
+    loop = asyncio.get_running_loop()
+    try:
+        await client.get_signed(
+            ORDERS_PATH,
+            params,
+            account=account,
+            limiter=SlidingWindowLimiter(10),
+            deadline=loop.time() + 5,
+        )
+    finally:
+        await client.aclose()
+    request = seen[-1]
+    assert request.url.raw_path.decode("ascii") == (
+        ORDERS_PATH + "?productType=USDT-FUTURES&symbol=%E9%BE%99%E8%99%BEUSDT&limit=50"
+    )
+    assert request.headers["ACCESS-TIMESTAMP"] == "1659076670000"
+    # The known answer above; signing the encoded text would give
+    # "qLiNOgbbEJh4Fy1vuC/53qJ/BmGeBsRU5t8paH1i3qc=", which Bitget answers with 40009.
+    assert request.headers["ACCESS-SIGN"] == "e5Y11kYx9xY4i7hSIZI7NWGbpoUk7Z2xReaIoAofp2g="
+
+
 def test_build_query_keeps_order_and_encodes_rfc3986() -> None:
     q = build_query([("productType", "USDT-FUTURES"), ("traderId", "a b/c+d"), ("pageNo", "1")])
     assert q == "productType=USDT-FUTURES&traderId=a%20b%2Fc%2Bd&pageNo=1"
@@ -85,8 +141,9 @@ def test_signed_headers() -> None:
     assert headers["locale"] == "en-US"
 
 
-async def test_the_query_sent_is_byte_for_byte_the_query_signed() -> None:
-    """Recompute the signature from the raw bytes httpx put on the wire."""
+async def test_the_query_is_sent_encoded_and_signed_decoded() -> None:
+    """Recompute the signature from the raw bytes httpx put on the wire, percent-decoded: Bitget
+    verifies the decoded query (ccxt PR #28890)."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -129,7 +186,7 @@ async def test_the_query_sent_is_byte_for_byte_the_query_signed() -> None:
         "&pageSize=50&pageNo=1"
     )
     timestamp = request.headers["ACCESS-TIMESTAMP"]
-    message = f"{timestamp}GET{raw_path}?{raw_query}".encode()
+    message = f"{timestamp}GET{raw_path}?{unquote(raw_query)}".encode()
     expected = base64.b64encode(hmac.new(KAT_SECRET.encode(), message, hashlib.sha256).digest())
     assert request.headers["ACCESS-SIGN"] == expected.decode()
     assert request.headers["ACCESS-KEY"] == "bg_0123456789abcdef"

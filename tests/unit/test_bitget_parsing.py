@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -17,8 +18,10 @@ from connector.exchanges.bitget.parsing import (
     ContractInfo,
     parse_contract,
     parse_contracts,
+    parse_page,
     parse_server_time,
     parse_tracking_order,
+    windows,
 )
 from connector.exchanges.bitget.schemas import Contract, ServerTime, TrackingOrder
 from connector.model import (
@@ -127,7 +130,7 @@ def test_open_price_avg_spelling_and_partly_closed_row() -> None:
         "openLeverage": "10",
         "openPriceAvg": "3512.40",
         "openTime": "1717000000000",
-        "openFee": "0.2107440000000000",
+        "openFee": "-0.2107440000000000",
         "openSize": "0.1000000000000000",
         "closeAvgPrice": "3600.5",
         "closeSize": "0.0400000000000000",
@@ -142,7 +145,9 @@ def test_open_price_avg_spelling_and_partly_closed_row() -> None:
     assert order.filled_quantity == Decimal("0.04")
     assert order.remaining_quantity == Decimal("0.06")
     assert order.average_fill_price == Decimal("3600.5")
+    # Bitget: negative = charged; the connector: positive = paid by the account.
     assert order.fee == Decimal("0.210744") and order.fee_asset == "USDT"
+    assert '"openFee":"-0.2107440000000000"' in order.raw  # raw keeps Bitget's own text
     assert order.updated_at == 1717000060000
     assert order.copy_trading is not None
     assert order.copy_trading.close_order_id == "6"
@@ -254,3 +259,36 @@ def test_bare_numbers_decode_exactly_never_through_a_float() -> None:
         decode(TrackingOrder, bare, "row"), bare, product_type="USDT-FUTURES"
     )
     assert order.quantity == Decimal("0.10000000000000000001")
+
+
+def test_windows_cover_the_horizon_without_gaps_and_at_most_89_days() -> None:
+    day = 86_400_000
+    spans = list(windows(1_000 * day, 365, 89))
+    assert len(spans) == 5
+    assert spans[0] == (1_000 * day - 89 * day, 1_000 * day)
+    assert spans[-1][0] == 1_000 * day - 365 * day
+    assert all(newer[0] == older[1] for newer, older in itertools.pairwise(spans))
+    assert all(0 < end - start <= 89 * day for start, end in spans)
+    assert list(windows(1_000 * day, 89, 89)) == [(911 * day, 1_000 * day)]
+
+
+@pytest.mark.parametrize(
+    ("data", "rows", "end_id"),
+    [
+        (b"null", 0, None),
+        (b'[{"trackingNo":"1"}]', 1, None),
+        (b'{"trackingList":[{"trackingNo":"1"}],"endId":"1"}', 1, "1"),
+        (b'{"trackingList":[],"endId":""}', 0, ""),
+        (b'{"trackingList":null}', 0, None),
+    ],
+)
+def test_parse_page_accepts_both_shapes(data: bytes, rows: int, end_id: str | None) -> None:
+    page = parse_page(msgspec.Raw(data), "page")
+    assert (len(page.rows), page.end_id) == (rows, end_id)
+
+
+def test_parse_page_rejects_other_shapes() -> None:
+    with pytest.raises(MalformedResponse):
+        parse_page(msgspec.Raw(b'"20 rows"'), "page")
+    with pytest.raises(MalformedResponse):
+        parse_page(msgspec.Raw(b'{"trackingList": 5}'), "page")

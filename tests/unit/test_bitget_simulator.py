@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -48,7 +49,7 @@ def signed(
             ts,
             "GET",
             ORDERS,
-            signed_query if signed_query is not None else query,
+            signed_query if signed_query is not None else unquote(query),
         ),
         "ACCESS-PASSPHRASE": creds["passphrase"],
         "ACCESS-TIMESTAMP": ts,
@@ -94,21 +95,100 @@ def test_demo_accounts() -> None:
     assert sum(1 for r in demo if float(r["closeSize"]) > 0) == 1
 
 
-async def test_valid_request_pages_as_documented(base_url: str) -> None:
-    q = "productType=USDT-FUTURES"
-    r = await get(base_url, q, signed("bitget-50", q))
-    assert r.status_code == 200
-    body = r.json()
+async def configure(base: str, **spec: Any) -> None:
+    async with httpx.AsyncClient() as c:
+        (await c.post(f"{base}/__sandbox/config", json=spec)).raise_for_status()
+
+
+async def orders(base: str, alias: str, query: str) -> dict[str, Any]:
+    result: dict[str, Any] = (await get(base, query, signed(alias, query))).json()
+    return result
+
+
+async def test_reference_version_pages_by_page_number(base_url: str) -> None:
+    await configure(base_url, version="reference", rate_limit=100)
+    body = await orders(base_url, "bitget-50", "productType=USDT-FUTURES")
     assert body["code"] == "00000" and body["msg"] == "success"
     assert len(body["data"]) == 20  # default pageSize
-    q = "productType=usdt-futures&pageSize=20&pageNo=3"
-    assert len((await get(base_url, q, signed("bitget-50", q))).json()["data"]) == 10
-    q = "productType=USDT-FUTURES&pageSize=51&pageNo=1"
-    r = await get(base_url, q, signed("bitget-50", q))
-    assert (r.status_code, r.json()["code"]) == (400, "40017")
-    q = "pageSize=5"
-    r = await get(base_url, q, signed("bitget-50", q))
-    assert r.json()["code"] == "40019"
+    page3 = await orders(base_url, "bitget-50", "productType=usdt-futures&pageSize=20&pageNo=3")
+    assert len(page3["data"]) == 10
+    # Over the maximum: 20 rows, no error. The current version's parameters are ignored.
+    over = await orders(base_url, "bitget-137", "productType=USDT-FUTURES&pageSize=51&pageNo=1")
+    assert len(over["data"]) == 20
+    q = "productType=USDT-FUTURES&limit=50&idLessThan=1&startTime=1&endTime=2&pageNo=2"
+    assert len((await orders(base_url, "bitget-137", q))["data"]) == 20  # page 2 of 20 rows
+    assert (await orders(base_url, "bitget-50", "pageSize=5"))["code"] == "40019"
+
+
+async def test_current_version_cursor_and_both_shapes(base_url: str) -> None:
+    await configure(base_url, rate_limit=100)  # many requests, no rate-limit test here
+    first = await orders(base_url, "bitget-137", "productType=USDT-FUTURES&limit=50")
+    page = first["data"]
+    assert len(page["trackingList"]) == 50
+    numbers = [int(r["trackingNo"]) for r in page["trackingList"]]
+    assert numbers == sorted(numbers, reverse=True)  # newest first
+    assert page["endId"] == str(numbers[-1])
+    q = f"productType=USDT-FUTURES&limit=50&idLessThan={page['endId']}&pageNo=7"
+    second = (await orders(base_url, "bitget-137", q))["data"]  # pageNo ignored
+    assert int(second["trackingList"][0]["trackingNo"]) == numbers[-1] - 1
+    q = "productType=USDT-FUTURES&limit=50&idLessThan=" + second["endId"]
+    last = (await orders(base_url, "bitget-137", q))["data"]
+    assert (len(last["trackingList"]), last["endId"]) == (37, "")
+    # Old paging parameters ignored, over-maximum limit: the default 20 rows.
+    old = await orders(base_url, "bitget-137", "productType=USDT-FUTURES&pageSize=50&pageNo=3")
+    assert len(old["data"]["trackingList"]) == 20
+    over = await orders(base_url, "bitget-137", "productType=USDT-FUTURES&limit=101")
+    assert len(over["data"]["trackingList"]) == 20
+    await configure(base_url, version="current-list")
+    listed = await orders(base_url, "bitget-137", "productType=USDT-FUTURES&limit=100")
+    assert isinstance(listed["data"], list) and len(listed["data"]) == 100
+    bad = await orders(base_url, "bitget-137", "productType=USDT-FUTURES&idLessThan=abc")
+    assert (bad["code"], bad["msg"]) == ("40700", "Cursor parameters are incorrect")
+
+
+async def test_current_version_time_window(base_url: str) -> None:
+    await configure(base_url, rate_limit=100)
+    day = 86_400_000
+    now = time.time_ns() // 1_000_000
+    # Default window: the last three months; the 30 older rows are not listed.
+    q = "productType=USDT-FUTURES&limit=100"
+    assert len((await orders(base_url, "bitget-250-old", q))["data"]["trackingList"]) == 100
+    q = f"productType=USDT-FUTURES&limit=100&startTime={now - 89 * day}&endTime={now}"
+    ids: set[str] = set()
+    cursor = ""
+    while True:
+        page = (await orders(base_url, "bitget-250-old", q + cursor))["data"]
+        ids |= {r["trackingNo"] for r in page["trackingList"]}
+        if not page["endId"]:
+            break
+        cursor = "&idLessThan=" + page["endId"]
+    assert len(ids) == 220
+    q = f"productType=USDT-FUTURES&startTime={now - 178 * day}&endTime={now - 89 * day}"
+    assert len((await orders(base_url, "bitget-250-old", q))["data"]["trackingList"]) == 20
+    errors = {
+        f"startTime={now - 91 * day}&endTime={now}": (
+            "40705",
+            "The start and end time cannot exceed 90 days",
+        ),
+        f"startTime={now}&endTime={now - 1}": ("40707", "Start time is greater than end time"),
+        f"startTime={now - 500 * day}&endTime={now - 420 * day}": (
+            "40704",
+            "Can only check the data of the last three months",
+        ),
+    }
+    for window, (code, msg) in errors.items():
+        body = await orders(base_url, "bitget-250-old", f"productType=USDT-FUTURES&{window}")
+        assert (body["code"], body["msg"]) == (code, msg)
+    await configure(base_url, accounts={"bitget-250-old": {"history_days": 100}})
+    q = f"productType=USDT-FUTURES&startTime={now - 178 * day}&endTime={now - 89 * day}"
+    assert (await orders(base_url, "bitget-250-old", q))["code"] == "40704"
+
+
+async def test_negative_fees_and_not_a_follower(base_url: str) -> None:
+    page = (await orders(base_url, "bitget-demo", "productType=USDT-FUTURES"))["data"]
+    assert all(r["openFee"].startswith("-") for r in page["trackingList"])
+    body = await orders(base_url, "bitget-notfollower", "productType=USDT-FUTURES")
+    assert body["code"] == "40017" and "Not currently a trader" in body["msg"]
 
 
 @pytest.mark.parametrize(
@@ -147,26 +227,27 @@ async def test_expired_timestamp(base_url: str) -> None:
     assert r.json()["code"] == "00000"
 
 
-async def test_signature_covers_the_raw_query_string(base_url: str) -> None:
-    sent = "productType=USDT-FUTURES&traderId=a%20b"
-    ok = await get(base_url, sent, signed("bitget-demo", sent))
-    assert ok.json()["code"] == "00000"
-    # Same parameters, signed with a different (decoded) spelling: rejected like on Bitget.
-    bad = await get(
+async def test_signature_covers_the_decoded_query_string(base_url: str) -> None:
+    sent = "productType=USDT-FUTURES&symbol=%E9%BE%99%E8%99%BEUSDT"
+    ok = await get(
         base_url,
         sent,
-        signed("bitget-demo", sent, signed_query="productType=USDT-FUTURES&traderId=a b"),
+        signed("bitget-unicode", sent, signed_query="productType=USDT-FUTURES&symbol=龙虾USDT"),
     )
+    assert ok.json()["code"] == "00000"
+    assert {r["symbol"] for r in ok.json()["data"]["trackingList"]} == {"龙虾USDT"}
+    # Same parameters, signed over the encoded text: rejected like on Bitget (ccxt #28888).
+    bad = await get(base_url, sent, signed("bitget-unicode", sent, signed_query=sent))
     assert bad.json()["code"] == "40009"
 
 
 async def test_rate_limit_per_user_is_enforced_and_counted(base_url: str) -> None:
     q = "productType=USDT-FUTURES"
     responses = await asyncio.gather(
-        *(get(base_url, q, signed("bitget-demo", q)) for _ in range(15))
+        *(get(base_url, q, signed("bitget-demo", q)) for _ in range(10))
     )
     statuses = sorted(r.status_code for r in responses)
-    assert statuses.count(200) == 10 and statuses.count(429) == 5
+    assert statuses.count(200) == 5 and statuses.count(429) == 5  # 5/s, the current doc
     throttled = next(r for r in responses if r.status_code == 429).json()
     assert (throttled["code"], throttled["msg"]) == ("429", "Too Many Requests")
     s = await stats(base_url)

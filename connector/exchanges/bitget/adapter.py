@@ -1,30 +1,41 @@
-"""The Bitget adapter: a copy-trading follower's current tracking orders, paged to the end.
+"""The Bitget adapter: a copy-trading follower's current tracking orders, complete or FAILED.
 
-Paging. ``query-current-orders`` pages by ``pageNo``/``pageSize`` with no cursor and no total,
-so the adapter asks for the largest page (``CONNECTOR_BITGET_PAGE_SIZE``, 50 = Bitget's maximum)
-from page 1 until a page comes back shorter than asked (or empty). Offset paging over a live set
-can shift a row from one page to the next while we read, so rows are de-duplicated on
-``trackingNo``. A hard cap (``CONNECTOR_BITGET_MAX_PAGES``) stops a runaway loop; hitting it fails
-the command with a message that names the setting, because a truncated snapshot must never be
-published as complete.
+Bitget has published two versions of ``query-current-orders`` (docs/bitget.md, "The endpoint
+as it is today"): the *reference* one pages by ``pageNo``/``pageSize`` and returns ``data`` as
+a list; the *current* one pages by cursor (``idLessThan`` + ``limit``), filters on copy-trade
+creation time (``startTime``/``endTime``, three months by default and at most three months per
+request) and returns ``data`` as a list or as ``{"trackingList": [...], "endId": "..."}``.
+A server ignores the other version's parameters. So every request carries both:
+
+* ``limit`` and ``pageSize`` = ``CONNECTOR_BITGET_PAGE_SIZE`` (50: within both maxima; over the
+  maximum a server may silently answer 20 rows), ``pageNo`` = the page number in the window, and
+  from the second page ``idLessThan`` = ``endId`` or else the last row's ``trackingNo``;
+* ``startTime``/``endTime``: the walk goes back from now in windows of at most
+  ``CONNECTOR_BITGET_WINDOW_DAYS`` (89) days to ``CONNECTOR_BITGET_HISTORY_DAYS`` (365).
+
+Rows are de-duplicated on ``trackingNo``. A window ends only on evidence of its end: an empty
+page, an ``endId`` that is present and empty, or a first page whose rows were all seen in a
+newer window (a server that ignores the time filter). A page size shorter than asked is *not*
+evidence. A later page with rows but no new row means the server repeated a page, i.e. it
+followed neither the cursor nor the page number: that snapshot cannot be completed, and the
+command fails (``SnapshotIncomplete``) instead of publishing the first page as everything.
+``40704`` (history refused before the horizon) fails the same way. ``CONNECTOR_BITGET_MAX_PAGES``
+caps the pages of a snapshot (``SnapshotTooLarge``).
 
 ``FetchResult.calls`` counts *requests sent to the orders endpoint*, retries included (a retried
 page costs the exchange and the rate limit as much as a first try, and that is what an operator
 reading ``exchange_calls`` wants to see). The server-time and contracts requests are not counted:
 they are shared, cached metadata (see :mod:`connector.resilience.cache`), counted in
-``connector_exchange_metadata_fetches_total`` instead. Without retries,
-``calls`` equals the number of pages read: 0..49 rows -> 1, 50..99 -> 2, 100..149 -> 3 (a full
-page cannot tell it is the last one, so exactly 50 rows costs an empty second page).
+``connector_exchange_metadata_fetches_total`` instead. Without retries, a snapshot costs at
+least one request per window (5 with the defaults) plus one per further page.
 """
 
 from __future__ import annotations
 
 import logging
 
-import msgspec
-
 from ...accounts import Account
-from ...errors import ConnectorError, SnapshotTooLarge
+from ...errors import ConnectorError, SnapshotIncomplete, SnapshotTooLarge
 from ...model import FetchResult, Order, OrderQuery
 from ...resilience import InstrumentCache, LimiterRegistry
 from ...settings import Settings
@@ -34,8 +45,10 @@ from .http import BitgetHttpClient
 from .parsing import (
     ContractInfo,
     parse_contracts,
+    parse_page,
     parse_tracking_order,
     tracking_no,
+    windows,
 )
 from .ratelimit import limiter_key
 from .schemas import PATH_CONTRACTS, PATH_CURRENT_TRACKING_ORDERS, Contract, TrackingOrder
@@ -68,6 +81,8 @@ class BitgetAdapter:
         )
         self._page_size = venue.page_size
         self._max_pages = venue.max_pages
+        self._history_days = venue.history_days
+        self._window_days = venue.window_days
 
     def __repr__(self) -> str:
         return f"BitgetAdapter(http={self._http!r}, page_size={self._page_size})"
@@ -104,35 +119,63 @@ class BitgetAdapter:
         if options.trader_id:
             base_params.append(("traderId", options.trader_id))
 
+        await self._http.clock.ensure(deadline=deadline)
+        now = self._http.clock.now_ms()
         rows: dict[str, tuple[TrackingOrder, str]] = {}
         duplicates = 0
-        page_no = 1
-        while True:
-            if page_no > self._max_pages:
-                raise SnapshotTooLarge(
-                    f"account {account.alias!r} has more than {self._max_pages} pages of "
-                    f"{self._page_size} tracking orders; raise CONNECTOR_BITGET_MAX_PAGES"
+        pages = 0
+        for start_ms, end_ms in windows(now, self._history_days, self._window_days):
+            page_no = 1
+            cursor: str | None = None
+            while True:
+                if pages >= self._max_pages:
+                    raise SnapshotTooLarge(
+                        f"account {account.alias!r} needs more than {self._max_pages} pages of "
+                        f"{self._page_size} tracking orders; raise CONNECTOR_BITGET_MAX_PAGES"
+                    )
+                params = [
+                    *base_params,
+                    ("startTime", str(start_ms)),
+                    ("endTime", str(end_ms)),
+                    ("limit", str(self._page_size)),
+                    ("pageSize", str(self._page_size)),
+                    ("pageNo", str(page_no)),
+                ]
+                if cursor is not None:
+                    params.append(("idLessThan", cursor))
+                pages += 1
+                data = await self._http.get_signed(
+                    PATH_CURRENT_TRACKING_ORDERS,
+                    params,
+                    account=account,
+                    limiter=limiter,
+                    deadline=deadline,
+                    on_attempt=count_call,
                 )
-            params = [*base_params, ("pageSize", str(self._page_size)), ("pageNo", str(page_no))]
-            data = await self._http.get_signed(
-                PATH_CURRENT_TRACKING_ORDERS,
-                params,
-                account=account,
-                limiter=limiter,
-                deadline=deadline,
-                on_attempt=count_call,
-            )
-            page = self._page_rows(data, page_no)
-            for index, raw in enumerate(page):
-                row = decode(TrackingOrder, raw, f"tracking orders page {page_no} row #{index}")
-                key = tracking_no(row, index)
-                if key in rows:
-                    duplicates += 1
-                    continue
-                rows[key] = (row, raw_text(raw))
-            if len(page) < self._page_size:
-                break
-            page_no += 1
+                page = parse_page(data, f"tracking orders page {pages}")
+                new = 0
+                last: str | None = None
+                for index, raw in enumerate(page.rows):
+                    row = decode(TrackingOrder, raw, f"tracking orders page {pages} row #{index}")
+                    key = tracking_no(row, index)
+                    last = key
+                    if key in rows:
+                        duplicates += 1
+                        continue
+                    rows[key] = (row, raw_text(raw))
+                    new += 1
+                if not page.rows or page.end_id == "":
+                    break  # the server says this window is done
+                if new == 0:
+                    if page_no == 1:
+                        break  # the window holds only rows of a newer one: time filter ignored
+                    raise SnapshotIncomplete(
+                        f"Bitget repeated page {page_no - 1} of the tracking orders of account "
+                        f"{account.alias!r} (it followed neither the cursor nor the page "
+                        "number): the snapshot cannot be proven complete"
+                    )
+                cursor = page.end_id or last
+                page_no += 1
 
         contracts = await self._contracts.get(product_type, deadline=deadline) if rows else {}
         orders: list[Order] = []
@@ -151,17 +194,11 @@ class BitgetAdapter:
             account.alias,
             product_type,
             len(orders),
-            page_no,
+            pages,
             calls[0],
             duplicates,
         )
         return FetchResult(orders=orders, calls=calls[0])
-
-    @staticmethod
-    def _page_rows(data: msgspec.Raw, page_no: int) -> list[msgspec.Raw]:
-        if bytes(data).strip() == b"null":  # Bitget's empty page on some endpoints
-            return []
-        return decode(list[msgspec.Raw], data, f"tracking orders page {page_no}")
 
     async def _load_contracts(self, product_type: str, deadline: float) -> dict[str, ContractInfo]:
         data = await self._http.get_public(

@@ -14,10 +14,20 @@ class BitgetSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_BITGET_", extra="ignore", frozen=True)
 
     rest_url: str = "https://api.bitget.com"
-    # Bitget's per-UID limit on the copy-trading endpoints.
-    rate_limit_per_s: int = Field(default=10, ge=1)
+    # Bitget's per-UID limit on the copy-trading endpoints: the current page says 5/s, the
+    # older one 10/s; the conservative figure is the default (docs/bitget.md "Rate limit").
+    rate_limit_per_s: int = Field(default=5, ge=1)
+    # Rows asked per page (``limit`` and ``pageSize``): within both documented maxima (50 on
+    # the reference version and the siblings, 100 on the current page).
     page_size: int = Field(default=50, ge=1, le=50)
+    # Pages per snapshot, over all windows; more fails the command (SNAPSHOT_TOO_LARGE).
     max_pages: int = Field(default=100, ge=1)
+    # How far back the snapshot walks (copy-trade creation time). An open tracking order
+    # created before the horizon would be missed, so the default is generous; lower it only
+    # if the follower cannot hold tracking orders older than that (e.g. it started copying
+    # later). Windows of at most ``window_days`` (<= 89: "three months" may be read as 90 days).
+    history_days: int = Field(default=365, ge=1, le=3650)
+    window_days: int = Field(default=89, ge=1, le=89)
 
     @field_validator("rest_url")
     @classmethod

@@ -9,8 +9,10 @@ Responsibilities, in the order a request meets them:
    the clock is re-measured and that request sent again once.
 2. *Rate limit.* Signed requests pass through the account's shared
    :class:`~connector.resilience.SlidingWindowLimiter`, every attempt, retries included.
-3. *Signing.* The query string is encoded once (:func:`~.auth.build_query`) and that same text is
-   both signed and sent: the URL handed to httpx is already encoded, so it is not re-encoded.
+3. *Signing.* The query string is encoded once (:func:`~.auth.build_query`) and sent as is (the
+   URL handed to httpx is already encoded, so it is not re-encoded); the signature is computed
+   over the *decoded* text of that same string in the same order, because that is what Bitget
+   verifies (ccxt PR #28890: a percent-encoded non-ASCII symbol signed encoded got 40009).
 4. *Errors.* Bitget's ``code`` (a string; ``"00000"`` is success) and the HTTP status map onto
    the connector's typed errors; Bitget's own code is kept in ``exchange_code``.
 5. *Retries.* 5xx, timeouts, dropped connections and throttling are retried by the shared
@@ -27,6 +29,10 @@ code                  msg                                                  conne
 40005                 Invalid ACCESS_TIMESTAMP                             AuthFailed
 40006                 Invalid ACCESS_KEY                                   AuthFailed
 40009                 sign signature error                                 AuthFailed
+40010                 Request timed out (Bitget) / sign signature error    resend once, then
+                      (ccxt): the sources disagree                         AuthFailed
+40036 40038           passphrase is error / IP not in the key's whitelist  AuthFailed
+40506 40507           Platform / Api signature error (copy trading)        AuthFailed
 40011                 ACCESS_PASSPHRASE cannot be empty                    AuthFailed
 40012                 apikey/password is incorrect                         AuthFailed
 40013                 User status is abnormal                              AuthFailed
@@ -38,6 +44,10 @@ code                  msg                                                  conne
 1001                  The request is too frequent and has been throttled   RateLimited
 40015                 System is abnormal, please try again later           ExchangeUnavailable
 40200 40604           Server upgrade / Server is busy                      ExchangeUnavailable
+40017 31001 31025     not a copy-trading follower/trader (40017 is          ExchangeRejected
+31057 40732           "Parameter verification failed {0}", see the docs)   "not a follower"
+40704                 Can only check the data of the last three months     SnapshotIncomplete
+40700 40705 40707     cursor / time-window errors (our request is wrong)   ExchangeRejected
 anything else         (e.g. 40017 Parameter verification failed,           ExchangeRejected
                       40019 Parameter ... cannot be empty)
 ====================  ===================================================  ===================
@@ -54,6 +64,7 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import msgspec
@@ -66,6 +77,7 @@ from ...errors import (
     ExchangeUnavailable,
     MalformedResponse,
     RateLimited,
+    SnapshotIncomplete,
 )
 from ...metrics import EXCHANGE_CALL_LATENCY
 from ...resilience import RetryPolicy, ServerClock, SlidingWindowLimiter
@@ -95,9 +107,18 @@ AUTH_CODES = frozenset(
         "40016",
         "40018",
         "40031",
+        "40036",
         "40037",
+        "40038",
+        "40506",
+        "40507",
     }
 )
+# Bitget's error table says "Request timed out", ccxt says "sign signature error": resent once
+# (a timeout passes), and a second 40010 is taken for a signature error (AUTH_FAILED).
+AMBIGUOUS_CODES = frozenset({"40010"})
+NOT_FOLLOWER_CODES = frozenset({"40017", "31001", "31025", "31057", "40732"})
+HISTORY_CODES = frozenset({"40704"})
 TIMESTAMP_CODES = frozenset({"40004", "40008"})
 THROTTLE_CODES = frozenset({"429", "1001"})
 UNAVAILABLE_CODES = frozenset({"40015", "40200", "40604"})
@@ -107,6 +128,10 @@ _MSG_LIMIT = 200
 
 class TimestampExpired(AuthFailed):
     """``40008``: handled inside the client (resync + one retry) unless it happens twice."""
+
+
+class TimedOutOrBadSignature(AuthFailed):
+    """``40010``: resent once inside the client; a second one is a signature error."""
 
 
 def _endpoint_label(path: str) -> str:
@@ -153,8 +178,26 @@ def map_response(
         )
     if code in TIMESTAMP_CODES:
         raise TimestampExpired(f"{where}: {detail}", exchange_code=code)
+    if code in AMBIGUOUS_CODES:
+        raise TimedOutOrBadSignature(
+            f"{where}: {detail} (Bitget documents 40010 as a timeout, ccxt as a signature "
+            "error; it persisted, so the signature is taken to be wrong)",
+            exchange_code=code,
+        )
     if code in AUTH_CODES:
         raise AuthFailed(f"{where}: {detail}", exchange_code=code)
+    if code in NOT_FOLLOWER_CODES:
+        raise ExchangeRejected(
+            f"{where}: the API key's account is not a copy-trading follower of this "
+            f"product type (Bitget: {detail})",
+            exchange_code=code,
+        )
+    if code in HISTORY_CODES:
+        raise SnapshotIncomplete(
+            f"{where}: Bitget refuses to look further back ({detail}), so open tracking "
+            "orders created earlier cannot be listed: the snapshot cannot be proven complete",
+            exchange_code=code,
+        )
     if code in UNAVAILABLE_CODES:
         raise ExchangeUnavailable(f"{where}: {detail}", exchange_code=code)
     if status >= 500:
@@ -250,9 +293,10 @@ class BitgetHttpClient:
     ) -> Any:
         query = build_query(params)
         resynced = False
+        resent_40010 = False
 
         async def once() -> Any:
-            nonlocal resynced
+            nonlocal resynced, resent_40010
             generation = self.clock.generation
             send = partial(
                 self._send_once,
@@ -264,6 +308,12 @@ class BitgetHttpClient:
                 on_sent=on_attempt,
             )
             try:
+                return await send()
+            except TimedOutOrBadSignature:
+                if resent_40010:
+                    raise
+                resent_40010 = True
+                log.info("bitget %s: 40010 (timeout or signature?), sending again once", path)
                 return await send()
             except TimestampExpired:
                 if resynced or account is None:
@@ -307,7 +357,8 @@ class BitgetHttpClient:
                     timestamp=str(self.clock.now_ms()),
                     method="GET",
                     request_path=path,
-                    query=query,
+                    # Bitget verifies over the decoded query (same text for plain ASCII).
+                    query=unquote(query),
                 )
             url = httpx.URL(
                 f"{self._base_url}{path}?{query}" if query else f"{self._base_url}{path}"

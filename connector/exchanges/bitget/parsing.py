@@ -32,7 +32,11 @@ to exist, and the only thing a current tracking order can still do is be closed 
     null: the endpoint does not say how the copy engine executed the entry, and guessing
     MARKET would be presenting an assumption as data.
 ``fee`` / ``fee_asset``
-    ``openFee`` (opening fee before discounts), in the contract's margin (settle) coin.
+    ``openFee`` (opening fee before discounts), in the contract's margin (settle) coin, in the
+    connector's convention for every venue: **positive = paid by the account, negative = a
+    rebate received**. Bitget reports copy-trading fees as negative numbers for fees charged
+    (``"openFee": "-5.92649260"`` in every documented example), so the sign is flipped; the
+    row's own text stays untouched in ``raw``.
 ``leverage`` / ``margin``
     ``openLeverage`` / ``openMarginSz``.
 ``created_at`` / ``updated_at``
@@ -51,9 +55,12 @@ snapshot missing a position is worse than a failed one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+
+import msgspec
 
 from ...errors import MalformedResponse
 from ...model import (
@@ -66,7 +73,8 @@ from ...model import (
     millis_or_none,
     text_or_none,
 )
-from .schemas import Contract, ServerTime, TrackingOrder
+from .._json import decode
+from .schemas import Contract, ServerTime, TrackingOrder, TrackingPage
 
 # --- server time -----------------------------------------------------------------------------
 
@@ -128,6 +136,53 @@ def parse_contracts(rows: list[Contract], product_type: str) -> dict[str, Contra
         info = parse_contract(row, product_type)
         out[info.symbol] = info
     return out
+
+
+# --- tracking-order pages and windows -------------------------------------------------------
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of tracking orders, whichever shape it came in.
+
+    ``end_id`` is None when the shape has no cursor (``data`` a list or null), ``""`` when the
+    server marks the last page, else the cursor for ``idLessThan``.
+    """
+
+    rows: list[msgspec.Raw]
+    end_id: str | None
+
+
+def parse_page(data: msgspec.Raw, where: str) -> Page:
+    """``data`` as a list (reference version, current doc example), as
+    ``{"trackingList": [...], "endId": "..."}`` (current version, SDKs, siblings) or ``null``
+    (an empty page). Anything else is malformed."""
+    text = bytes(data).strip()
+    if text == b"null":
+        return Page([], None)
+    if text.startswith(b"["):
+        return Page(decode(list[msgspec.Raw], data, where), None)
+    if text.startswith(b"{"):
+        page = decode(TrackingPage, data, where)
+        end_id = None if page.endId is None else str(page.endId).strip()
+        return Page(page.trackingList or [], end_id)
+    raise MalformedResponse(f"{where}: data is neither a list nor {{trackingList, endId}}")
+
+
+def windows(now_ms: int, history_days: int, window_days: int) -> Iterator[tuple[int, int]]:
+    """``(startTime, endTime)`` from ``now_ms`` back to ``now_ms - history_days``, newest first,
+    each spanning at most ``window_days``. Adjacent windows share their boundary millisecond,
+    so no row falls between them whether the server's bounds are inclusive or not."""
+    horizon = now_ms - history_days * DAY_MS
+    end = now_ms
+    while True:
+        start = max(horizon, end - window_days * DAY_MS)
+        yield start, end
+        if start <= horizon:
+            return
+        end = start
 
 
 # --- tracking orders -------------------------------------------------------------------------
@@ -209,7 +264,8 @@ def parse_tracking_order(
     close_price = _decimal(row, "closeAvgPrice", where, zero_is_null=True)
     open_time = _millis(row, "openTime", where)
     close_time = _millis(row, "closeTime", where)
-    fee = _decimal(row, "openFee", where)
+    open_fee = _decimal(row, "openFee", where)
+    fee = -open_fee if open_fee else open_fee  # Bitget: negative = charged; no "-0"
     remaining = None
     if open_size is not None:
         remaining = open_size - (close_size or Decimal(0))

@@ -65,6 +65,18 @@ class TrackingOrder(msgspec.Struct, kw_only=True):
     closeTime: int | str | None = None
 
 
+class TrackingPage(msgspec.Struct, kw_only=True):
+    """``data`` of the current (cursor) version in its object shape: ``{trackingList, endId}``.
+
+    The other shapes (``data`` a bare list, or ``null``) are handled by the adapter.
+    ``endId`` is the trackingNo to pass as ``idLessThan`` for the next page; ``""`` (or
+    absent) marks the last page.
+    """
+
+    trackingList: list[msgspec.Raw] | None = None
+    endId: str | int | None = None
+
+
 SUCCESS = "00000"
 PRODUCT_TYPES = ("USDT-FUTURES", "COIN-FUTURES", "USDC-FUTURES")
 DEFAULT_PRODUCT_TYPE = "USDT-FUTURES"

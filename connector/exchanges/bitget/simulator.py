@@ -4,18 +4,36 @@ It is strict on purpose: the connector is only as correct as the exchange it was
 so the simulator checks what Bitget checks, the way Bitget documents it.
 
 * Auth: every private request must carry ``ACCESS-KEY``, ``ACCESS-SIGN``, ``ACCESS-TIMESTAMP``,
-  ``ACCESS-PASSPHRASE``; the signature is recomputed over the *raw* path and query string as
-  received (``timestamp + METHOD + requestPath + "?" + queryString + body``), so a client that
-  signs one encoding and sends another fails here as it would on Bitget. Failures answer with
-  Bitget's own body and HTTP 400: ``40006`` Invalid ACCESS_KEY (malformed key), ``40037``
-  Apikey does not exist, ``40008`` Request timestamp expired (> 30 s from server time),
-  ``40012`` apikey/password is incorrect, ``40009`` sign signature error.
-* Rate limit: 10 requests per rolling second per user ID on the tracking-orders endpoint;
-  the 11th gets HTTP 429 ``{"code":"429","msg":"Too Many Requests"}`` and is counted as a
-  violation in ``/__sandbox/stats``.
+  ``ACCESS-PASSPHRASE``; the signature is recomputed over the path and the *percent-decoded*
+  query string as received (``timestamp + METHOD + requestPath + "?" + queryString + body``), as
+  Bitget does (ccxt PR #28890), so a client that signs the encoded text of a non-ASCII symbol
+  fails here as it would on Bitget. Failures answer with Bitget's own body and HTTP 400:
+  ``40006`` Invalid ACCESS_KEY (malformed key), ``40037`` Apikey does not exist, ``40008``
+  Request timestamp expired (> 30 s from server time), ``40012`` apikey/password is incorrect,
+  ``40009`` sign signature error.
+* Versions of ``query-current-orders`` (docs/bitget.md), chosen per run or per account with
+  ``POST /__sandbox/config``:
+
+  - ``reference``: ``pageSize`` (default 20, max 50) / ``pageNo``, ``data`` a list, no time
+    filter (the stored reference page has no time parameters);
+  - ``current-list`` and ``current-object`` (the default): ``limit`` (default 20, maximum
+    ``max_limit``, 100), ``idLessThan``/``idGreaterThan`` (non-numeric -> ``40700``),
+    ``startTime``/``endTime`` on copy-trade creation time: three months (90 days) by default,
+    ``40705`` over 90 days, ``40707`` start after end, ``40704`` a start older than
+    ``history_days`` (400); rows newest first (descending ``trackingNo``); ``data`` a list, or
+    ``{"trackingList": [...], "endId": "<last trackingNo>" | ""}`` (``""`` on the last page).
+
+  Every version ignores the parameters it does not know (so the other version's paging), and
+  answers a page size over its maximum with 20 rows, no error. ``ignore_params`` makes the
+  server ignore more (e.g. ``["limit"]``: default pages; ``["idLessThan", "pageNo"]``: the same
+  first page every time).
+* Rate limit: ``rate_limit`` (5) requests per rolling second per user ID on the tracking-orders
+  endpoint (10 on the older doc); the next gets HTTP 429 ``{"code":"429","msg":"Too Many
+  Requests"}`` and is counted as a violation in ``/__sandbox/stats``.
+* Fees are negative numbers for fees charged (``"openFee": "-0.06"``), as in Bitget's examples.
 * Endpoints: ``GET /api/v2/public/time``, ``GET /api/v2/mix/market/contracts``,
-  ``GET /api/v2/copy/mix-follower/query-current-orders`` (``productType`` required,
-  ``pageSize`` default 20 max 50, ``pageNo`` default 1, ``symbol`` and ``traderId`` filters).
+  ``GET /api/v2/copy/mix-follower/query-current-orders`` (``productType`` required, ``symbol``
+  and ``traderId`` filters).
 
 Control API on the same server (faults affect the tracking-orders endpoint, except
 ``delay_ms`` and ``clock_skew_ms`` which affect every endpoint):
@@ -24,13 +42,19 @@ Control API on the same server (faults affect the tracking-orders endpoint, exce
   ``{"fail_on_page": p, "times": n, "status": 503}``, ``{"delay_ms": ms}``,
   ``{"malformed_next": n}`` (HTTP 200 with a truncated JSON body), ``{"clock_skew_ms": ms}``
   (the server's clock runs ahead by that much, also in ``/public/time``).
-* ``GET /__sandbox/stats`` -> ``{"requests", "rate_limit_violations", "by_account"}``.
-* ``POST /__sandbox/reset`` clears faults, counters and rate-limit windows.
+* ``POST /__sandbox/config`` with any of ``{"version", "rate_limit", "max_limit",
+  "history_days", "ignore_params"}``, run-wide, or ``{"accounts": {alias: {...}}}`` per account.
+* ``GET /__sandbox/stats`` -> ``{"requests", "rate_limit_violations", "by_account"}``; each
+  account also reports ``admitted`` and ``span_s`` (first to last admitted orders request).
+* ``POST /__sandbox/reset`` clears faults, configuration, counters and rate-limit windows.
 
 Demo accounts (see :func:`demo_accounts`): ``bitget-demo`` (3 rows, BTCUSDT + ETHUSDT, one trader,
 one row partly closed, one row using the docs' ``openPriceAvg`` spelling), ``bitget-empty``,
-``bitget-1``, ``bitget-50``, ``bitget-51``, ``bitget-120`` (that many rows) and
-``bitget-badpass`` (the accounts file gets a wrong passphrase, so Bitget's 40012 comes back).
+``bitget-1``, ``bitget-50``, ``bitget-51``, ``bitget-120``, ``bitget-137`` (that many rows, opened
+in the last day), ``bitget-250-old`` (250 rows, 30 of them opened 95 to 153 days ago),
+``bitget-unicode`` (rows on the non-ASCII symbol ``龙虾USDT``), ``bitget-notfollower`` (``40017``)
+and ``bitget-badpass`` (the accounts file gets a wrong passphrase, so Bitget's 40012 comes back).
+Row times are relative to the simulator's start, so the three-month window applies to them.
 
 ``orders_file`` (YAML) replaces the rows of an account: either a top-level ``bitget:`` mapping of
 alias -> rows, or top-level aliases starting with ``bitget`` (the file is shared with the other
@@ -50,6 +74,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import yaml
 from aiohttp import web
@@ -57,10 +82,20 @@ from aiohttp import web
 from .auth import sign
 
 TIMESTAMP_WINDOW_MS = 30_000
-RATE_LIMIT = 10
+RATE_LIMIT = 5  # current doc; 10 on the reference version's page
 RATE_WINDOW_S = 1.0
 DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 50  # reference version's pageSize
+MAX_LIMIT = 100  # current version's limit
+DAY_MS = 86_400_000
+THREE_MONTHS_MS = 90 * DAY_MS
+HISTORY_DAYS = 400
+VERSIONS = ("reference", "current-list", "current-object")
+_REFERENCE_PARAMS = frozenset({"productType", "symbol", "traderId", "pageSize", "pageNo"})
+_CURRENT_PARAMS = frozenset(
+    {"productType", "symbol", "traderId", "limit", "startTime", "endTime", "idLessThan",
+     "idGreaterThan"}
+)  # fmt: skip
 
 PATH_TIME = "/api/v2/public/time"
 PATH_CONTRACTS = "/api/v2/mix/market/contracts"
@@ -75,6 +110,7 @@ _CONTRACTS: dict[str, list[tuple[str, str, str, list[str]]]] = {
         ("ETHUSDT", "ETH", "USDT", ["USDT"]),
         ("SOLUSDT", "SOL", "USDT", ["USDT"]),
         ("XRPUSDT", "XRP", "USDT", ["USDT"]),
+        ("龙虾USDT", "龙虾", "USDT", ["USDT"]),  # the non-ASCII symbol of ccxt issue #28888
     ],
     "COIN-FUTURES": [
         ("BTCUSD", "BTC", "USD", ["BTC", "ETH", "USDC", "XRP", "EOS", "LTC"]),
@@ -142,7 +178,10 @@ def credentials_for(alias: str) -> dict[str, str]:
     }
 
 
-_T0 = 1_717_000_000_000  # fixed epoch ms so demo rows are reproducible
+# Rows are dated relative to the simulator's start (rounded to the minute): the current version
+# of the endpoint filters on creation time, so fixed dates would age out of its window.
+_NOW0 = time.time_ns() // 1_000_000 // 60_000 * 60_000
+_T0 = _NOW0 - DAY_MS
 
 
 def _demo_rows() -> list[dict[str, Any]]:
@@ -158,7 +197,7 @@ def _demo_rows() -> list[dict[str, Any]]:
             "openLeverage": "20",
             "openAvgPrice": "67250.5",
             "openTime": str(_T0 + 1_000),
-            "openFee": "0.4035030000000000",
+            "openFee": "-0.4035030000000000",
             "openSize": "0.0100000000000000",
             "closeAvgPrice": "0",
             "closeSize": "0.0000000000000000",
@@ -175,7 +214,7 @@ def _demo_rows() -> list[dict[str, Any]]:
             "openLeverage": "10",
             "openPriceAvg": "3512.40",
             "openTime": str(_T0 + 2_000),
-            "openFee": "0.2107440000000000",
+            "openFee": "-0.2107440000000000",
             "openSize": "0.1000000000000000",
             "closeAvgPrice": "0",
             "closeSize": "0.0000000000000000",
@@ -192,7 +231,7 @@ def _demo_rows() -> list[dict[str, Any]]:
             "openLeverage": "20",
             "openAvgPrice": "66010.0",
             "openTime": str(_T0 + 3_000),
-            "openFee": "0.7921200000000000",
+            "openFee": "-0.7921200000000000",
             "openSize": "0.0200000000000000",
             "closeAvgPrice": "68015.3",
             "closeSize": "0.0050000000000000",
@@ -202,8 +241,11 @@ def _demo_rows() -> list[dict[str, Any]]:
     ]
 
 
-def _generated_rows(n: int) -> list[dict[str, Any]]:
-    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+def _generated_rows(
+    n: int, *, old: int = 0, symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
+) -> list[dict[str, Any]]:
+    """``n`` rows opened in the last day, ``old`` of them instead opened 95 to 153 days ago
+    (beyond the three-month default window); trackingNo grows with openTime."""
     prices = ("67000.5", "3500.25", "150.125")
     traders = (("4192835710", "SandboxTrader"), ("5307719246", "SandboxTraderTwo"))
     rows = []
@@ -216,12 +258,12 @@ def _generated_rows(n: int) -> list[dict[str, Any]]:
                 "traderName": trader_name,
                 "openOrderId": str(1_300_000_000_000_000_000 + i),
                 "closeOrderId": "",
-                "symbol": symbols[i % 3],
+                "symbol": symbols[i % len(symbols)],
                 "posSide": "long" if i % 2 == 0 else "short",
                 "openLeverage": "10",
                 "openAvgPrice": prices[i % 3],
-                "openTime": str(_T0 + i * 1_000),
-                "openFee": "0.0600000000000000",
+                "openTime": str(_NOW0 - (95 + 2 * i) * DAY_MS if i < old else _T0 + i * 1_000),
+                "openFee": "-0.0600000000000000",
                 "openSize": f"{(i % 7) + 1}.0000000000000000",
                 "closeAvgPrice": "0",
                 "closeSize": "0.0000000000000000",
@@ -239,9 +281,14 @@ DEMO_ROWS: dict[str, list[dict[str, Any]]] = {
     "bitget-50": _generated_rows(50),
     "bitget-51": _generated_rows(51),
     "bitget-120": _generated_rows(120),
+    "bitget-137": _generated_rows(137),
+    "bitget-250-old": _generated_rows(250, old=30),
+    "bitget-unicode": _generated_rows(5, symbols=("龙虾USDT", "BTCUSDT")),
+    "bitget-notfollower": [],
     "bitget-badpass": _generated_rows(2),
 }
 _WRONG_PASSPHRASE = {"bitget-badpass"}
+_NOT_FOLLOWER = {"bitget-notfollower"}
 
 
 def demo_accounts() -> dict[str, dict[str, str]]:
@@ -287,13 +334,43 @@ class Faults:
 
 
 @dataclass
+class Behaviour:
+    """How the tracking-orders endpoint behaves (run-wide, or per account)."""
+
+    version: str = "current-object"
+    rate_limit: int = RATE_LIMIT
+    max_limit: int = MAX_LIMIT
+    history_days: int = HISTORY_DAYS
+    ignore_params: frozenset[str] = frozenset()
+
+    def update(self, spec: dict[str, Any]) -> Behaviour:
+        out = Behaviour(**self.__dict__)
+        if "version" in spec:
+            if spec["version"] not in VERSIONS:
+                raise ValueError(f"version must be one of {', '.join(VERSIONS)}")
+            out.version = str(spec["version"])
+        for name in ("rate_limit", "max_limit", "history_days"):
+            if name in spec:
+                setattr(out, name, int(spec[name]))
+        if "ignore_params" in spec:
+            out.ignore_params = frozenset(str(p) for p in spec["ignore_params"])
+        return out
+
+
+@dataclass
 class SimState:
     accounts: dict[str, SimAccount]  # by api_key
     faults: Faults = field(default_factory=Faults)
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    per_account: dict[str, Behaviour] = field(default_factory=dict)
     requests: int = 0
     rate_limit_violations: int = 0
     by_account: dict[str, dict[str, int]] = field(default_factory=dict)
+    admitted: dict[str, list[float]] = field(default_factory=dict)
     windows: dict[str, deque[float]] = field(default_factory=dict)
+
+    def behaviour_of(self, alias: str) -> Behaviour:
+        return self.per_account.get(alias, self.behaviour)
 
     def server_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.faults.clock_skew_ms
@@ -303,6 +380,9 @@ class SimState:
 
     def reset(self) -> None:
         self.faults = Faults()
+        self.behaviour = Behaviour()
+        self.per_account.clear()
+        self.admitted.clear()
         self.requests = 0
         self.rate_limit_violations = 0
         self.by_account.clear()
@@ -406,7 +486,7 @@ def _authenticate(state: SimState, request: web.Request, body: str) -> SimAccoun
         timestamp,
         request.method,
         request.rel_url.raw_path,
-        request.rel_url.raw_query_string,
+        unquote(request.rel_url.raw_query_string),  # Bitget verifies the decoded query
         body,
     )
     if not hmac.compare_digest(signature, expected):
@@ -420,11 +500,14 @@ def _admit(state: SimState, account: SimAccount) -> bool:
     window = state.windows.setdefault(account.uid, deque())
     while window and window[0] <= now - RATE_WINDOW_S:
         window.popleft()
-    if len(window) >= RATE_LIMIT:
+    if len(window) >= state.behaviour_of(account.alias).rate_limit:
         state.rate_limit_violations += 1
         state.account_stats(account.alias)["rate_limit_violations"] += 1
         return False
     window.append(now)
+    admitted = state.admitted.setdefault(account.alias, [])
+    if len(admitted) < 100_000:
+        admitted.append(now)
     return True
 
 
@@ -485,27 +568,27 @@ async def handle_current_orders(request: web.Request) -> web.Response:
     account = auth
     if not _admit(state, account):
         return _error(state, 429, "429", "Too Many Requests")
+    behaviour = state.behaviour_of(account.alias)
+    if account.alias in _NOT_FOLLOWER:  # the only live capture of 40017 (ccxt #14533)
+        msg = "Parameter verification failed {0},User idNot currently a trader"
+        return _error(state, 400, "40017", msg)
 
-    q = request.query
+    reference = behaviour.version == "reference"
+    known = _REFERENCE_PARAMS if reference else _CURRENT_PARAMS
+    # Unknown parameters (the other version's) and the configured ones are ignored.
+    q = {k: v for k, v in request.query.items() if k in known and k not in behaviour.ignore_params}
     product_type = q.get("productType", "").upper()
     if not product_type:
         return _error(state, 400, "40019", "Parameter productType cannot be empty")
-    page_size = _int_param(q.get("pageSize"), DEFAULT_PAGE_SIZE)
-    page_no = _int_param(q.get("pageNo"), 1)
-    if (
-        product_type not in _CONTRACTS
-        or page_size is None
-        or page_no is None
-        or not 1 <= page_size <= MAX_PAGE_SIZE
-        or page_no < 1
-    ):
+    if product_type not in _CONTRACTS:
         return _error(state, 400, "40017", "Parameter verification failed")
 
     faults = state.faults
     if faults.fail_next > 0:
         faults.fail_next -= 1
         return _fault_response(state, faults.fail_status)
-    if faults.fail_on_page == page_no and faults.fail_on_page_times > 0:
+    fault_page = _int_param(request.query.get("pageNo"), 1)  # the fault API's page numbering
+    if faults.fail_on_page == fault_page and faults.fail_on_page_times > 0:
         faults.fail_on_page_times -= 1
         return _fault_response(state, faults.fail_on_page_status)
 
@@ -518,13 +601,89 @@ async def handle_current_orders(request: web.Request) -> web.Response:
         and (not symbol or str(r.get("symbol", "")).upper() == symbol)
         and (not trader_id or str(r.get("traderId", "")) == trader_id)
     ]
-    start = (page_no - 1) * page_size
-    page = rows[start : start + page_size]
-    text = json.dumps(_envelope(state, page))
+    data: Any
+    if reference:
+        page_size = _int_param(q.get("pageSize"), DEFAULT_PAGE_SIZE)
+        page_no = _int_param(q.get("pageNo"), 1)
+        if page_size is None or page_no is None or page_size < 1 or page_no < 1:
+            return _error(state, 400, "40017", "Parameter verification failed")
+        if page_size > MAX_PAGE_SIZE:
+            page_size = DEFAULT_PAGE_SIZE  # over the maximum: 20 rows, no error
+        start = (page_no - 1) * page_size
+        data = rows[start : start + page_size]
+    else:
+        answer = _current_page(state, behaviour, q, rows)
+        if isinstance(answer, web.Response):
+            return answer
+        data = answer
+    text = json.dumps(_envelope(state, data), ensure_ascii=False)
     if faults.malformed_next > 0:
         faults.malformed_next -= 1
         text = text[: max(1, len(text) // 2)]
     return web.Response(text=text, content_type="application/json")
+
+
+def _in_window(row: dict[str, Any], start_ms: int, end_ms: int) -> bool:
+    """On copy-trade creation time; a row without a readable one (malformed test data) is
+    always served, so the client gets to see it."""
+    opened = str(row.get("openTime", ""))
+    return not opened.isdigit() or start_ms <= int(opened) <= end_ms
+
+
+def _current_page(
+    state: SimState, behaviour: Behaviour, q: dict[str, str], rows: list[dict[str, Any]]
+) -> Any:
+    """The current version: time window, cursor, ``limit``; a list or ``{trackingList, endId}``."""
+    limit = _int_param(q.get("limit"), DEFAULT_PAGE_SIZE)
+    if limit is None:
+        return _error(state, 400, "40017", "Parameter verification failed")
+    if limit < 1 or limit > behaviour.max_limit:
+        limit = DEFAULT_PAGE_SIZE  # over the maximum: 20 rows, no error
+    cursors: list[int | None] = []
+    for name in ("idLessThan", "idGreaterThan"):
+        value = q.get(name, "")
+        if value and not value.isdigit():
+            return _error(state, 400, "40700", "Cursor parameters are incorrect")
+        cursors.append(int(value) if value else None)
+    less, greater = cursors
+    now = state.server_ms()
+    start_ms = _int_param(q.get("startTime"), -1)
+    end_ms = _int_param(q.get("endTime"), -1)
+    if start_ms is None or end_ms is None:
+        return _error(state, 400, "40017", "Parameter verification failed")
+    if start_ms < 0 and end_ms < 0:
+        start_ms, end_ms = now - THREE_MONTHS_MS, now
+    elif start_ms < 0:
+        start_ms = end_ms - THREE_MONTHS_MS
+    elif end_ms < 0:
+        end_ms = min(start_ms + THREE_MONTHS_MS, now)
+    if start_ms > end_ms:
+        return _error(state, 400, "40707", "Start time is greater than end time")
+    if end_ms - start_ms > THREE_MONTHS_MS:
+        return _error(state, 400, "40705", "The start and end time cannot exceed 90 days")
+    if start_ms < now - behaviour.history_days * DAY_MS:
+        return _error(state, 400, "40704", "Can only check the data of the last three months")
+
+    def key(r: dict[str, Any]) -> int:
+        number = str(r.get("trackingNo", ""))
+        return int(number) if number.isdigit() else 0
+
+    selected = sorted(
+        (
+            r
+            for r in rows
+            if _in_window(r, start_ms, end_ms)
+            and (less is None or key(r) < less)
+            and (greater is None or key(r) > greater)
+        ),
+        key=key,
+        reverse=True,
+    )
+    page = selected[:limit]
+    if behaviour.version == "current-list":
+        return page
+    more = len(selected) > len(page)
+    return {"trackingList": page, "endId": str(page[-1]["trackingNo"]) if more else ""}
 
 
 # --- control API -------------------------------------------------------------------------------
@@ -559,13 +718,34 @@ async def handle_faults(request: web.Request) -> web.Response:
     return web.json_response({"faults": f.__dict__})
 
 
+async def handle_config(request: web.Request) -> web.Response:
+    state = _state(request)
+    try:
+        spec = await request.json()
+        if not isinstance(spec, dict):
+            raise ValueError("body must be a JSON object")
+        accounts = spec.pop("accounts", {}) or {}
+        behaviour = state.behaviour.update(spec)
+        per_account = {str(a): behaviour.update(s) for a, s in dict(accounts).items()}
+    except (TypeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    state.behaviour = behaviour
+    state.per_account.update(per_account)
+    return web.json_response({"ok": True})
+
+
 async def handle_stats(request: web.Request) -> web.Response:
     state = _state(request)
+    by_account: dict[str, dict[str, Any]] = {}
+    for alias, counts in state.by_account.items():
+        admitted = state.admitted.get(alias, [])
+        span = admitted[-1] - admitted[0] if admitted else 0.0
+        by_account[alias] = {**counts, "admitted": len(admitted), "span_s": span}
     return web.json_response(
         {
             "requests": state.requests,
             "rate_limit_violations": state.rate_limit_violations,
-            "by_account": state.by_account,
+            "by_account": by_account,
         }
     )
 
@@ -586,6 +766,7 @@ def create_app(orders_file: str | None = None) -> web.Application:
     app.router.add_get(PATH_CONTRACTS, handle_contracts)
     app.router.add_get(PATH_ORDERS, handle_current_orders)
     app.router.add_post("/__sandbox/faults", handle_faults)
+    app.router.add_post("/__sandbox/config", handle_config)
     app.router.add_get("/__sandbox/stats", handle_stats)
     app.router.add_post("/__sandbox/reset", handle_reset)
     return app
