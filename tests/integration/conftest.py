@@ -125,6 +125,10 @@ def worker_env(
         "CONNECTOR_REQUEST_TIMEOUT_S": "5",
         "CONNECTOR_COMMAND_TIMEOUT_S": "30",
         "CONNECTOR_RETRY_BACKOFF_S": "0.1",
+        # Two 89-day windows (the demo's old tracking orders are 95-153 days old) instead of
+        # the default five: every Bitget snapshot costs at least one request per window at
+        # 5 requests/s, and the suite sends a few hundred.
+        "CONNECTOR_BITGET_HISTORY_DAYS": "178",
     }
 
 

@@ -1,4 +1,6 @@
-"""Bitget end to end through the broker: paging, rate limiting, errors, retries."""
+"""Bitget end to end through the broker: paging, rate limiting, errors, retries, and every
+hazard of the endpoint's documented versions (docs/bitget.md). The worker walks two 89-day
+windows here (``CONNECTOR_BITGET_HISTORY_DAYS=178`` in conftest)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import asyncio
 import httpx
 import pytest
 
-from .harness import Commands, Outputs, Worker, rid
+from .harness import Answer, Commands, Outputs, Worker, rid
 
 pytestmark = pytest.mark.integration
 
@@ -15,11 +17,12 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     ("account", "rows", "pages"),
     [
-        ("bitget-empty", 0, 1),
-        ("bitget-1", 1, 1),
+        # Pages in the newest window (the last one says endId ""), + 1 for the older window.
+        ("bitget-empty", 0, 2),
+        ("bitget-1", 1, 2),
         ("bitget-50", 50, 2),
-        ("bitget-51", 51, 2),
-        ("bitget-120", 120, 3),
+        ("bitget-51", 51, 3),
+        ("bitget-120", 120, 4),
     ],
 )
 async def test_paging_to_the_end(
@@ -55,24 +58,31 @@ async def test_copy_trading_fields(worker: Worker, commands: Commands, outputs: 
         assert "." not in v["quantity"] or not v["quantity"].endswith("0")  # canonical decimals
 
 
-async def test_thirty_concurrent_commands_never_exceed_the_rate_limit(
+async def test_thirty_concurrent_commands_at_5_per_s_no_violation_full_rate(
     worker: Worker,
     commands: Commands,
     outputs: Outputs,
     sandbox: dict[str, str],
     control: httpx.AsyncClient,
 ) -> None:
+    """A backlog for one account: the shared limiter keeps Bitget's 5/s and uses all of it."""
     base = sandbox["CONNECTOR_BITGET_REST_URL"]
     (await control.post(f"{base}/__sandbox/reset")).raise_for_status()
     ids = [rid(f"bg-rate-{i}") for i in range(30)]
     await asyncio.gather(
-        *(commands.send(request_id=r, exchange="bitget", account="bitget-51") for r in ids)
+        *(commands.send(request_id=r, exchange="bitget", account="bitget-demo") for r in ids)
     )
     answers = [await outputs.answer(r, timeout=120) for r in ids]
-    assert all(a.result["status"] == "OK" and a.result["order_count"] == 51 for a in answers)
+    assert all(a.result["status"] == "OK" and a.result["order_count"] == 3 for a in answers)
     stats = (await control.get(f"{base}/__sandbox/stats")).json()
-    assert stats["by_account"]["bitget-51"]["requests"] >= 60  # 30 commands x 2 pages
     assert stats["rate_limit_violations"] == 0
+    account = stats["by_account"]["bitget-demo"]
+    assert account["admitted"] == 60  # 30 commands x 2 windows x 1 page
+    # n requests at a full 5/s fill (n / 5) one-second windows: first to last + one window.
+    used = account["admitted"] / (5 * (account["span_s"] + 1.0))
+    print(f"bitget backlog: {account['admitted']} requests in {account['span_s']:.2f}s, "
+          f"{used:.1%} of 5/s")  # fmt: skip
+    assert used >= 0.9
 
 
 async def test_wrong_passphrase_is_auth_failed_with_bitgets_code(
@@ -103,7 +113,7 @@ async def test_server_error_mid_paging_is_retried_into_a_complete_snapshot(
     )
     answer = await outputs.answer(request_id)
     assert (answer.result["status"], answer.result["order_count"]) == ("OK", 120)
-    assert answer.result["exchange_calls"] == 4  # 3 pages + the retried one
+    assert answer.result["exchange_calls"] == 5  # 3 pages + the retried one + older window
     assert len({o.value["order_id"] for o in answer.orders}) == 120
 
 
@@ -136,3 +146,153 @@ async def test_bad_product_type_is_invalid(
     )
     answer = await outputs.answer(request_id)
     assert answer.result["error_code"] == "INVALID_COMMAND"
+
+
+# --- the endpoint's documented versions and their hazards -------------------------------------
+
+
+async def configure(control: httpx.AsyncClient, sandbox: dict[str, str], **spec: object) -> None:
+    base = sandbox["CONNECTOR_BITGET_REST_URL"]
+    (await control.post(f"{base}/__sandbox/config", json=spec)).raise_for_status()
+
+
+async def snapshot(commands: Commands, outputs: Outputs, account: str, **extra: object) -> Answer:
+    request_id = await commands.send(
+        request_id=rid(account), exchange="bitget", account=account, **extra
+    )
+    return await outputs.answer(request_id)
+
+
+def assert_complete(answer: Answer, rows: int) -> None:
+    assert (answer.result["status"], answer.result["order_count"]) == ("OK", rows)
+    ids = [o.value["order_id"] for o in answer.orders]
+    assert len(ids) == len(set(ids)) == rows
+
+
+def assert_failed_without_events(answer: Answer, exchange_code: str | None = None) -> None:
+    assert answer.result["status"] == "FAILED"
+    assert answer.orders == []
+    (error,) = answer.errors
+    assert "cannot be proven complete" in error.value["message"]
+    if exchange_code is not None:
+        assert error.value["exchange_code"] == exchange_code
+
+
+@pytest.mark.parametrize(
+    ("version", "calls"),
+    # reference: pages 1-3 + an empty 4th; the older window repeats page 1 (no time filter).
+    # current-list: pages 1-3 + an empty 4th (no endId); the older window is empty.
+    # current-object: pages 1-3, the 3rd with endId ""; the older window is empty.
+    [("reference", 5), ("current-list", 5), ("current-object", 4)],
+)
+async def test_137_rows_on_every_version_and_shape(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+    version: str,
+    calls: int,
+) -> None:
+    await configure(control, sandbox, version=version)
+    answer = await snapshot(commands, outputs, "bitget-137")
+    assert_complete(answer, 137)
+    assert answer.result["exchange_calls"] == calls
+
+
+@pytest.mark.parametrize("version", ["current-list", "current-object"])
+async def test_250_rows_30_older_than_three_months(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+    version: str,
+) -> None:
+    await configure(control, sandbox, version=version)
+    answer = await snapshot(commands, outputs, "bitget-250-old")
+    assert_complete(answer, 250)
+    now = max(o.value["created_at"] for o in answer.orders)
+    old = [o for o in answer.orders if o.value["created_at"] < now - 91 * 86_400_000]
+    assert len(old) == 30
+
+
+async def test_refused_history_window_fails_and_publishes_nothing(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+) -> None:
+    await configure(control, sandbox, history_days=100)  # the worker walks back 178 days
+    answer = await snapshot(commands, outputs, "bitget-250-old")
+    assert_failed_without_events(answer, "40704")
+    assert answer.result["error_code"] == "EXCHANGE_REJECTED"
+    assert answer.errors[0].value["retryable"] is False
+
+
+@pytest.mark.parametrize(
+    ("version", "ignored"),
+    [("reference", ["pageSize"]), ("current-list", ["limit"]), ("current-object", ["limit"])],
+)
+async def test_server_ignoring_the_page_size(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+    version: str,
+    ignored: list[str],
+) -> None:
+    """Its default 20 rows a page, though 50 were asked: a short page is not the end."""
+    await configure(control, sandbox, version=version, ignore_params=ignored)
+    assert_complete(await snapshot(commands, outputs, "bitget-137"), 137)
+
+
+@pytest.mark.parametrize("version", ["reference", "current-object"])
+async def test_server_ignoring_every_paging_parameter_fails(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+    version: str,
+) -> None:
+    """The same first page every time: never published as the whole snapshot."""
+    await configure(control, sandbox, version=version, ignore_params=["pageNo", "idLessThan"])
+    assert_failed_without_events(await snapshot(commands, outputs, "bitget-137"))
+
+
+async def test_over_maximum_page_size(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+) -> None:
+    await configure(control, sandbox, max_limit=30)  # limit=50 is over it: 20 rows a page
+    answer = await snapshot(commands, outputs, "bitget-137")
+    assert_complete(answer, 137)
+    assert answer.result["exchange_calls"] == 8  # ceil(137 / 20) pages + the older window
+
+
+async def test_non_ascii_symbol(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    answer = await snapshot(commands, outputs, "bitget-unicode", symbol="龙虾USDT")
+    assert_complete(answer, 3)
+    assert {o.value["symbol"] for o in answer.orders} == {"龙虾USDT"}
+    assert {o.value["unified_symbol"] for o in answer.orders} == {"龙虾/USDT:USDT"}
+
+
+async def test_fee_is_positive_when_paid(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
+    answer = await snapshot(commands, outputs, "bitget-demo")
+    assert {o.value["fee"] for o in answer.orders} == {"0.403503", "0.210744", "0.79212"}
+
+
+async def test_not_a_follower(worker: Worker, commands: Commands, outputs: Outputs) -> None:
+    answer = await snapshot(commands, outputs, "bitget-notfollower")
+    assert answer.result["error_code"] == "EXCHANGE_REJECTED"
+    (error,) = answer.errors
+    assert "not a copy-trading follower" in error.value["message"]
+    assert error.value["exchange_code"] == "40017"

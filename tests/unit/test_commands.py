@@ -31,6 +31,14 @@ async def test_minimal_json_command() -> None:
     )
 
 
+async def test_non_ascii_symbol_is_accepted_query_syntax_is_not() -> None:
+    q = await parse(js(request_id="r", exchange="bitget", account="f", symbol="龙虾USDT"))
+    assert q.symbol == "龙虾USDT"
+    for bad in ("BTC&limit=1", "BTC=USDT", "BTC USDT", "BTC%20"):
+        with pytest.raises(InvalidCommand, match="symbol"):
+            await parse(js(request_id="r", exchange="bitget", account="f", symbol=bad))
+
+
 async def test_bitget_product_type_defaults_and_normalizes() -> None:
     q = await parse(js(request_id="r", exchange="bitget", account="f"))
     assert q.options == BitgetOptions(product_type="USDT-FUTURES")

@@ -50,8 +50,9 @@ Control API on the same server (faults affect the tracking-orders endpoint, exce
 
 Demo accounts (see :func:`demo_accounts`): ``bitget-demo`` (3 rows, BTCUSDT + ETHUSDT, one trader,
 one row partly closed, one row using the docs' ``openPriceAvg`` spelling), ``bitget-empty``,
-``bitget-1``, ``bitget-50``, ``bitget-51``, ``bitget-120``, ``bitget-137`` (that many rows, opened
-in the last day), ``bitget-250-old`` (250 rows, 30 of them opened 95 to 153 days ago),
+``bitget-1``, ``bitget-20``, ``bitget-50``, ``bitget-51``, ``bitget-120``, ``bitget-137``
+(that many rows, opened in the last day), ``bitget-250-old`` (250 rows, 30 of them opened 95
+to 153 days ago),
 ``bitget-unicode`` (rows on the non-ASCII symbol ``龙虾USDT``), ``bitget-notfollower`` (``40017``)
 and ``bitget-badpass`` (the accounts file gets a wrong passphrase, so Bitget's 40012 comes back).
 Row times are relative to the simulator's start, so the three-month window applies to them.
@@ -281,6 +282,7 @@ DEMO_ROWS: dict[str, list[dict[str, Any]]] = {
     "bitget-50": _generated_rows(50),
     "bitget-51": _generated_rows(51),
     "bitget-120": _generated_rows(120),
+    "bitget-20": _generated_rows(20),
     "bitget-137": _generated_rows(137),
     "bitget-250-old": _generated_rows(250, old=30),
     "bitget-unicode": _generated_rows(5, symbols=("龙虾USDT", "BTCUSDT")),
