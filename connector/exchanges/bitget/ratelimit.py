@@ -1,4 +1,5 @@
-"""Bitget's rate limit: 10 requests per second per *user ID* on the copy-trading endpoints.
+"""Bitget's rate limit: 5 requests per second per *user ID* on the copy-trading endpoints (the
+current doc; the older one said 10), ``CONNECTOR_BITGET_RATE_LIMIT_PER_S``.
 
 The limiter itself is the shared :class:`~connector.resilience.SlidingWindowLimiter`; what is
 Bitget's is the key. Accounts sharing a UID must share a limiter, and the UID is not something
