@@ -21,7 +21,7 @@ from .errors import InvalidCommand, Unsupported
 from .model import OrderQuery
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._:/@-]{1,128}$")
-# Exchange-native symbols may be non-ASCII (Bitget lists e.g. "龙虾USDT"): letters and digits
+# Exchange-native symbols may be non-ASCII (e.g. "龙虾USDT"): letters and digits
 # of any script, "_", ".", "/", "-"; never spaces, controls or query syntax ("&", "=").
 _SYMBOL = re.compile(r"^[\w./-]{1,64}$")
 MAX_REQUEST_ID = 256
