@@ -13,7 +13,12 @@ import pytest
 
 from connector import errors
 from connector.errors import MalformedResponse
-from connector.exchanges.bitget.http import BitgetHttpClient, TimestampExpired, map_response
+from connector.exchanges.bitget.http import (
+    BitgetHttpClient,
+    TimedOutOrBadSignature,
+    TimestampExpired,
+    map_response,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bitget"
 CASES = json.loads((FIXTURES / "errors.json").read_text())["cases"]
@@ -191,3 +196,44 @@ async def test_connection_errors_map_to_unavailable() -> None:
             await client.get_public("/p", deadline=loop.time() + 5)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("code", "error", "says"),
+    [
+        # Bitget's error table / ccxt's exceptions table; no live body for these on this endpoint.
+        ("40704", errors.SnapshotIncomplete, "cannot be proven complete"),
+        ("40705", errors.ExchangeRejected, "exceed 90 days"),
+        ("40707", errors.ExchangeRejected, "greater than end"),
+        ("40700", errors.ExchangeRejected, "Cursor"),
+        ("40506", errors.AuthFailed, "signature"),
+        ("40507", errors.AuthFailed, "signature"),
+        ("40036", errors.AuthFailed, "passphrase"),
+        ("40038", errors.AuthFailed, "whitelist"),
+        ("31057", errors.ExchangeRejected, "not a copy-trading follower"),
+        ("40732", errors.ExchangeRejected, "not a copy-trading follower"),
+        ("40010", TimedOutOrBadSignature, "signature"),
+    ],
+)
+def test_documented_codes_map_to_typed_errors(
+    code: str, error: type[errors.ConnectorError], says: str
+) -> None:
+    messages = {
+        "40704": "Can only check the data of the last three months",
+        "40705": "The start and end time cannot exceed 90 days",
+        "40707": "Start time is greater than end time",
+        "40700": "Cursor parameters are incorrect",
+        "40506": "Platform signature error",
+        "40507": "Api signature error",
+        "40036": "passphrase is error",
+        "40038": "The current ip is not in the apikey ip whitelist",
+        "31057": "user has not follow order",
+        "40732": "Not currently a trader",
+        "40010": "Request timed out",
+    }
+    content = json.dumps({"code": code, "msg": messages[code], "data": None}).encode()
+    with pytest.raises(errors.ConnectorError) as info:
+        map_response("/p", 400, content)
+    assert type(info.value) is error
+    assert info.value.exchange_code == code and says in info.value.message
+    assert info.value.retryable is False

@@ -23,7 +23,7 @@ from connector.exchanges.bitget.parsing import (
     parse_tracking_order,
     windows,
 )
-from connector.exchanges.bitget.schemas import Contract, ServerTime, TrackingOrder
+from connector.exchanges.bitget.schemas import Contract, Envelope, ServerTime, TrackingOrder
 from connector.model import (
     OrderStatus,
     PositionSide,
@@ -292,3 +292,17 @@ def test_parse_page_rejects_other_shapes() -> None:
         parse_page(msgspec.Raw(b'"20 rows"'), "page")
     with pytest.raises(MalformedResponse):
         parse_page(msgspec.Raw(b'{"trackingList": 5}'), "page")
+
+
+def test_object_shape_fixture_parses_with_the_fee_sign_flipped() -> None:
+    envelope = decode(
+        Envelope, (FIXTURES / "query-current-orders-tracking-list.json").read_bytes(), "f"
+    )
+    page = parse_page(envelope.data, "f")
+    assert page.end_id == ""  # the last page
+    (raw,) = page.rows
+    order = parse_tracking_order(
+        decode(TrackingOrder, raw, "f"), raw_text(raw), product_type="USDT-FUTURES"
+    )
+    assert order.fee == Decimal("5.92649260")  # Bitget's -5.92649260: paid by the follower
+    assert order.price == Decimal("26500.5")

@@ -24,6 +24,7 @@ ASCENDEX: dict[str, type[msgspec.Struct]] = {
 }
 BITGET_DATA: dict[str, object] = {
     "query-current-orders.json": list[bg.TrackingOrder],
+    "query-current-orders-tracking-list.json": bg.TrackingPage,
     "contracts-usdt-futures.json": list[bg.Contract],
     "server-time.json": bg.ServerTime,
 }
