@@ -17,12 +17,12 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     ("account", "rows", "pages"),
     [
-        # Pages in the newest window (the last one says endId ""), + 1 for the older window.
+        # Pages in the newest window + the empty page that ends it, + 1 for the older window.
         ("bitget-empty", 0, 2),
-        ("bitget-1", 1, 2),
-        ("bitget-50", 50, 2),
-        ("bitget-51", 51, 3),
-        ("bitget-120", 120, 4),
+        ("bitget-1", 1, 3),
+        ("bitget-50", 50, 3),
+        ("bitget-51", 51, 4),
+        ("bitget-120", 120, 5),
     ],
 )
 async def test_paging_to_the_end(
@@ -77,7 +77,7 @@ async def test_thirty_concurrent_commands_at_5_per_s_no_violation_full_rate(
     stats = (await control.get(f"{base}/__sandbox/stats")).json()
     assert stats["rate_limit_violations"] == 0
     account = stats["by_account"]["bitget-demo"]
-    assert account["admitted"] == 60  # 30 commands x 2 windows x 1 page
+    assert account["admitted"] == 90  # 30 commands x (a page + the empty one + older window)
     # n requests at a full 5/s fill (n / 5) one-second windows: first to last + one window.
     used = account["admitted"] / (5 * (account["span_s"] + 1.0))
     print(f"bitget backlog: {account['admitted']} requests in {account['span_s']:.2f}s, "
@@ -113,7 +113,7 @@ async def test_server_error_mid_paging_is_retried_into_a_complete_snapshot(
     )
     answer = await outputs.answer(request_id)
     assert (answer.result["status"], answer.result["order_count"]) == ("OK", 120)
-    assert answer.result["exchange_calls"] == 5  # 3 pages + the retried one + older window
+    assert answer.result["exchange_calls"] == 6  # 3 pages + empty + retried one + older window
     assert len({o.value["order_id"] for o in answer.orders}) == 120
 
 
@@ -182,8 +182,8 @@ def assert_failed_without_events(answer: Answer, exchange_code: str | None = Non
     ("version", "calls"),
     # reference: pages 1-3 + an empty 4th; the older window repeats page 1 (no time filter).
     # current-list: pages 1-3 + an empty 4th (no endId); the older window is empty.
-    # current-object: pages 1-3, the 3rd with endId ""; the older window is empty.
-    [("reference", 5), ("current-list", 5), ("current-object", 4)],
+    # current-object: the same (endId "" on page 3 is confirmed by the empty 4th).
+    [("reference", 5), ("current-list", 5), ("current-object", 5)],
 )
 async def test_137_rows_on_every_version_and_shape(
     worker: Worker,
@@ -273,7 +273,7 @@ async def test_over_maximum_page_size(
     await configure(control, sandbox, max_limit=30)  # limit=50 is over it: 20 rows a page
     answer = await snapshot(commands, outputs, "bitget-137")
     assert_complete(answer, 137)
-    assert answer.result["exchange_calls"] == 8  # ceil(137 / 20) pages + the older window
+    assert answer.result["exchange_calls"] == 9  # 7 pages of <= 20 + empty + older window
 
 
 async def test_non_ascii_symbol(worker: Worker, commands: Commands, outputs: Outputs) -> None:

@@ -129,11 +129,12 @@ async def fetch(a: BitgetAdapter, alias: str, budget_s: float = 30.0, **kw: Any)
 @pytest.mark.parametrize(
     ("alias", "rows", "pages"),
     [
+        # Pages with rows, then the empty page that proves the end (endId "" is not relied on).
         ("bitget-empty", 0, 1),
-        ("bitget-1", 1, 1),
-        ("bitget-50", 50, 1),  # endId "" says this full page is the last
-        ("bitget-51", 51, 2),
-        ("bitget-120", 120, 3),
+        ("bitget-1", 1, 2),
+        ("bitget-50", 50, 2),
+        ("bitget-51", 51, 3),
+        ("bitget-120", 120, 4),
     ],
 )
 async def test_pages_to_the_end(
@@ -170,7 +171,7 @@ async def test_symbol_and_trader_filters(adapter: BitgetAdapter) -> None:
     assert [o.symbol for o in only_eth.orders] == ["ETHUSDT"]
     one_trader = await fetch(adapter, "bitget-120", trader_id="5307719246")
     assert len(one_trader.orders) == 60
-    assert one_trader.calls == 2
+    assert one_trader.calls == 3
     assert {o.copy_trading.trader_id for o in one_trader.orders if o.copy_trading} == {"5307719246"}
 
 
@@ -224,9 +225,9 @@ async def test_coin_futures_from_an_orders_file(tmp_path: Path) -> None:
 
 
 async def test_thirty_concurrent_fetches_never_trip_the_rate_limit(simulator: Sim) -> None:
-    # 10/s on both sides (the older doc's figure) keeps this quick; 5/s is the integration test.
-    await simulator.config(rate_limit=10)
-    adapter = create_adapter(*settings(simulator.url, bitget_rate_limit_per_s=10))
+    # 20/s on both sides keeps this quick; 5/s is the integration test.
+    await simulator.config(rate_limit=20)
+    adapter = create_adapter(*settings(simulator.url, bitget_rate_limit_per_s=20))
     try:
         results = await asyncio.gather(*(fetch(adapter, "bitget-demo") for _ in range(30)))
     finally:
@@ -234,7 +235,7 @@ async def test_thirty_concurrent_fetches_never_trip_the_rate_limit(simulator: Si
     assert all(len(r.orders) == 3 for r in results)
     stats = await simulator.stats()
     assert stats["rate_limit_violations"] == 0
-    assert stats["by_account"]["bitget-demo"]["requests"] == 30
+    assert stats["by_account"]["bitget-demo"]["requests"] == 60  # a page + the empty one
 
 
 async def test_wrong_passphrase_is_auth_failed_with_bitgets_code(
@@ -280,7 +281,7 @@ async def test_a_5xx_page_mid_way_is_retried_and_the_snapshot_is_complete(
     result = await fetch(adapter, "bitget-120")
     assert len({o.order_id for o in result.orders}) == 120
     assert len(result.orders) == 120
-    assert result.calls == 4  # 3 pages + the retried one
+    assert result.calls == 5  # 3 pages + the empty 4th + the retried one
 
 
 async def test_persistent_5xx_fails_after_max_attempts(
@@ -300,7 +301,7 @@ async def test_exchange_throttling_backs_off_then_fails_as_rate_limited(
     # Throttling is retried until the deadline, not given up after max_attempts (3 here).
     await simulator.fault(fail_next=6, status=429)
     result = await fetch(adapter, "bitget-demo")
-    assert (len(result.orders), result.calls) == (3, 7)
+    assert (len(result.orders), result.calls) == (3, 8)
     # Throttled for longer than the command's budget: RATE_LIMITED, within the deadline.
     await simulator.fault(fail_next=10_000, status=429)
     with pytest.raises(RateLimited) as info:
@@ -313,7 +314,7 @@ async def test_unreadable_body_is_retried(adapter: BitgetAdapter, simulator: Sim
     await simulator.fault(malformed_next=1)
     result = await fetch(adapter, "bitget-demo")
     assert len(result.orders) == 3
-    assert result.calls == 2
+    assert result.calls == 3
 
 
 async def test_clock_skew_is_measured_before_signing(
@@ -322,7 +323,7 @@ async def test_clock_skew_is_measured_before_signing(
     await simulator.fault(clock_skew_ms=45_000)
     result = await fetch(adapter, "bitget-demo")
     assert len(result.orders) == 3
-    assert result.calls == 1
+    assert result.calls == 2
     offset = adapter.http.clock_offset_ms
     assert offset is not None and abs(offset - 45_000) < 2_000
 
@@ -334,7 +335,7 @@ async def test_timestamp_expired_resyncs_and_retries_once(
     await simulator.fault(clock_skew_ms=-45_000)
     result = await fetch(adapter, "bitget-demo")
     assert len(result.orders) == 3
-    assert result.calls == 2  # the 40008 answer + the re-signed request
+    assert result.calls == 3  # the 40008 answer + the re-signed request + the empty page
     offset = adapter.http.clock_offset_ms
     assert offset is not None and abs(offset + 45_000) < 2_000
 
@@ -348,11 +349,11 @@ async def test_deadline_passes_while_exchange_is_slow(
 
 
 async def test_page_cap_fails_clearly(simulator: Sim) -> None:
-    a = create_adapter(*settings(simulator.url, bitget_max_pages=2))
+    a = create_adapter(*settings(simulator.url, bitget_max_pages=3))
     try:
         with pytest.raises(SnapshotTooLarge, match="CONNECTOR_BITGET_MAX_PAGES"):
             await fetch(a, "bitget-120")
-        assert len((await fetch(a, "bitget-51")).orders) == 51  # 2 pages is fine
+        assert len((await fetch(a, "bitget-51")).orders) == 51  # 3 pages is fine
     finally:
         await a.aclose()
 
@@ -422,8 +423,8 @@ async def fast(simulator: Sim) -> AsyncIterator[BitgetAdapter]:
         ("reference", 8),
         # 3 pages + the empty 4th (a list has no endId), then 4 empty windows.
         ("current-list", 8),
-        # 3 pages (the 3rd says endId ""), then 4 empty windows.
-        ("current-object", 7),
+        # the same: endId "" on the 3rd page is not taken as the end.
+        ("current-object", 8),
     ],
 )
 async def test_137_rows_on_every_version(
@@ -481,6 +482,12 @@ async def test_over_maximum_page_size_is_not_taken_for_the_end(
     fast: BitgetAdapter, simulator: Sim
 ) -> None:
     await simulator.config(max_limit=30)  # our limit=50 is over it: 20 rows a page
+    result = await fetch(fast, "bitget-137")
+    assert len({o.order_id for o in result.orders}) == 137
+
+
+async def test_a_server_that_never_fills_in_end_id(fast: BitgetAdapter, simulator: Sim) -> None:
+    await simulator.config(end_id="never")  # "" on every page, even the first of three
     result = await fetch(fast, "bitget-137")
     assert len({o.order_id for o in result.orders}) == 137
 

@@ -14,11 +14,13 @@ A server ignores the other version's parameters. So every request carries both:
   ``CONNECTOR_BITGET_WINDOW_DAYS`` (89) days to ``CONNECTOR_BITGET_HISTORY_DAYS`` (365).
 
 Rows are de-duplicated on ``trackingNo``. A window ends only on evidence of its end: an empty
-page, an ``endId`` that is present and empty, or a first page whose rows were all seen in a
-newer window (a server that ignores the time filter). A page size shorter than asked is *not*
-evidence. A later page with rows but no new row means the server repeated a page, i.e. it
-followed neither the cursor nor the page number: that snapshot cannot be completed, and the
-command fails (``SnapshotIncomplete``) instead of publishing the first page as everything.
+page, or a first page whose rows were all seen in a newer window (a server that ignores the time
+filter). A page shorter than asked is *not* evidence (over the maximum, or with ``limit``
+ignored, a server answers 20 rows), and neither is an empty ``endId`` alone (the only source for
+it is one sibling example; the empty page after it costs one request). A later page with rows
+but no new row means the server repeated a page, i.e. it followed neither the cursor nor the
+page number: that snapshot cannot be completed, and the command fails (``SnapshotIncomplete``)
+instead of publishing the first page as everything.
 ``40704`` (history refused before the horizon) fails the same way. ``CONNECTOR_BITGET_MAX_PAGES``
 caps the pages of a snapshot (``SnapshotTooLarge``).
 
@@ -27,7 +29,8 @@ page costs the exchange and the rate limit as much as a first try, and that is w
 reading ``exchange_calls`` wants to see). The server-time and contracts requests are not counted:
 they are shared, cached metadata (see :mod:`connector.resilience.cache`), counted in
 ``connector_exchange_metadata_fetches_total`` instead. Without retries, a snapshot costs at
-least one request per window (5 with the defaults) plus one per further page.
+least one request per window (5 with the defaults) plus one per further page, and a window
+with rows ends with an empty page.
 """
 
 from __future__ import annotations
@@ -164,8 +167,11 @@ class BitgetAdapter:
                         continue
                     rows[key] = (row, raw_text(raw))
                     new += 1
-                if not page.rows or page.end_id == "":
-                    break  # the server says this window is done
+                if not page.rows:
+                    break  # the end of this window
+                # An empty endId most likely marks the last page (one sibling example), but it
+                # is not relied on: a server that never fills it in would cut every window at
+                # its first page. The next page, after the last row, settles it.
                 if new == 0:
                     if page_no == 1:
                         break  # the window holds only rows of a newer one: time filter ignored

@@ -43,7 +43,8 @@ Control API on the same server (faults affect the tracking-orders endpoint, exce
   ``{"malformed_next": n}`` (HTTP 200 with a truncated JSON body), ``{"clock_skew_ms": ms}``
   (the server's clock runs ahead by that much, also in ``/public/time``).
 * ``POST /__sandbox/config`` with any of ``{"version", "rate_limit", "max_limit",
-  "history_days", "ignore_params"}``, run-wide, or ``{"accounts": {alias: {...}}}`` per account.
+  "history_days", "ignore_params", "end_id"}`` (``end_id: "never"``: always ``""``),
+  run-wide, or ``{"accounts": {alias: {...}}}`` per account.
 * ``GET /__sandbox/stats`` -> ``{"requests", "rate_limit_violations", "by_account"}``; each
   account also reports ``admitted`` and ``span_s`` (first to last admitted orders request).
 * ``POST /__sandbox/reset`` clears faults, configuration, counters and rate-limit windows.
@@ -344,6 +345,9 @@ class Behaviour:
     max_limit: int = MAX_LIMIT
     history_days: int = HISTORY_DAYS
     ignore_params: frozenset[str] = frozenset()
+    # "last-page" (the sibling example: "" on the last page), or "never" (always ""),
+    # the hazard of a server that does not fill it in.
+    end_id: str = "last-page"
 
     def update(self, spec: dict[str, Any]) -> Behaviour:
         out = Behaviour(**self.__dict__)
@@ -354,6 +358,10 @@ class Behaviour:
         for name in ("rate_limit", "max_limit", "history_days"):
             if name in spec:
                 setattr(out, name, int(spec[name]))
+        if "end_id" in spec:
+            if spec["end_id"] not in ("last-page", "never"):
+                raise ValueError("end_id must be last-page or never")
+            out.end_id = str(spec["end_id"])
         if "ignore_params" in spec:
             out.ignore_params = frozenset(str(p) for p in spec["ignore_params"])
         return out
@@ -684,7 +692,7 @@ def _current_page(
     page = selected[:limit]
     if behaviour.version == "current-list":
         return page
-    more = len(selected) > len(page)
+    more = len(selected) > len(page) and behaviour.end_id == "last-page"
     return {"trackingList": page, "endId": str(page[-1]["trackingNo"]) if more else ""}
 
 
