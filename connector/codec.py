@@ -39,6 +39,20 @@ class DecodeError(ValueError):
     """Bytes that are not a record of a known schema in a known framing."""
 
 
+class RegistryUnavailable(Exception):
+    """The schema registry could not be reached or answered 5xx/429: an outage to wait out.
+
+    Never a verdict on the record itself, so callers retry rather than failing the command.
+    """
+
+
+def _registry_outage(exc: httpx.HTTPError) -> bool:
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        return status >= 500 or status in (408, 429)
+    return True  # transport errors: refused, reset, timeouts
+
+
 @dataclass(frozen=True)
 class AvroSchema:
     full_name: str
@@ -134,6 +148,14 @@ class RegistryClient:
         self._by_id: dict[int, str] = {}
 
     async def register(self, subject: str, full_name: str) -> int:
+        """Schema id for ``full_name`` under ``subject``. Any failure is a RegistryUnavailable:
+        without an id nothing can be published, so the caller waits rather than drops."""
+        try:
+            return await self._register(subject, full_name)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise RegistryUnavailable(f"registering {subject}: {type(exc).__name__}") from None
+
+    async def _register(self, subject: str, full_name: str) -> int:
         key = (subject, full_name)
         if key not in self._ids:
             resp = await self._client.post(
@@ -182,6 +204,12 @@ class Serializer:
             try:
                 full_name = await self.registry.name_for_id(schema_id)
             except httpx.HTTPError as exc:
+                if _registry_outage(exc):
+                    raise RegistryUnavailable(
+                        f"looking up schema id {schema_id}: {type(exc).__name__}"
+                    ) from None
+                raise DecodeError(f"schema id {schema_id}: {type(exc).__name__}") from None
+            except (ValueError, KeyError, TypeError) as exc:
                 raise DecodeError(f"schema id {schema_id}: {type(exc).__name__}") from None
             if full_name not in schemas():
                 raise DecodeError(f"schema id {schema_id} is {full_name}, not a connector schema")

@@ -14,6 +14,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 from .accounts import redact
+from .commands import safe_text
 
 CONTEXT_FIELDS = ("request_id", "exchange", "account")
 
@@ -24,7 +25,13 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the record
             message = str(record.msg)
-        record.msg, record.args = redact(message), None
+        record.msg, record.args = safe_text(redact(message)), None
+        # Context fields come from commands, so a caller can put a credential (or invalid
+        # Unicode) there: they get the same treatment as the message.
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, safe_text(redact(value)))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None

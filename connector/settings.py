@@ -69,6 +69,26 @@ class Settings(BaseSettings):
     bitget_page_size: int = Field(default=50, ge=1, le=50)
     bitget_max_pages: int = Field(default=100, ge=1)
 
+    # Delivery guarantees (README "Guarantees")
+    # Commands larger than this are refused (INVALID_COMMAND) before being decoded.
+    command_max_bytes: int = Field(default=65_536, ge=1024, le=1_000_000)
+    # Nesting depth of a JSON command; deeper is refused before parsing.
+    command_max_depth: int = Field(default=32, ge=2, le=1000)
+    # ErrorEvent.command keeps at most this much of the input (its full size goes to
+    # command_size); far below the broker's default 1 MB message limit, so an echo always fits.
+    error_command_max_bytes: int = Field(default=16_384, ge=0, le=524_288)
+    # Commands whose Kafka record timestamp is older than this are answered EXPIRED without
+    # querying (0 disables), so a new consumer group does not re-run the topic's history.
+    command_max_age_s: float = Field(default=300.0, ge=0)
+    # How often Faust commits acknowledged offsets, and after how many acks at most: the bound
+    # on what a crash repeats. Faust's own defaults are 2.8 s and 10,000.
+    kafka_commit_interval_s: float = Field(default=0.5, gt=0, le=60)
+    kafka_commit_every: int = Field(default=16, ge=1)
+    # Outage backoff (broker or schema registry): exponential with full jitter, capped.
+    outage_backoff_max_s: float = Field(default=10.0, gt=0, le=300)
+    # /healthz fails when commands are pending and none made progress for this long.
+    liveness_stall_s: float = Field(default=300.0, gt=0)
+
     @field_validator(
         "ascendex_rest_url", "ascendex_ws_url", "bitget_rest_url", "schema_registry_url"
     )
