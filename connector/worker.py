@@ -312,9 +312,7 @@ class Connector:
             return False, self._fatal
         agent: Any = self.agent
         if agent.started:
-            live = len(
-                [a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()]
-            )
+            live = len([a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()])
             if live < self.settings.worker_concurrency:
                 return False, f"{self.settings.worker_concurrency - live} agent actors are dead"
         stall = max(self.settings.liveness_stall_s, self.settings.command_timeout_s + 30)
