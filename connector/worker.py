@@ -315,7 +315,7 @@ class Connector:
             live = len([a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()])
             if live < self.settings.worker_concurrency:
                 return False, f"{self.settings.worker_concurrency - live} agent actors are dead"
-        stall = max(self.settings.liveness_stall_s, self.settings.command_timeout_s + 30)
+        stall = self.settings.liveness_stall_s
         idle = time.monotonic() - self._progress
         if self._pending and idle > stall:
             return False, f"{self._pending} commands pending, no progress for {idle:.0f}s"
