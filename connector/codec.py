@@ -146,6 +146,8 @@ class RegistryClient:
         self._client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout)
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, str] = {}
+        # Successful round trips: proof the registry is up (a cached id proves nothing).
+        self.answered = 0
 
     async def register(self, subject: str, full_name: str) -> int:
         """Schema id for ``full_name`` under ``subject``. Any failure is a RegistryUnavailable:
@@ -165,6 +167,7 @@ class RegistryClient:
             )
             resp.raise_for_status()
             schema_id = int(resp.json()["id"])
+            self.answered += 1
             self._ids[key] = schema_id
             self._by_id[schema_id] = full_name
         return self._ids[key]
@@ -173,6 +176,7 @@ class RegistryClient:
         if schema_id not in self._by_id:
             resp = await self._client.get(f"/schemas/ids/{schema_id}")
             resp.raise_for_status()
+            self.answered += 1
             parsed: dict[str, Any] = fastavro.parse_schema(json.loads(resp.json()["schema"]))  # type: ignore[assignment]
             self._by_id[schema_id] = str(parsed["name"])
         return self._by_id[schema_id]
@@ -186,6 +190,11 @@ class Serializer:
 
     def __init__(self, registry_url: str | None = None) -> None:
         self.registry = RegistryClient(registry_url) if registry_url else None
+
+    @property
+    def registry_answers(self) -> int:
+        """How many registry calls have succeeded so far (0 without a registry)."""
+        return self.registry.answered if self.registry is not None else 0
 
     async def encode(self, topic: str, full_name: str, record: dict[str, Any]) -> bytes:
         if self.registry is None:

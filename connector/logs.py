@@ -38,6 +38,29 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class ThrottleFilter(logging.Filter):
+    """Kafka client libraries log every failed reconnect (ten a second while a broker is down).
+    Repeats of the same message template from them are dropped for ``window_s``, so an outage
+    shows as a few lines, and the worker's own one-line-per-state-change messages stand out."""
+
+    PREFIXES = ("aiokafka", "kafka")
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.PREFIXES):
+            return True
+        key = (record.name, str(record.msg))
+        last = self._last.get(key)
+        if last is not None and record.created - last < self.window_s:
+            return False
+        self._last[key] = record.created
+        return True
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -65,7 +88,7 @@ def logging_config(level: str, fmt: str, stream: Any = None) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactingFilter}},
+        "filters": {"redact": {"()": RedactingFilter}, "throttle": {"()": ThrottleFilter}},
         "formatters": {
             "json": {"()": json_formatter},
             "text": {"()": TextFormatter},
@@ -75,7 +98,7 @@ def logging_config(level: str, fmt: str, stream: Any = None) -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "stream": stream,
                 "formatter": "json" if use_json else "text",
-                "filters": ["redact"],
+                "filters": ["throttle", "redact"],
             }
         },
         "root": {"level": level, "handlers": ["default"]},

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     kafka_commit_interval_s: float = Field(default=0.5, gt=0, le=60)
     kafka_commit_every: int = Field(default=16, ge=1)
     # Outage backoff (broker or schema registry): exponential with full jitter, capped.
-    outage_backoff_max_s: float = Field(default=10.0, gt=0, le=300)
+    outage_backoff_max_s: float = Field(default=5.0, gt=0, le=300)
     # /healthz fails when commands are pending and none made progress for this long; keep it
     # above command_timeout_s (an exchange call is not progress until it returns).
     liveness_stall_s: float = Field(default=300.0, gt=0)

@@ -224,6 +224,7 @@ class Connector:
 
     async def _process(self, value: bytes | None, timestamp_ms: int | None) -> Outcome:
         while True:
+            answers = self.serializer.registry_answers
             try:
                 outcome = await self.pipeline.process(value, timestamp_ms=timestamp_ms)
             except RegistryUnavailable as exc:  # decoding a Confluent-framed command
@@ -234,7 +235,8 @@ class Connector:
                 return self.pipeline.failure(
                     value, InternalError(f"internal error: {type(exc).__name__}")
                 )
-            self.outages.recovered("schema registry")
+            if self.serializer.registry_answers > answers:
+                self.outages.recovered("schema registry")
             return outcome
 
     async def publish(self, outcome: Outcome, value: bytes | None = None) -> Outcome:
@@ -248,11 +250,14 @@ class Connector:
         """
         replaced = False
         while True:
+            answers = self.serializer.registry_answers
             try:
                 await self._send_batch(outcome.orders)
                 tail = [r for r in (outcome.error, outcome.result) if r is not None]
                 await self._send_batch(tail)
-                self.outages.recovered("broker", "schema registry")
+                self.outages.recovered("broker")
+                if self.serializer.registry_answers > answers:
+                    self.outages.recovered("schema registry")
                 return outcome
             except asyncio.CancelledError:
                 raise

@@ -47,6 +47,13 @@ class Broker:
             stop_process(self.proc)
             self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: the broker is gone at once (a crash, not a clean shutdown)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
 
 def new_broker() -> Broker:
     return Broker(free_port())
