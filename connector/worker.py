@@ -180,6 +180,10 @@ class Connector:
             ts = event.message.timestamp
             try:
                 await self.handle(event.value, timestamp_ms=int(ts * 1000) if ts else None)
+                # Ack now, not when this actor takes its next event (Faust's default): an idle
+                # actor would otherwise hold back the commit of an answered command, and a
+                # SIGTERM or SIGKILL would repeat it. A second ack by Faust is a no-op.
+                event.ack()
             except Exception as exc:
                 # Unreachable by design (handle answers or waits). If it happens anyway, do not
                 # move on: that would acknowledge an unanswered command. Fail liveness so the
@@ -382,6 +386,13 @@ class Connector:
                 return AioResponse(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[return-value]
 
     async def _on_shutdown(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        # The streams are drained by now (every taken command answered and acked): commit
+        # once more so the next owner of these partitions does not repeat them.
+        try:
+            committed = await asyncio.wait_for(self.app.consumer.commit(), 10)
+            log.info("final commit of acknowledged offsets: %s", "done" if committed else "none")
+        except Exception as exc:  # best effort: at worst the next owner repeats them
+            log.warning("final commit failed: %s", type(exc).__name__)
         for adapter in self.adapters.values():
             try:
                 await adapter.aclose()
