@@ -107,7 +107,9 @@ async def wait_log(worker: Worker, text: str, timeout: float = 60) -> None:
 
 def assert_clean_log(worker: Worker) -> None:
     log = worker.log_text()
-    assert "Traceback" not in log, log[log.index("Traceback") - 2000 : log.index("Traceback") + 3000]
+    assert "Traceback" not in log, log[
+        log.index("Traceback") - 2000 : log.index("Traceback") + 3000
+    ]
     assert "exception was never retrieved" not in log
 
 

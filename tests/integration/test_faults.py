@@ -84,13 +84,18 @@ def _malformed(i: int, rnd: random.Random, secrets: list[str]) -> tuple[bytes | 
         return _json(request_id=r, exchange=5, account=["x"], symbol={"a": 1}), r
     if kind == 3:
         if i % 320 == 3:  # four of them carry a 1 MB field
-            return _json(request_id=r, exchange="ascendex", account="a", symbol="S" * 1_000_000), None
+            return _json(
+                request_id=r, exchange="ascendex", account="a", symbol="S" * 1_000_000
+            ), None
         return _json(request_id=r, exchange="ascendex", account="a", symbol="S" * 5000), r
     if kind == 4:  # lone surrogate: json escapes it as \ud800, decoding yields an unpaired one
         return (b'{"request_id": "' + r.encode() + b'\\ud800", "exchange": "ascendex", '
                 b'"account": "ascendex-demo"}', r + "\\ud800")  # fmt: skip
     if kind == 5:
-        return b'{"request_id": "' + r.encode() + b'", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}", None
+        return (
+            b'{"request_id": "' + r.encode() + b'", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            None,
+        )
     if kind == 6:
         return (b'{"request_id": "' + r.encode() + b'", "exchange": "ascendex", '
                 b'"account": "ascendex-demo", "deadline_ms": NaN}', None)  # fmt: skip
@@ -115,8 +120,13 @@ def _malformed(i: int, rnd: random.Random, secrets: list[str]) -> tuple[bytes | 
     if kind == 13:
         return b'{"request_id": "' + r.encode() + b'", "requested_at": ' + b"9" * 5000 + b"}", None
     if kind == 14:
-        return _json(request_id=r, exchange="ascendex", account="ascendex-demo", requested_at=1.5), r
-    return (b'{"request_id": "' + r.encode() + b'", "exchange": "ascendex", "account": "\\udfff"}', r)
+        return _json(
+            request_id=r, exchange="ascendex", account="ascendex-demo", requested_at=1.5
+        ), r
+    return (
+        b'{"request_id": "' + r.encode() + b'", "exchange": "ascendex", "account": "\\udfff"}',
+        r,
+    )
 
 
 async def test_thousand_malformed_commands_never_stop_the_worker(
@@ -135,7 +145,9 @@ async def test_thousand_malformed_commands_never_stop_the_worker(
             account = ("ascendex-demo", "ascendex-empty", "bitget-demo")[(i // 10) % 3]
             exchange = account.split("-")[0]
             good = f"good-{i}"
-            await stack.commands.send_raw(_json(request_id=good, exchange=exchange, account=account))
+            await stack.commands.send_raw(
+                _json(request_id=good, exchange=exchange, account=account)
+            )
             expected[good] = "OK"
             sent += 1
         value, request_id = _malformed(i, rnd, secrets)
@@ -150,7 +162,9 @@ async def test_thousand_malformed_commands_never_stop_the_worker(
     elapsed = time.monotonic() - started
     counts = results_by_request(stack.outputs)
     results = {
-        m.headers["request_id"]: m.value for m in stack.outputs.messages if m.schema == codec.QUERY_RESULT
+        m.headers["request_id"]: m.value
+        for m in stack.outputs.messages
+        if m.schema == codec.QUERY_RESULT
     }
     wrong = {r: (s, results.get(r, {}).get("status")) for r, s in expected.items()
              if counts[r] != 1 or results[r]["status"] != s}  # fmt: skip
@@ -159,7 +173,9 @@ async def test_thousand_malformed_commands_never_stop_the_worker(
     assert n_generated == generated
     assert sum(counts.values()) == sent
     assert not any(
-        m.value.get("code") == "INTERNAL" for m in stack.outputs.messages if m.schema == codec.ERROR_EVENT
+        m.value.get("code") == "INTERNAL"
+        for m in stack.outputs.messages
+        if m.schema == codec.ERROR_EVENT
     )
     # The worker is the same process, alive and healthy, and logged no traceback.
     assert stack.worker.proc.poll() is None and stack.worker.proc.pid == pid
@@ -191,7 +207,9 @@ async def test_schema_registry_down_and_back(
     try:
         stack = await isolated_stack("regdown", CONNECTOR_SCHEMA_REGISTRY_URL=url)
         pid = stack.worker.proc.pid
-        warm = await stack.commands.send(request_id=rid("reg-warm"), exchange="ascendex", account="ascendex-demo")
+        warm = await stack.commands.send(
+            request_id=rid("reg-warm"), exchange="ascendex", account="ascendex-demo"
+        )
         await stack.outputs.answer(warm)
         # Confluent-framed commands, framed while the registry is up; the worker has never
         # looked their schema id up, so decoding them needs the registry.
@@ -201,7 +219,9 @@ async def test_schema_registry_down_and_back(
             cmd = {"request_id": rid(f"reg-framed-{i}"), "exchange": "ascendex", "account": "ascendex-empty",
                    "symbol": None, "product_type": None, "trader_id": None, "requested_at": None,
                    "deadline_ms": None}  # fmt: skip
-            value = await serializer.encode(stack.settings.topic_query_orders, codec.QUERY_ORDERS, cmd)
+            value = await serializer.encode(
+                stack.settings.topic_query_orders, codec.QUERY_ORDERS, cmd
+            )
             framed.append((cmd["request_id"], value))
         await serializer.aclose()
 
@@ -212,9 +232,17 @@ async def test_schema_registry_down_and_back(
             await stack.commands.send_raw(value)
             ids[request_id] = "OK"
         for i in range(4):  # a FAILED answer needs the not-yet-registered ErrorEvent subject
-            ids[await stack.commands.send(request_id=rid(f"reg-unknown-{i}"), exchange="ascendex", account="nobody")] = "FAILED"
+            ids[
+                await stack.commands.send(
+                    request_id=rid(f"reg-unknown-{i}"), exchange="ascendex", account="nobody"
+                )
+            ] = "FAILED"
         for i in range(4):
-            ids[await stack.commands.send(request_id=rid(f"reg-ok-{i}"), exchange="ascendex", account="ascendex-demo")] = "OK"
+            ids[
+                await stack.commands.send(
+                    request_id=rid(f"reg-ok-{i}"), exchange="ascendex", account="ascendex-demo"
+                )
+            ] = "OK"
         await wait_log(stack.worker, "schema registry unavailable")
         assert await status(stack.worker, "/healthz") == 200
         await asyncio.sleep(5)  # the outage lasts a few seconds more: the fault, not a sync
@@ -244,7 +272,9 @@ async def test_schema_registry_down_and_back(
 async def test_broker_absent_at_start_is_waited_for(
     broker: Broker, worker_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = isolated_env(worker_env, "late", {"CONNECTOR_KAFKA_BOOTSTRAP": broker.bootstrap}, tmp_path / "data")
+    env = isolated_env(
+        worker_env, "late", {"CONNECTOR_KAFKA_BOOTSTRAP": broker.bootstrap}, tmp_path / "data"
+    )
     worker = start_worker(env, tmp_path / "worker.log")
     outputs: Outputs | None = None
     commands: Commands | None = None
@@ -264,7 +294,12 @@ async def test_broker_absent_at_start_is_waited_for(
         outputs, commands = Outputs(settings), Commands(settings)
         await outputs.start()
         await commands.start()
-        ids = [await commands.send(request_id=rid(f"late-{i}"), exchange="ascendex", account="ascendex-demo") for i in range(10)]
+        ids = [
+            await commands.send(
+                request_id=rid(f"late-{i}"), exchange="ascendex", account="ascendex-demo"
+            )
+            for i in range(10)
+        ]
         await wait_results(outputs, ids, timeout=90)
         counts = results_by_request(outputs)
         assert all(counts[r] == 1 for r in ids)
@@ -367,7 +402,9 @@ async def test_sigkill_mid_burst_repeats_only_in_flight_commands(
     isolated_stack: Callable[..., Awaitable[Stack]],
 ) -> None:
     stack = await isolated_stack("burst")
-    warm = await stack.commands.send(request_id=rid("burst-warm"), exchange="ascendex", account="ascendex-empty")
+    warm = await stack.commands.send(
+        request_id=rid("burst-warm"), exchange="ascendex", account="ascendex-empty"
+    )
     await stack.outputs.answer(warm)
     ids = [rid(f"burst-{i}") for i in range(500)]
     topic = stack.settings.topic_query_orders
@@ -407,9 +444,15 @@ async def test_second_worker_is_ready_without_a_partition(
     must be ready, or a rolling update with maxSurge: 1 stalls. Then the old pod is stopped
     (SIGTERM) and the new one takes over."""
     stack = await isolated_stack("surge", CONNECTOR_TOPIC_PARTITIONS="1")
-    first = await stack.commands.send(request_id=rid("surge-1"), exchange="ascendex", account="ascendex-empty")
+    first = await stack.commands.send(
+        request_id=rid("surge-1"), exchange="ascendex", account="ascendex-empty"
+    )
     await stack.outputs.answer(first)
-    env2 = {**stack.env, "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(tmp_path / "data-2")}
+    env2 = {
+        **stack.env,
+        "CONNECTOR_WEB_PORT": str(free_port()),
+        "CONNECTOR_DATA_DIR": str(tmp_path / "data-2"),
+    }
     second = start_worker(env2, tmp_path / "worker-2.log")
     try:
         started = time.monotonic()
@@ -424,7 +467,9 @@ async def test_second_worker_is_ready_without_a_partition(
         stop_process(stack.worker.proc)  # the rolling update removes the old pod
         assert stack.worker.proc.returncode == 0
         stopped_at = time.monotonic()
-        after = await stack.commands.send(request_id=rid("surge-2"), exchange="ascendex", account="ascendex-demo")
+        after = await stack.commands.send(
+            request_id=rid("surge-2"), exchange="ascendex", account="ascendex-demo"
+        )
         answer = await stack.outputs.answer(after, timeout=90)
         assert answer.result["status"] == "OK"
         assert_clean_log(second)
@@ -445,7 +490,9 @@ async def test_liveness_fails_while_work_is_stuck(
     assert await status(stack.worker, "/healthz") == 200
     base = sandbox["CONNECTOR_ASCENDEX_REST_URL"]
     (await control.post(f"{base}/__sandbox/faults", json={"delay_ms": 6000})).raise_for_status()
-    request_id = await stack.commands.send(request_id=rid("stuck"), exchange="ascendex", account="ascendex-demo")
+    request_id = await stack.commands.send(
+        request_id=rid("stuck"), exchange="ascendex", account="ascendex-demo"
+    )
     await wait_status(stack.worker, "/healthz", 503, timeout=30)
     async with httpx.AsyncClient(timeout=5) as http:
         body = (await http.get(f"http://127.0.0.1:{stack.worker.web_port}/healthz")).json()
