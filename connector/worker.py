@@ -389,7 +389,11 @@ class Connector:
         # The streams are drained by now (every taken command answered and acked): commit
         # once more so the next owner of these partitions does not repeat them.
         try:
-            committed = await asyncio.wait_for(self.app.consumer.commit(), 10)
+            # Twice: a commit already running when we get here returns without committing
+            # the acks that came after it started.
+            committed = False
+            for _ in range(2):
+                committed = await asyncio.wait_for(self.app.consumer.commit(), 10) or committed
             log.info("final commit of acknowledged offsets: %s", "done" if committed else "none")
         except Exception as exc:  # best effort: at worst the next owner repeats them
             log.warning("final commit failed: %s", type(exc).__name__)

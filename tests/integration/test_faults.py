@@ -554,6 +554,8 @@ async def test_sigterm_mid_burst_exits_cleanly_and_loses_nothing(
     await wait_results(stack.outputs, ids, timeout=180)
     counts = results_by_request(stack.outputs)
     assert all(counts[r] >= 1 for r in ids)
+    # Drained and committed before exit: at most the in-flight window repeats (0 in practice).
+    assert sum(counts[r] - 1 for r in ids) <= 8
     record("sigterm_mid_burst_200", sent=len(ids), answered=len(ids), lost=0,
            repeated=sum(counts[r] - 1 for r in ids), exit_code=rc,
            seconds_to_exit=round(stop_seconds, 1), worker_restarts=1,
