@@ -270,15 +270,14 @@ class Connector:
                     what = "schema registry" if isinstance(exc, RegistryUnavailable) else "broker"
                     await self.outages.wait(what, exc)
                 elif not replaced:
+                    cause = type(exc.__cause__ or exc).__name__
                     log.error(
                         "outputs refused by the broker (%s); answering FAILED instead",
-                        type(exc).__name__,
+                        cause,
                         extra={"request_id": outcome.request_id, "exchange": outcome.exchange},
                     )
                     outcome = self.pipeline.failure(
-                        value,
-                        InternalError(f"outputs could not be published: {type(exc).__name__}"),
-                        echo=False,
+                        value, InternalError(f"outputs could not be published: {cause}"), echo=False
                     )
                     replaced = True
                 else:  # even the minimal FAILED outcome was refused: nothing left but waiting
