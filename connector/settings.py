@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # /healthz fails when commands are pending and none made progress for this long; keep it
     # above command_timeout_s (an exchange call is not progress until it returns).
     liveness_stall_s: float = Field(default=300.0, gt=0)
+    # On SIGTERM: how long to let in-flight commands finish before abandoning them (their
+    # offsets stay uncommitted). Keep it below the pod's terminationGracePeriodSeconds.
+    shutdown_drain_s: float = Field(default=20.0, ge=0)
 
     @field_validator(
         "ascendex_rest_url", "ascendex_ws_url", "bitget_rest_url", "schema_registry_url"

@@ -135,6 +135,9 @@ class Connector:
         self._pending = 0
         self._progress = time.monotonic()
         self._fatal: str | None = None
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.pipeline = Pipeline(settings, accounts, self.adapters, self.serializer)
         self.app = App(
             settings.app_id,
@@ -177,6 +180,11 @@ class Connector:
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
+            if self._draining:
+                # Shutting down: do not start this command, and do not let Faust ack it (it
+                # acks an event when the loop asks for the next one). Parked until the agent
+                # is cancelled; the offset stays uncommitted for the next owner.
+                await asyncio.Event().wait()
             ts = event.message.timestamp
             try:
                 await self.handle(event.value, timestamp_ms=int(ts * 1000) if ts else None)
@@ -200,6 +208,7 @@ class Connector:
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
         self._pending += 1
+        self._idle.clear()
         self._beat()
         try:
             outcome = await self._process(value, timestamp_ms)
@@ -207,6 +216,8 @@ class Connector:
         finally:
             metrics.IN_FLIGHT.dec()
             self._pending -= 1
+            if not self._pending:
+                self._idle.set()
             self._beat()
         label = outcome.exchange if outcome.exchange in self.venues else "unknown"
         metrics.COMMANDS.labels(label, "OK" if outcome.ok else "FAILED").inc()
@@ -385,8 +396,18 @@ class Connector:
                 return AioResponse(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[return-value]
 
     async def _on_shutdown(self, app: Any, *args: Any, **kwargs: Any) -> None:
-        # The streams are drained by now (every taken command answered and acked): commit
-        # once more so the next owner of these partitions does not repeat them.
+        # Faust has stopped fetching but its agents still run: let the commands in flight
+        # finish (bounded by shutdown_drain_s), start no new ones, then commit what was
+        # answered so the next owner of these partitions does not repeat it.
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_drain_s)
+        except TimeoutError:
+            log.warning(
+                "%d commands still in flight after %.0fs; abandoning them uncommitted",
+                self._pending,
+                self.settings.shutdown_drain_s,
+            )
         try:
             # Twice: a commit already running when we get here returns without committing
             # the acks that came after it started.
