@@ -408,6 +408,15 @@ class Connector:
                 self._pending,
                 self.settings.shutdown_drain_s,
             )
+        try:  # diagnostics for the known gap in README "Guarantees" (repeats after SIGTERM)
+            consumer: Any = self.app.consumer
+            log.debug(
+                "shutdown: acked-but-uncommitted %s, committed %s",
+                {tp.partition: len(v) for tp, v in consumer._acked.items() if v},
+                {tp.partition: o for tp, o in consumer._committed_offset.items()},
+            )
+        except Exception:  # noqa: S110 - Faust internals; diagnostics only
+            pass
         try:
             # Twice: a commit already running when we get here returns without committing
             # the acks that came after it started.
