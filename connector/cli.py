@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 
 from .errors import ConfigurationError
@@ -48,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--product-type")
     q.add_argument("--trader-id")
     q.add_argument("--request-id", help="default: a new UUID")
-    q.add_argument("--deadline-ms", type=int, help="absolute UTC epoch milliseconds")
+    q.add_argument(
+        "--deadline-ms",
+        type=int,
+        help="absolute UTC epoch milliseconds (default: now + --timeout, so a command nobody "
+        "waits for any more is answered EXPIRED instead of being run late)",
+    )
     q.add_argument("--avro", action="store_true", help="send the command as Avro, not JSON")
     q.add_argument("--wait", action="store_true", help="print the outputs; exit 0 OK / 1 FAILED")
     q.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (exit 2 after)")
@@ -123,7 +129,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             symbol=args.symbol,
             product_type=args.product_type,
             trader_id=args.trader_id,
-            deadline_ms=args.deadline_ms,
+            deadline_ms=args.deadline_ms
+            if args.deadline_ms is not None
+            else int(time.time() * 1000 + args.timeout * 1000),
         )
         return asyncio.run(
             query(settings, command, wait=args.wait, timeout=args.timeout, avro=args.avro)

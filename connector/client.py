@@ -17,6 +17,7 @@ from .codec import (
     QUERY_ORDERS,
     QUERY_RESULT,
     DecodeError,
+    RegistryUnavailable,
     Serializer,
     to_plain,
 )
@@ -47,7 +48,7 @@ async def decode_message(msg: Any, serializer: Serializer) -> Decoded:
     try:
         schema, record = await serializer.decode(msg.value or b"")
         value: Any = to_plain(record)
-    except DecodeError as exc:
+    except (DecodeError, RegistryUnavailable) as exc:
         schema, value = None, {"undecodable": str(exc), "bytes": len(msg.value or b"")}
     return Decoded(msg.topic, key, headers, schema, value)
 

@@ -39,6 +39,20 @@ class DecodeError(ValueError):
     """Bytes that are not a record of a known schema in a known framing."""
 
 
+class RegistryUnavailable(Exception):
+    """The schema registry could not be reached or answered 5xx/429: an outage to wait out.
+
+    Never a verdict on the record itself, so callers retry rather than failing the command.
+    """
+
+
+def _registry_outage(exc: httpx.HTTPError) -> bool:
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        return status >= 500 or status in (408, 429)
+    return True  # transport errors: refused, reset, timeouts
+
+
 @dataclass(frozen=True)
 class AvroSchema:
     full_name: str
@@ -132,8 +146,18 @@ class RegistryClient:
         self._client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout)
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, str] = {}
+        # Successful round trips: proof the registry is up (a cached id proves nothing).
+        self.answered = 0
 
     async def register(self, subject: str, full_name: str) -> int:
+        """Schema id for ``full_name`` under ``subject``. Any failure is a RegistryUnavailable:
+        without an id nothing can be published, so the caller waits rather than drops."""
+        try:
+            return await self._register(subject, full_name)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            raise RegistryUnavailable(f"registering {subject}: {type(exc).__name__}") from None
+
+    async def _register(self, subject: str, full_name: str) -> int:
         key = (subject, full_name)
         if key not in self._ids:
             resp = await self._client.post(
@@ -143,6 +167,7 @@ class RegistryClient:
             )
             resp.raise_for_status()
             schema_id = int(resp.json()["id"])
+            self.answered += 1
             self._ids[key] = schema_id
             self._by_id[schema_id] = full_name
         return self._ids[key]
@@ -151,6 +176,7 @@ class RegistryClient:
         if schema_id not in self._by_id:
             resp = await self._client.get(f"/schemas/ids/{schema_id}")
             resp.raise_for_status()
+            self.answered += 1
             parsed: dict[str, Any] = fastavro.parse_schema(json.loads(resp.json()["schema"]))  # type: ignore[assignment]
             self._by_id[schema_id] = str(parsed["name"])
         return self._by_id[schema_id]
@@ -164,6 +190,11 @@ class Serializer:
 
     def __init__(self, registry_url: str | None = None) -> None:
         self.registry = RegistryClient(registry_url) if registry_url else None
+
+    @property
+    def registry_answers(self) -> int:
+        """How many registry calls have succeeded so far (0 without a registry)."""
+        return self.registry.answered if self.registry is not None else 0
 
     async def encode(self, topic: str, full_name: str, record: dict[str, Any]) -> bytes:
         if self.registry is None:
@@ -182,6 +213,12 @@ class Serializer:
             try:
                 full_name = await self.registry.name_for_id(schema_id)
             except httpx.HTTPError as exc:
+                if _registry_outage(exc):
+                    raise RegistryUnavailable(
+                        f"looking up schema id {schema_id}: {type(exc).__name__}"
+                    ) from None
+                raise DecodeError(f"schema id {schema_id}: {type(exc).__name__}") from None
+            except (ValueError, KeyError, TypeError) as exc:
                 raise DecodeError(f"schema id {schema_id}: {type(exc).__name__}") from None
             if full_name not in schemas():
                 raise DecodeError(f"schema id {schema_id} is {full_name}, not a connector schema")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 from typing import Any
 
@@ -74,6 +75,27 @@ async def wait_for_broker(settings: Settings, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.2)
         finally:
             await admin.close()
+
+
+async def await_broker(settings: Settings, max_backoff_s: float = 10.0) -> None:
+    """Wait without limit until the broker answers, with capped jittered backoff; one log line
+    when waiting starts and one when the broker is reachable (not one per attempt)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    attempts = 0
+    while True:
+        try:
+            await wait_for_broker(settings, timeout=2.0)
+        except TimeoutError as exc:
+            if attempts == 0:
+                log.warning("broker not reachable (%s); waiting for it", exc)
+            attempts += 1
+            delay = min(max_backoff_s, 0.2 * 2**attempts)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            continue
+        if attempts:
+            log.warning("broker reachable after %.1fs", loop.time() - started)
+        return
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

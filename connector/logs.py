@@ -14,6 +14,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 from .accounts import redact
+from .commands import safe_text
 
 CONTEXT_FIELDS = ("request_id", "exchange", "account")
 
@@ -24,10 +25,39 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the record
             message = str(record.msg)
-        record.msg, record.args = redact(message), None
+        record.msg, record.args = safe_text(redact(message)), None
+        # Context fields come from commands, so a caller can put a credential (or invalid
+        # Unicode) there: they get the same treatment as the message.
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if isinstance(value, str):
+                setattr(record, name, safe_text(redact(value)))
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
+        return True
+
+
+class ThrottleFilter(logging.Filter):
+    """Kafka client libraries log every failed reconnect (ten a second while a broker is down).
+    Repeats of the same message template from them are dropped for ``window_s``, so an outage
+    shows as a few lines, and the worker's own one-line-per-state-change messages stand out."""
+
+    PREFIXES = ("aiokafka", "kafka")
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.PREFIXES):
+            return True
+        key = (record.name, str(record.msg))
+        last = self._last.get(key)
+        if last is not None and record.created - last < self.window_s:
+            return False
+        self._last[key] = record.created
         return True
 
 
@@ -58,7 +88,7 @@ def logging_config(level: str, fmt: str, stream: Any = None) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactingFilter}},
+        "filters": {"redact": {"()": RedactingFilter}, "throttle": {"()": ThrottleFilter}},
         "formatters": {
             "json": {"()": json_formatter},
             "text": {"()": TextFormatter},
@@ -68,7 +98,7 @@ def logging_config(level: str, fmt: str, stream: Any = None) -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "stream": stream,
                 "formatter": "json" if use_json else "text",
-                "filters": ["redact"],
+                "filters": ["throttle", "redact"],
             }
         },
         "root": {"level": level, "handlers": ["default"]},

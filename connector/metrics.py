@@ -55,3 +55,8 @@ WS_RECONNECTS = Counter(
     "connector_ws_reconnects_total", "WebSocket connections re-opened after a drop", ["exchange"]
 )
 IN_FLIGHT = Gauge("connector_commands_in_flight", "Commands being processed now")
+OUTAGES = Counter(
+    "connector_outages_total",
+    "Broker or schema registry outages waited out (one per outage, not per retry)",
+    ["dependency"],
+)

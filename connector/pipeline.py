@@ -3,11 +3,20 @@
 :meth:`Pipeline.process` never raises for anything a command or an exchange can do: every path
 ends in exactly one QueryResult, preceded by the snapshot's OrderEvents (OK) or by one ErrorEvent
 (FAILED). The worker only has to publish the :class:`Outcome` in order and wait for the acks.
+The one exception is :class:`~connector.codec.RegistryUnavailable`: an outage, not a verdict on
+the command, which the worker waits out and then processes the command again.
+
+Every outcome leaves here *sanitized*: configured secrets are redacted from keys, headers and
+every string of every value (a caller may paste a credential into ``request_id`` or ``symbol``),
+and text is made safely encodable (lone surrogates escaped), so publishing can never raise a
+``UnicodeEncodeError``. The echoed command is redacted *then* cut to
+``error_command_max_bytes``, with its original length in ``command_size``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections.abc import Mapping
@@ -16,7 +25,8 @@ from typing import Any, Literal
 
 from . import codec
 from .accounts import Accounts, redact, redact_bytes
-from .commands import RawCommand, decode_command, validate_command
+from .codec import RegistryUnavailable
+from .commands import RawCommand, decode_command, safe_text, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
 from .exchanges.base import ExchangeAdapter
 from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms
@@ -25,6 +35,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 Role = Literal["orders", "results", "errors"]
+MAX_MESSAGE_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -66,21 +77,65 @@ class Pipeline:
         self.adapters = adapters
         self.serializer = serializer
 
-    async def process(self, value: bytes | None) -> Outcome:
+    async def process(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
+        """One command -> its outcome. ``timestamp_ms`` is the Kafka record's timestamp, checked
+        against ``command_max_age_s``. Raises only RegistryUnavailable (an outage)."""
         started_at = now_ms()
         raw = RawCommand({})
         query: OrderQuery | None = None
         try:
-            raw = await decode_command(value, self.serializer)
+            raw = await decode_command(
+                value,
+                self.serializer,
+                max_bytes=self.settings.command_max_bytes,
+                max_depth=self.settings.command_max_depth,
+            )
             query = validate_command(raw)
+            self._check_age(timestamp_ms)
             fetched = await self._fetch(query)
+        except RegistryUnavailable:
+            raise
         except ConnectorError as exc:
             return self._failed(raw, query, value, exc, started_at)
         except Exception as exc:  # a bug, not an input problem: report it, keep serving
             log.exception("internal error processing command", extra=_log_ctx(raw, query))
             internal = InternalError(f"internal error: {type(exc).__name__}")
             return self._failed(raw, query, value, internal, started_at)
-        return self._ok(query, fetched, started_at)
+        try:
+            return self._ok(query, fetched, started_at)
+        except Exception as exc:
+            log.exception("internal error building outputs", extra=_log_ctx(raw, query))
+            internal = InternalError(f"internal error: {type(exc).__name__}")
+            return self._failed(raw, query, value, internal, started_at)
+
+    def failure(self, value: bytes | None, exc: ConnectorError, *, echo: bool = True) -> Outcome:
+        """A FAILED outcome for a command whose outputs could not be published as built (e.g.
+        larger than the broker accepts); ``echo=False`` drops the command echo."""
+        raw = RawCommand({})
+        query: OrderQuery | None = None
+        try:
+            text = (
+                value.decode("utf-8")
+                if value and len(value) <= self.settings.command_max_bytes
+                else ""
+            )
+            data = json.loads(text) if text.startswith("{") else {}
+            raw = RawCommand(data if isinstance(data, dict) else {})
+            query = validate_command(raw)
+        except Exception:  # noqa: S110 - best effort: the ids only make the failure findable
+            pass
+        return self._failed(raw, query, value if echo else None, exc, now_ms())
+
+    def _check_age(self, timestamp_ms: int | None) -> None:
+        max_age = self.settings.command_max_age_s
+        if not max_age or timestamp_ms is None or timestamp_ms <= 0:
+            return
+        age_s = (now_ms() - timestamp_ms) / 1000
+        if age_s > max_age:
+            raise Expired(
+                f"command is {age_s:.0f}s old (record timestamp), over "
+                f"CONNECTOR_COMMAND_MAX_AGE_S={max_age:g}"
+            )
 
     async def _fetch(self, query: OrderQuery) -> FetchResult:
         if query.deadline_ms is not None and now_ms() > query.deadline_ms:
@@ -127,7 +182,7 @@ class Pipeline:
             query.request_id, ex, acc, query.symbol, query.requested_at, started_at,
             status="OK", order_count=n, error_code=None, calls=fetched.calls,
         )  # fmt: skip
-        return outcome
+        return sanitize(outcome)
 
     def _failed(
         self,
@@ -141,7 +196,12 @@ class Pipeline:
         ex = query.exchange if query else raw.exchange
         acc = query.account if query else raw.account
         key = f"{ex}:{acc}" if ex and acc else None
-        message = redact(exc.message)
+        message = safe_text(redact(exc.message))[:MAX_MESSAGE_CHARS]
+        request_id = safe_text(redact(request_id))
+        command, command_size = None, None
+        if value is not None:
+            command_size = len(value)
+            command = redact_bytes(value)[: self.settings.error_command_max_bytes]
         log.warning(
             "command failed: %s %s",
             exc.code.value,
@@ -159,7 +219,8 @@ class Pipeline:
             "retryable": exc.retryable,
             "attempts": exc.attempts,
             "occurred_at": now_ms(),
-            "command": redact_bytes(value) if value is not None else None,
+            "command": command,
+            "command_size": command_size,
         }
         headers = _headers(request_id, ex or "", acc or "")
         outcome = Outcome(request_id, ex or "", acc or "", ok=False)
@@ -173,7 +234,7 @@ class Pipeline:
             request_id, ex, acc, symbol, requested_at, started_at,
             status="FAILED", order_count=0, error_code=exc.code.value, calls=calls,
         )  # fmt: skip
-        return outcome
+        return sanitize(outcome)
 
     def _result(
         self,
@@ -258,6 +319,37 @@ def order_event(
         "snapshot_size": size,
         "raw": order.raw,
     }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return safe_text(redact(value))
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def sanitize_record(rec: OutputRecord) -> OutputRecord:
+    """Secrets redacted and text made encodable in the key, headers and every value string."""
+    return OutputRecord(
+        rec.role,
+        None if rec.key is None else _clean(rec.key),
+        rec.schema,
+        _clean(rec.value),
+        {k: _clean(v) for k, v in rec.headers.items()},
+    )
+
+
+def sanitize(outcome: Outcome) -> Outcome:
+    out = Outcome(
+        _clean(outcome.request_id), _clean(outcome.exchange), _clean(outcome.account), outcome.ok
+    )
+    out.orders = [sanitize_record(r) for r in outcome.orders]
+    out.error = None if outcome.error is None else sanitize_record(outcome.error)
+    out.result = None if outcome.result is None else sanitize_record(outcome.result)
+    return out
 
 
 def _dec(d: Any) -> str | None:

@@ -67,6 +67,30 @@ class Settings(BaseSettings):
     ws_ping_interval_s: float = Field(default=15.0, gt=0)
     contracts_cache_ttl_s: float = Field(default=3600.0, ge=0)
 
+    # Delivery guarantees (README "Guarantees")
+    # Commands larger than this are refused (INVALID_COMMAND) before being decoded.
+    command_max_bytes: int = Field(default=65_536, ge=1024, le=1_000_000)
+    # Nesting depth of a JSON command; deeper is refused before parsing.
+    command_max_depth: int = Field(default=32, ge=2, le=1000)
+    # ErrorEvent.command keeps at most this much of the input (its full size goes to
+    # command_size); far below the broker's default 1 MB message limit, so an echo always fits.
+    error_command_max_bytes: int = Field(default=16_384, ge=0, le=524_288)
+    # Commands whose Kafka record timestamp is older than this are answered EXPIRED without
+    # querying (0 disables), so a new consumer group does not re-run the topic's history.
+    command_max_age_s: float = Field(default=300.0, ge=0)
+    # How often Faust commits acknowledged offsets, and after how many acks at most: the bound
+    # on what a crash repeats. Faust's own defaults are 2.8 s and 10,000.
+    kafka_commit_interval_s: float = Field(default=0.5, gt=0, le=60)
+    kafka_commit_every: int = Field(default=16, ge=1)
+    # Outage backoff (broker or schema registry): exponential with full jitter, capped.
+    outage_backoff_max_s: float = Field(default=5.0, gt=0, le=300)
+    # /healthz fails when commands are pending and none made progress for this long; keep it
+    # above command_timeout_s (an exchange call is not progress until it returns).
+    liveness_stall_s: float = Field(default=300.0, gt=0)
+    # On SIGTERM: how long to let in-flight commands finish before abandoning them (their
+    # offsets stay uncommitted). Keep it below the pod's terminationGracePeriodSeconds.
+    shutdown_drain_s: float = Field(default=20.0, ge=0)
+
     @field_validator("schema_registry_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:

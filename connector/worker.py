@@ -4,37 +4,102 @@ Faust commits an input offset only once the event is acknowledged, and our agent
 it only after every output of that command has been acknowledged by the broker (acks=all). A
 crash in between therefore repeats a command's outputs; it never loses them. Commands are
 processed ``worker_concurrency`` at a time; Faust commits the highest *contiguous* acknowledged
-offset per partition, so a slow command holds back commits, never skips them.
+offset per partition, so a slow command holds back commits, never skips them. Commits happen
+every ``kafka_commit_interval_s`` or after ``kafka_commit_every`` acks, whichever comes first, so
+a crash repeats about the in-flight commands, not seconds of history.
+
+Nothing a command does can escape the agent (see README "Guarantees"):
+
+* the pipeline turns every input and exchange problem into a FAILED outcome;
+* outages (broker, schema registry) are waited out with capped, jittered backoff, logging one
+  line when they start and one when they end; the command stays unacknowledged meanwhile;
+* an outcome the broker refuses for good (e.g. larger than its message limit) is replaced by a
+  FAILED ``INTERNAL`` outcome without the echo, so the command is still answered exactly once.
+
+``/healthz`` fails when the agent's actors are gone or when commands are pending and none made
+progress for ``liveness_stall_s``; ``/readyz`` needs the producer and the broker, not a partition
+(an idle group member in a rolling update is normal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import logging.config
+import random
 import time
 from typing import Any
 
 import faust
+import httpx
 from aiohttp.web import Response as AioResponse
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+from faust.exceptions import ProducerSendError
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics
 from .accounts import Accounts, load_accounts
-from .codec import Serializer
+from .codec import RegistryUnavailable, Serializer
+from .errors import InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
-from .kafka import ssl_context
+from .kafka import await_broker, ssl_context
 from .logs import logging_config
 from .pipeline import Outcome, OutputRecord, Pipeline
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-MAX_PUBLISH_BACKOFF_S = 30.0
 READY_BROKER_TIMEOUT_S = 2.0
+_TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Broker or registry unavailable (wait and retry) vs. a refusal that retrying cannot fix."""
+    cause = exc.__cause__ if isinstance(exc, ProducerSendError) and exc.__cause__ else exc
+    if isinstance(cause, _TOO_LARGE):
+        return False
+    return isinstance(
+        cause,
+        (TimeoutError, OSError, KafkaError, ProducerSendError, RegistryUnavailable,
+         httpx.TransportError),
+    )  # fmt: skip
+
+
+class Outages:
+    """Backoff and state-change logging for broker/registry outages, shared by all actors."""
+
+    def __init__(self, max_backoff_s: float, on_wait: Any = None) -> None:
+        self.max_backoff_s = max_backoff_s
+        self.down: dict[str, tuple[float, int]] = {}  # what -> (since, attempts)
+        self._on_wait = on_wait
+
+    async def wait(self, what: str, exc: BaseException) -> None:
+        since, attempts = self.down.get(what, (time.monotonic(), 0))
+        if what not in self.down:
+            log.warning(
+                "%s unavailable (%s); holding commands and retrying", what, type(exc).__name__
+            )
+            metrics.OUTAGES.labels(what).inc()
+        self.down[what] = (since, attempts + 1)
+        # Exponential, capped, "equal jitter": never a hot loop, never a synchronized herd.
+        delay = min(self.max_backoff_s, 0.2 * 2**attempts)
+        if self._on_wait is not None:
+            self._on_wait()
+        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    def recovered(self, *what: str) -> None:
+        for name in what:
+            state = self.down.pop(name, None)
+            if state is not None:
+                log.warning("%s available again after %.1fs", name, time.monotonic() - state[0])
 
 
 def _credentials(settings: Settings) -> Any:
@@ -63,6 +128,15 @@ class Connector:
         self.settings = settings
         self.serializer = Serializer(settings.schema_registry_url)
         self.adapters = adapters if adapters is not None else create_adapters(settings)
+        # Metric label values: the configured venues and "unknown", never caller input.
+        self.venues = frozenset(self.adapters)
+        self.outages = Outages(settings.outage_backoff_max_s, on_wait=self._beat)
+        self._pending = 0
+        self._progress = time.monotonic()
+        self._fatal: str | None = None
+        self._draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.pipeline = Pipeline(settings, accounts, self.adapters, self.serializer)
         self.app = App(
             settings.app_id,
@@ -72,6 +146,8 @@ class Connector:
             broker_session_timeout=settings.kafka_session_timeout_s,
             broker_heartbeat_interval=settings.kafka_heartbeat_interval_s,
             broker_request_timeout=settings.kafka_request_timeout_s,
+            broker_commit_interval=settings.kafka_commit_interval_s,
+            broker_commit_every=settings.kafka_commit_every,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             key_serializer="raw",
@@ -86,15 +162,15 @@ class Connector:
             web_host=settings.web_host,
             web_in_thread=False,
         )
-        self.topics = {
-            "orders": self._topic(settings.topic_orders),
-            "results": self._topic(settings.topic_results),
-            "errors": self._topic(settings.topic_errors),
+        self.topic_names: dict[str, str] = {
+            "orders": settings.topic_orders,
+            "results": settings.topic_results,
+            "errors": settings.topic_errors,
         }
         commands = self._topic(settings.topic_query_orders)
-        self.app.agent(commands, name="query-orders", concurrency=settings.worker_concurrency)(
-            self._agent
-        )
+        self.agent = self.app.agent(
+            commands, name="query-orders", concurrency=settings.worker_concurrency
+        )(self._agent)
         self._register_web()
         self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
@@ -103,18 +179,46 @@ class Connector:
 
     async def _agent(self, stream: Any) -> None:
         async for event in stream.events():
-            await self.handle(event.value)
+            if self._draining:
+                # Shutting down: do not start this command, and do not let Faust ack it (it
+                # acks an event when the loop asks for the next one). Parked until the agent
+                # is cancelled; the offset stays uncommitted for the next owner.
+                await asyncio.Event().wait()
+            ts = event.message.timestamp
+            try:
+                await self.handle(event.value, timestamp_ms=int(ts * 1000) if ts else None)
+                # Ack now, not when this actor takes its next event (Faust's default): an idle
+                # actor would otherwise hold back the commit of an answered command, and a
+                # SIGTERM or SIGKILL would repeat it. A second ack by Faust is a no-op.
+                event.ack()
+            except Exception as exc:
+                # Unreachable by design (handle answers or waits). If it happens anyway, do not
+                # move on: that would acknowledge an unanswered command. Fail liveness so the
+                # pod restarts and the uncommitted command is processed again.
+                self._fatal = f"agent failed: {type(exc).__name__}"
+                log.exception("agent failed; /healthz now fails so the worker restarts")
+                raise
 
-    async def handle(self, value: bytes | None) -> Outcome:
+    def _beat(self) -> None:
+        self._progress = time.monotonic()
+
+    async def handle(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
         """Process one command and publish its outputs; returns only when they are acked."""
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
+        self._pending += 1
+        self._idle.clear()
+        self._beat()
         try:
-            outcome = await self.pipeline.process(value)
-            await self.publish(outcome)
+            outcome = await self._process(value, timestamp_ms)
+            outcome = await self.publish(outcome, value)
         finally:
             metrics.IN_FLIGHT.dec()
-        label = outcome.exchange or "unknown"
+            self._pending -= 1
+            if not self._pending:
+                self._idle.set()
+            self._beat()
+        label = outcome.exchange if outcome.exchange in self.venues else "unknown"
         metrics.COMMANDS.labels(label, "OK" if outcome.ok else "FAILED").inc()
         metrics.COMMAND_LATENCY.labels(label).observe(time.perf_counter() - started)
         metrics.ORDER_EVENTS.labels(label).inc(len(outcome.orders))
@@ -132,63 +236,123 @@ class Connector:
         )
         return outcome
 
-    async def publish(self, outcome: Outcome) -> None:
-        """Publish in contract order, retrying until the broker acknowledges.
+    async def _process(self, value: bytes | None, timestamp_ms: int | None) -> Outcome:
+        while True:
+            answers = self.serializer.registry_answers
+            try:
+                outcome = await self.pipeline.process(value, timestamp_ms=timestamp_ms)
+            except RegistryUnavailable as exc:  # decoding a Confluent-framed command
+                await self.outages.wait("schema registry", exc)
+                continue
+            except Exception as exc:  # the pipeline's contract says never; keep serving anyway
+                log.exception("pipeline raised")
+                return self.pipeline.failure(
+                    value, InternalError(f"internal error: {type(exc).__name__}")
+                )
+            if self.serializer.registry_answers > answers:
+                self.outages.recovered("schema registry")
+            return outcome
+
+    async def publish(self, outcome: Outcome, value: bytes | None = None) -> Outcome:
+        """Publish in contract order, retrying until the broker acknowledges; returns what was
+        published (``outcome``, or its FAILED replacement when the broker refused it for good).
 
         The order events go first and must all be acknowledged before the ErrorEvent/QueryResult,
-        so a consumer that sees the result knows the snapshot is complete. A broker outage is
-        waited out (with backoff) rather than dropping or failing the command: the input offset
-        is not committed meanwhile, so nothing is lost.
+        so a consumer that sees the result knows the snapshot is complete. A broker or registry
+        outage is waited out rather than dropping or failing the command: the input offset is
+        not committed meanwhile, so nothing is lost.
         """
-        backoff = 0.5
+        replaced = False
         while True:
+            answers = self.serializer.registry_answers
             try:
                 await self._send_batch(outcome.orders)
                 tail = [r for r in (outcome.error, outcome.result) if r is not None]
                 await self._send_batch(tail)
-                return
-            except (TimeoutError, KafkaError, OSError) as exc:
-                log.error(
-                    "publishing failed (%s), retrying in %.1fs",
-                    type(exc).__name__,
-                    backoff,
-                    extra={"request_id": outcome.request_id, "exchange": outcome.exchange},
-                )
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_PUBLISH_BACKOFF_S)
+                self.outages.recovered("broker")
+                if self.serializer.registry_answers > answers:
+                    self.outages.recovered("schema registry")
+                return outcome
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_outage(exc):
+                    what = "schema registry" if isinstance(exc, RegistryUnavailable) else "broker"
+                    await self.outages.wait(what, exc)
+                elif not replaced:
+                    cause = type(exc.__cause__ or exc).__name__
+                    log.error(
+                        "outputs refused by the broker (%s); answering FAILED instead",
+                        cause,
+                        extra={"request_id": outcome.request_id, "exchange": outcome.exchange},
+                    )
+                    outcome = self.pipeline.failure(
+                        value, InternalError(f"outputs could not be published: {cause}"), echo=False
+                    )
+                    replaced = True
+                else:  # even the minimal FAILED outcome was refused: nothing left but waiting
+                    log.exception("publishing the FAILED outcome failed; retrying")
+                    await self.outages.wait("broker", exc)
 
     async def _send_batch(self, records: list[OutputRecord]) -> None:
-        futures = []
-        for rec in records:
-            topic = self.topics[rec.role]
-            value = await self.serializer.encode(topic.get_topic_name(), rec.schema, rec.value)
-            futures.append(
-                await topic.send(
-                    key=rec.key.encode() if rec.key is not None else None,
-                    value=value,
-                    headers=[(k, v.encode()) for k, v in rec.headers.items()],
+        """Send ``records`` and wait for every acknowledgement. Every future is awaited, even
+        after a failure, so no exception is left unretrieved."""
+        producer = self.app.producer
+        futures: list[Any] = []
+        failure: BaseException | None = None
+        try:
+            for rec in records:
+                topic = self.topic_names[rec.role]
+                value = await self.serializer.encode(topic, rec.schema, rec.value)
+                futures.append(
+                    await producer.send(
+                        topic,
+                        _utf8(rec.key) if rec.key is not None else None,
+                        value,
+                        None,
+                        None,
+                        [(k, _utf8(v)) for k, v in rec.headers.items()],
+                    )
                 )
-            )
+        except Exception as exc:
+            failure = exc
         if futures:
-            await asyncio.gather(*futures)
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failure = failure or next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
 
     # --- health and metrics --------------------------------------------------------------------
 
-    async def ready(self) -> tuple[bool, str]:
-        """Readiness: partitions assigned *and* the broker answering right now.
+    def alive(self) -> tuple[bool, str]:
+        """Liveness: the agent's actors are running and pending work is making progress."""
+        if self._fatal:
+            return False, self._fatal
+        agent: Any = self.agent
+        if agent.started:
+            live = len([a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()])
+            if live < self.settings.worker_concurrency:
+                return False, f"{self.settings.worker_concurrency - live} agent actors are dead"
+        stall = self.settings.liveness_stall_s
+        idle = time.monotonic() - self._progress
+        if self._pending and idle > stall:
+            return False, f"{self._pending} commands pending, no progress for {idle:.0f}s"
+        return True, "ok"
 
-        Assignment alone stays set while the broker is down, so each probe also makes one
-        metadata round trip (bounded by READY_BROKER_TIMEOUT_S).
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: alive, producer started and the broker answering right now.
+
+        Owning a partition is *not* required: with as many replicas as partitions, a surge pod
+        is an idle group member until an old pod leaves, and a rolling update must not stall on
+        it. Each probe makes one metadata round trip (bounded by READY_BROKER_TIMEOUT_S).
         """
+        ok, reason = self.alive()
+        if not ok:
+            return False, reason
         app = self.app
         producer = getattr(app.producer, "_producer", None)  # the underlying aiokafka producer
         if producer is None or not app.producer.started:  # type: ignore[attr-defined]
             return False, "producer not started"
-        if app.rebalancing:
-            return False, "rebalancing"
-        assigned = app.consumer.assignment() if app.consumer else set()
-        if not assigned:
-            return False, "no partitions assigned"
         try:
             reachable = await asyncio.wait_for(
                 producer.client.force_metadata_update(), READY_BROKER_TIMEOUT_S
@@ -197,6 +361,9 @@ class Connector:
             reachable = False
         if not reachable:
             return False, "broker not reachable"
+        assigned = app.consumer.assignment() if app.consumer else set()
+        if not assigned:
+            return True, "no partitions assigned (idle group member)"
         return True, f"{len(assigned)} partitions assigned"
 
     def _register_web(self) -> None:
@@ -205,8 +372,11 @@ class Connector:
         @self.app.page("/healthz")
         class Healthz(View):
             async def get(self, request: Request) -> Response:
-                # Answering at all proves the event loop is alive.
-                return self.json({"status": "ok"})
+                ok, reason = connector.alive()
+                return self.json(
+                    {"status": "ok" if ok else "failing", "reason": reason},
+                    status=200 if ok else 503,
+                )
 
         @self.app.page("/readyz")
         class Readyz(View):
@@ -225,12 +395,66 @@ class Connector:
                 return AioResponse(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})  # type: ignore[return-value]
 
     async def _on_shutdown(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        # Faust has stopped fetching but its agents still run: let the commands in flight
+        # finish (bounded by shutdown_drain_s), start no new ones, then commit what was
+        # answered so the next owner of these partitions does not repeat it.
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self.settings.shutdown_drain_s)
+        except TimeoutError:
+            log.warning(
+                "%d commands still in flight after %.0fs; abandoning them uncommitted",
+                self._pending,
+                self.settings.shutdown_drain_s,
+            )
+        try:  # diagnostics for the known gap in README "Guarantees" (repeats after SIGTERM)
+            consumer: Any = self.app.consumer
+            log.debug(
+                "shutdown: acked-but-uncommitted %s, committed %s",
+                {tp.partition: len(v) for tp, v in consumer._acked.items() if v},
+                {tp.partition: o for tp, o in consumer._committed_offset.items()},
+            )
+        except Exception:  # noqa: S110 - Faust internals; diagnostics only
+            pass
+        try:
+            # Twice: a commit already running when we get here returns without committing
+            # the acks that came after it started.
+            committed = False
+            for _ in range(2):
+                committed = await asyncio.wait_for(self.app.consumer.commit(), 10) or committed
+            log.info("final commit of acknowledged offsets: %s", "done" if committed else "none")
+        except Exception as exc:  # best effort: at worst the next owner repeats them
+            log.warning("final commit failed: %s", type(exc).__name__)
         for adapter in self.adapters.values():
             try:
                 await adapter.aclose()
             except Exception:
                 log.exception("closing exchange adapter failed")
         await self.serializer.aclose()
+
+
+async def _await_broker_serving_health(settings: Settings) -> None:
+    """Until the broker answers: /healthz 200 (the process is fine, so no restart loop) and
+    /readyz 503 on the worker's web port."""
+    from aiohttp import web
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "reason": "waiting for the broker"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        body = {"status": "not ready", "reason": "waiting for the broker"}
+        return web.json_response(body, status=503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+    try:
+        await await_broker(settings, settings.outage_backoff_max_s)
+    finally:
+        await runner.cleanup()
 
 
 def run_worker(settings: Settings) -> None:
@@ -240,6 +464,14 @@ def run_worker(settings: Settings) -> None:
     if not settings.accounts_file:
         raise ConfigurationError("CONNECTOR_ACCOUNTS_FILE: required for the worker")
     accounts = load_accounts(settings.accounts_file)
+    # Broker absent at start is an outage like any other: wait (serving /healthz meanwhile)
+    # instead of letting Faust give up after its first connection attempt.
+    logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(_await_broker_serving_health(settings))
+    finally:
+        loop.close()
     connector = Connector(settings, accounts)
     worker = faust.Worker(
         connector.app,
@@ -248,3 +480,7 @@ def run_worker(settings: Settings) -> None:
         redirect_stdouts=False,
     )
     worker.execute_from_commandline()
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "backslashreplace")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from connector.client import Decoded, decode_message, topic_partitions
 from connector.codec import ERROR_EVENT, ORDER_EVENT, QUERY_RESULT, Serializer
@@ -140,7 +141,11 @@ class Outputs:
         serializer = Serializer(self.settings.schema_registry_url)
         assert self._consumer is not None
         while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200)
+            except KafkaError:  # e.g. a broker restarted by a fault test: keep collecting
+                await asyncio.sleep(0.2)
+                continue
             new = []
             for records in batches.values():
                 for msg in records:

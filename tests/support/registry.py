@@ -31,9 +31,10 @@ def _error(status: int, code: int, message: str) -> web.Response:
     )
 
 
-def create_registry_app() -> web.Application:
+def create_registry_app(state: RegistryState | None = None) -> web.Application:
+    """``state`` survives a restart (as a real registry's storage does) when passed in again."""
     app = web.Application()
-    state = RegistryState()
+    state = state if state is not None else RegistryState()
     app[STATE] = state
 
     async def register(request: web.Request) -> web.Response:
@@ -92,11 +93,15 @@ def create_registry_app() -> web.Application:
     return app
 
 
-async def start_registry(host: str = "127.0.0.1") -> tuple[web.AppRunner, str, RegistryState]:
-    app = create_registry_app()
+async def start_registry(
+    host: str = "127.0.0.1", port: int = 0, state: RegistryState | None = None
+) -> tuple[web.AppRunner, str, RegistryState]:
+    """Serve the stand-in; stop it with ``runner.cleanup()`` (the port then refuses connections)
+    and start it again on the same ``port`` with the same ``state``."""
+    app = create_registry_app(state)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, 0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     return runner, f"http://{host}:{port}", app[STATE]
