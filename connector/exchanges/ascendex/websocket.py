@@ -26,8 +26,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from ... import metrics
 from ...accounts import Account
 from ...errors import (
-    AuthFailed,
-    ExchangeTimeout,
     ExchangeUnavailable,
     MalformedResponse,
     RateLimited,
@@ -37,8 +35,9 @@ from ...model import now_ms
 from .._json import decode
 from .auth import SignKey, ws_auth_message
 from .http import CallCounter, remaining_timeout
-from .parsing import error_from_payload, is_error_reply
+from .parsing import INVALID_TIMESTAMP, error_from_payload, is_error_reply
 from .schemas import Reply
+from .sessions import SessionPool
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +90,14 @@ class AscendexWsClient:
         ping_interval_s: float,
         request_timeout_s: float,
         clock_ms: Callable[[], int] = now_ms,
+        account_group: int = 0,
+        pool: SessionPool | None = None,
     ) -> None:
         self.url = url
+        self.account_group = account_group
+        self._pool = pool
+        self._busy = 0  # requests between "need a session" and "reply in"
+        self._last_used = 0.0
         self._clock_ms = clock_ms
         self.sign_key = sign_key
         self._account = account
@@ -106,6 +111,24 @@ class AscendexWsClient:
     def __repr__(self) -> str:
         return f"AscendexWsClient(account={self._account.alias!r}, url={self.url!r})"
 
+    # --- pool protocol ---------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return self._session is not None and self._busy == 0
+
+    @property
+    def last_used(self) -> float:
+        return self._last_used
+
+    async def close_session(self, reason: str) -> None:
+        """Close the open session; the next request opens a new one (through the pool)."""
+        session, self._session = self._session, None
+        if self._pool is not None:
+            self._pool.release(self)
+        if session is not None:
+            await self._teardown(session, reason)
+
     # --- public API ------------------------------------------------------------------------
 
     async def request(
@@ -116,6 +139,16 @@ class AscendexWsClient:
         Returns the reply frame exactly as received; it may be an AscendEX error message, and
         decoding and interpreting it is the caller's job.
         """
+        self._busy += 1
+        try:
+            return await self._request(action, args, deadline=deadline, calls=calls)
+        finally:
+            self._busy -= 1
+            self._last_used = asyncio.get_running_loop().time()
+
+    async def _request(
+        self, action: str, args: Mapping[str, Any], *, deadline: float, calls: CallCounter
+    ) -> str | bytes:
         session = await self._ensure_session(deadline)
         request_id = uuid.uuid4().hex
         future: asyncio.Future[str | bytes] = asyncio.get_running_loop().create_future()
@@ -132,7 +165,14 @@ class AscendexWsClient:
             try:
                 return await asyncio.wait_for(future, timeout)
             except TimeoutError:
-                raise ExchangeTimeout(f"{action}: no reply within {timeout:.1f}s") from None
+                # Silence is how AscendEX enforces its per-minute level-1 message threshold
+                # (requests ignored for 15 minutes), so it is "unavailable", retryable, and
+                # never an empty snapshot.
+                raise ExchangeUnavailable(
+                    f"{action}: no reply within {timeout:.1f}s (AscendEX ignores requests "
+                    "above its per-minute message threshold)",
+                    retryable=True,
+                ) from None
         finally:
             session.pending.pop(request_id, None)
             metrics.EXCHANGE_CALL_LATENCY.labels("ascendex", action).observe(
@@ -141,9 +181,7 @@ class AscendexWsClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await self._teardown(session, "client closed")
+        await self.close_session("client closed")
 
     # --- connection ------------------------------------------------------------------------
 
@@ -159,7 +197,34 @@ class AscendexWsClient:
             return self._session
 
     async def _open(self, deadline: float) -> _Session:
+        pool = self._pool
+        if pool is not None:
+            await pool.acquire(self, deadline=deadline)  # a slot under the session caps
+        try:
+            if pool is not None:
+                await pool.connect_budget.acquire(deadline)  # the per-IP connection budget
+            try:
+                conn = await self._connect_and_auth(deadline)
+            finally:
+                if pool is not None:
+                    pool.connect_budget.release()
+        except BaseException:
+            if pool is not None:
+                pool.release(self)
+            raise
+        self._last_used = asyncio.get_running_loop().time()
+        session = _Session(conn=conn, last_received=asyncio.get_running_loop().time())
+        self.connections_opened += 1
+        if self.connections_opened > 1:
+            metrics.WS_RECONNECTS.labels("ascendex").inc()
+            log.info("ascendex websocket reconnected", extra={"account": self._account.alias})
+        session.tasks.append(asyncio.create_task(self._reader(session)))
+        session.tasks.append(asyncio.create_task(self._pinger(session)))
+        return session
+
+    async def _connect_and_auth(self, deadline: float) -> ClientConnection:
         timeout = remaining_timeout(deadline, self._request_timeout_s)
+        metrics.EXCHANGE_CONNECT_ATTEMPTS.labels("ascendex").inc()
         try:
             async with asyncio.timeout(timeout):
                 conn = await self._connect()
@@ -169,17 +234,11 @@ class AscendexWsClient:
                     await conn.close()
                     raise
         except TimeoutError:
-            raise ExchangeTimeout(
-                f"websocket connect/auth took longer than {timeout:.1f}s"
+            # No greeting or auth answer in time: a throttled or overloaded edge, not a key.
+            raise ExchangeUnavailable(
+                f"websocket connect/auth got no answer within {timeout:.1f}s"
             ) from None
-        session = _Session(conn=conn, last_received=asyncio.get_running_loop().time())
-        self.connections_opened += 1
-        if self.connections_opened > 1:
-            metrics.WS_RECONNECTS.labels("ascendex").inc()
-            log.info("ascendex websocket reconnected", extra={"account": self._account.alias})
-        session.tasks.append(asyncio.create_task(self._reader(session)))
-        session.tasks.append(asyncio.create_task(self._pinger(session)))
-        return session
+        return conn
 
     async def _connect(self) -> ClientConnection:
         try:
@@ -195,9 +254,9 @@ class AscendexWsClient:
             status = exc.response.status_code
             message = f"websocket upgrade refused (HTTP {status})"
             code = str(status)  # the status is all the exchange said; keep it
-            if status in (401, 403):
-                raise AuthFailed(message, exchange_code=code) from None
-            if status == 429:
+            # 429 and 403 at the upgrade are AscendEX's per-IP throttle or ban (its edge answers
+            # them, hummingbot #3754/#4959/#5832); the key is only judged by `op: auth`.
+            if status in (403, 429):
                 raise RateLimited(
                     message,
                     exchange_code=code,
@@ -231,7 +290,10 @@ class AscendexWsClient:
                     )  # never logged: carries key + signature
                 elif kind == "auth":
                     if is_error_reply(message):
-                        raise error_from_payload(message, context="websocket auth")
+                        error = error_from_payload(message, context="websocket auth")
+                        if error.exchange_code == str(INVALID_TIMESTAMP):
+                            error.retryable = True  # the adapter re-measures the clock first
+                        raise error
                     return
                 elif kind in ("error", "disconnected"):
                     raise error_from_payload(message, context="websocket auth")
@@ -263,6 +325,8 @@ class AscendexWsClient:
             reason = session.closing_reason or "websocket closed"
             if self._session is session:
                 self._session = None
+                if self._pool is not None:
+                    self._pool.release(self)
             session.fail_pending(f"futures-open-orders: {reason}; request not answered")
             for task in session.tasks:
                 if task is not asyncio.current_task():
