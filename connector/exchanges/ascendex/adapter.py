@@ -124,6 +124,10 @@ class AscendexAdapter:
         calls: CallCounter,
     ) -> list[Order]:
         info = await self._http.account_info(account, deadline=deadline)
+        if info.key_expires_at is not None and info.key_expires_at <= self._http.clock.now_ms():
+            expired = self._http.expired_key_error(account)
+            if expired is not None:  # fail fast: the login would be refused anyway
+                raise expired
         unified = await self._http.unified_symbols(deadline=deadline)
         client = await self._client_for(account, info.account_group, sign_key)
         args = {"symbol": query.symbol} if query.symbol else {}

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 
@@ -185,7 +186,7 @@ class AscendexHttpClient:
             return
         self.key_expiry[account.alias] = expires
         metrics.API_KEY_EXPIRY.labels(VENUE, account.alias).set(expires / 1000)
-        left_ms = expires - now_ms()
+        left_ms = expires - self.clock.now_ms()
         if left_ms <= self._key_expiry_warn_ms:
             log.warning(
                 "ascendex API key of account %s expires in %.1f days (expireTime %d); "
@@ -199,11 +200,12 @@ class AscendexHttpClient:
     def expired_key_error(self, account: Account) -> AuthFailed | None:
         """An AuthFailed saying the key expired, when its last known expiry has passed."""
         expires = self.key_expiry.get(account.alias)
-        if expires is None or expires > now_ms():
+        if expires is None or expires > self.clock.now_ms():
             return None
+        when = datetime.fromtimestamp(expires / 1000, UTC).isoformat(timespec="seconds")
         return AuthFailed(
-            f"API key of account {account.alias!r} expired at {expires} (UTC ms, the exchange's "
-            "expireTime); create a new key or bind the key to IP addresses"
+            f"API key of account {account.alias!r} expired at {when} (AscendEX expireTime "
+            f"{expires}); create a new key, or bind one to IP addresses so it does not expire"
         )
 
     def _explain_expiry(self, account: Account, exc: ConnectorError) -> ConnectorError:

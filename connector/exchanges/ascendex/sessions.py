@@ -142,6 +142,10 @@ class SessionPool:
             return
         holders[:] = [h for h in holders if h is not client]
         self._gauge(client.account_group)
+        self.wake()
+
+    def wake(self) -> None:
+        """A slot was released or a session became idle: waiting requests look again."""
         self._released.set()
         self._released = asyncio.Event()
 

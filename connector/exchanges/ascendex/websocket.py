@@ -57,6 +57,17 @@ PING = json.dumps({"op": "ping"})
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
+def _body_code(body: bytes | bytearray | None) -> str | None:
+    """The AscendEX ``code`` of a refused upgrade's JSON body, if it has one."""
+    if not body:
+        return None
+    try:
+        reply = decode(Reply, bytes(body), "upgrade refusal")
+    except MalformedResponse:
+        return None
+    return str(reply.code) if reply.code not in (None, 0, "0") else None
+
+
 def stream_url(ws_base_url: str, account_group: int) -> str:
     return f"{ws_base_url.rstrip('/')}/{account_group}/api/pro/v2/stream"
 
@@ -145,6 +156,8 @@ class AscendexWsClient:
         finally:
             self._busy -= 1
             self._last_used = asyncio.get_running_loop().time()
+            if self._busy == 0 and self._pool is not None:
+                self._pool.wake()  # idle now: a request waiting for a slot may take it over
 
     async def _request(
         self, action: str, args: Mapping[str, Any], *, deadline: float, calls: CallCounter
@@ -253,7 +266,12 @@ class AscendexWsClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             message = f"websocket upgrade refused (HTTP {status})"
-            code = str(status)  # the status is all the exchange said; keep it
+            # The status is usually all the exchange said (the body may be an HTML edge page);
+            # a JSON body with an AscendEX code (100014: IP banned) is kept as the code.
+            body_code = _body_code(exc.response.body)
+            code = body_code or str(status)
+            if body_code == "100014":
+                message += " - IP banned: exceeds MAX_REQ_COUNT_PER_IP"
             # 429 and 403 at the upgrade are AscendEX's per-IP throttle or ban (its edge answers
             # them, hummingbot #3754/#4959/#5832); the key is only judged by `op: auth`.
             if status in (403, 429):
