@@ -162,8 +162,9 @@ async def test_thirty_accounts_of_one_group_within_the_session_cap(
     assert float(line.rsplit(" ", 1)[1]) <= SESSIONS_PER_GROUP
     REPORT["burst"] = {k: after[k] for k in ("connections", "max_open_in_group", "bans")}
     # ...and the idle ones are closed: no session left open once the idle timeout passed.
-    idle = await until(sim, lambda s: s["open_connections"] == 0)
-    assert idle["disconnects"] == idle["connections"]
+    # (Other workers of the run may hold sessions in other groups; count this group's only.)
+    idle = await until(sim, lambda s: s.get(f"open_in_group_{GROUP_ACCOUNT_GROUP}", 0) == 0)
+    assert idle["connections"] == after["connections"]  # closed, not replaced
 
 
 async def test_reconnect_storm_of_thirty_accounts_stays_within_the_budget(

@@ -28,7 +28,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from connector.client import topic_partitions
 from connector.codec import Serializer
 from connector.kafka import client_kwargs, consumer_kwargs, wait_for_broker
-from connector.model import Exchange, Order, OrderQuery
+from connector.model import Order, OrderQuery
 from connector.pipeline import order_event
 from connector.settings import Settings
 from connector.state import AccountState, Snapshot, apply_snapshot, scope_of
@@ -55,11 +55,11 @@ async def state_env(kafka_env: dict[str, str]) -> tuple[dict[str, str], Settings
 def events(
     account: str, request_id: str, orders: list[tuple[str, str, str]], started_at: int
 ) -> list[dict[str, Any]]:
-    query = OrderQuery(request_id, Exchange.BITGET, account)
+    query = OrderQuery(request_id, "bitget", account)
     return [
         order_event(
             Order(
-                Exchange.BITGET,
+                "bitget",
                 oid,
                 symbol,
                 raw="{}",

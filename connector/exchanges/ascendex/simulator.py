@@ -498,7 +498,11 @@ class SimState:
         self._notify()
 
     def snapshot(self) -> dict[str, int]:
-        return {**self.stats, "open_connections": len(self.sessions)}
+        by_group: dict[str, int] = {}
+        for x in self.sessions:
+            name = f"open_in_group_{x.account_group}"
+            by_group[name] = by_group.get(name, 0) + 1
+        return {**self.stats, "open_connections": len(self.sessions), **by_group}
 
     def _notify(self) -> None:
         still: list[tuple[Callable[[SimState], bool], asyncio.Future[None]]] = []
