@@ -250,3 +250,20 @@ async def test_an_expired_key_is_reported_as_expired(sim: Sim) -> None:
             await fetch(a, "ascendex-expired")
     assert "expired" in caught.value.message
     assert sim.state.stats["connections"] == 0  # known expired: no login attempted
+
+
+async def test_a_known_ban_fails_fast_until_banned_until(sim: Sim) -> None:
+    sim.faults(connect_limit=1, connect_window_s=60.0, ban_s=600.0)
+    async with adapter(sim, max_attempts=1) as a:
+        await fetch(a, "ascendex-demo")
+        with pytest.raises(RateLimited) as first:
+            await fetch(a, "ascendex-empty", seconds=0.5)
+        assert "IP banned until" in first.value.message
+        assert first.value.retry_after is not None and first.value.retry_after > 500
+        attempts = sim.state.stats["upgrade_attempts"]
+        with pytest.raises(RateLimited) as second:
+            await fetch(a, "ascendex-intent", seconds=0.5)
+    assert "banned by AscendEX until" in second.value.message
+    assert second.value.exchange_code == "100014"
+    assert sim.state.stats["upgrade_attempts"] == attempts  # no attempt spent while banned
+    assert sim.state.stats["risk_limit_calls"] == 1

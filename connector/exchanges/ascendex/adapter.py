@@ -60,6 +60,7 @@ class AscendexAdapter:
             connect_budget=SlidingWindowLimiter(
                 v.connect_budget, v.connect_budget_window_s, venue=self.exchange
             ),
+            ban_probe=self._http.ip_ban,
         )
 
     def __repr__(self) -> str:

@@ -42,10 +42,18 @@ from .parsing import (
     error_from_payload,
     is_error_reply,
     parse_account_info,
+    parse_ban,
     parse_contracts,
     parse_server_time,
 )
-from .schemas import AccountInfo, AccountInfoReply, ContractsReply, ExchangeInfoReply, Reply
+from .schemas import (
+    AccountInfo,
+    AccountInfoReply,
+    ContractsReply,
+    ExchangeInfoReply,
+    Reply,
+    RiskLimitReply,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,7 @@ VENUE = "ascendex"
 
 ACCOUNT_INFO_URL = "/api/pro/v1/info"
 EXCHANGE_INFO_URL = "/api/pro/v1/exchange-info"
+RISK_LIMIT_URL = "/api/pro/v2/risk-limit-info"
 CONTRACTS_URL = "/api/pro/v2/futures/contract"
 
 
@@ -123,6 +132,14 @@ class AscendexHttpClient:
         url = f"{EXCHANGE_INFO_URL}?requestTime={now_ms()}"
         content = await self._get(url, "exchange-info", deadline=deadline)
         return parse_server_time(decode(ExchangeInfoReply, content, "exchange-info"))
+
+    # --- bans ------------------------------------------------------------------------------
+
+    async def ip_ban(self, deadline: float) -> tuple[int, str] | None:
+        """``GET /api/pro/v2/risk-limit-info`` (public): is this IP banned, until when?"""
+        metrics.METADATA_FETCHES.labels(VENUE, "risk-limit-info").inc()
+        content = await self._get(RISK_LIMIT_URL, "risk-limit-info", deadline=deadline)
+        return parse_ban(decode(RiskLimitReply, content, "risk-limit-info"))
 
     # --- account group ---------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from .schemas import (
     FuturesOrder,
     OpenOrdersReply,
     Reply,
+    RiskLimitReply,
 )
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,20 @@ def parse_server_time(reply: ExchangeInfoReply) -> int:
     if value is None or value <= 0:
         raise MalformedResponse("exchange-info: requestReceiveAt is missing or not an integer")
     return value
+
+
+def parse_ban(reply: RiskLimitReply) -> tuple[int, str] | None:
+    """``risk-limit-info`` -> (banned until, exchange ms; reason) while banned, else None."""
+    if is_error_reply(reply):
+        raise error_from_payload(reply, context="risk-limit-info")
+    ws = reply.data.webSocket if reply.data is not None else None
+    status = ws.status if ws is not None else None
+    if status is None or not status.isBanned:
+        return None
+    until = _int_code(status.bannedUntil)
+    if until is None or until <= 0:
+        return None
+    return until, text_or_none(status.reason) or ""
 
 
 def pong_server_time_ms(ts: object) -> int | None:

@@ -70,6 +70,27 @@ class ExchangeInfoReply(Reply, kw_only=True):
     data: ExchangeInfoData | None = None
 
 
+class BanStatus(msgspec.Struct, kw_only=True):
+    isBanned: bool | None = None
+    bannedUntil: int | str | None = None  # exchange ms; -1 when not banned
+    violationCode: int | str | None = None  # 100014 in the documented sample
+    reason: str | None = None
+
+
+class RiskLimitWebSocket(msgspec.Struct, kw_only=True):
+    status: BanStatus | None = None
+
+
+class RiskLimitData(msgspec.Struct, kw_only=True):
+    webSocket: RiskLimitWebSocket | None = None
+
+
+class RiskLimitReply(Reply, kw_only=True):
+    """``GET /api/pro/v2/risk-limit-info`` (the fields the connector uses)."""
+
+    data: RiskLimitData | None = None
+
+
 class OpenOrdersReply(Reply, kw_only=True):
     """The ``futures-open-orders`` reply; ``data`` rows stay raw until parsed one by one."""
 

@@ -25,10 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 from ... import metrics
-from ...errors import ExchangeTimeout
+from ...errors import ExchangeError, ExchangeTimeout, RateLimited
 from ...resilience import SlidingWindowLimiter
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,11 @@ class PooledClient(Protocol):
         """Close the open session (the client stays usable and may reconnect later)."""
 
 
+#: Asks the exchange whether this IP is banned: (banned until, exchange ms; reason) or None.
+BanProbe = Callable[[float], Awaitable[tuple[int, str] | None]]
+PROBE_INTERVAL_S = 5.0
+
+
 class SessionPool:
     def __init__(
         self,
@@ -61,6 +68,7 @@ class SessionPool:
         total: int,
         idle_timeout_s: float,
         connect_budget: SlidingWindowLimiter,
+        ban_probe: BanProbe | None = None,
     ) -> None:
         self.per_group = per_group
         self.total = total
@@ -70,6 +78,11 @@ class SessionPool:
         self._released = asyncio.Event()  # replaced after each set: wakes every waiter once
         self._reaper: asyncio.Task[None] | None = None
         self.max_open_per_group: dict[int, int] = {}
+        # The IP's ban as AscendEX's risk-limit-info reported it (exchange ms), and a probe.
+        self.ban_probe = ban_probe
+        self.banned_until_ms: int | None = None
+        self.ban_reason = ""
+        self._last_probe: float | None = None
 
     # --- counting --------------------------------------------------------------------------
 
@@ -149,6 +162,46 @@ class SessionPool:
         self._released.set()
         self._released = asyncio.Event()
 
+    # --- bans ------------------------------------------------------------------------------
+
+    def raise_if_banned(self, now_ms: int) -> None:
+        """Fail fast, without spending a connection attempt, while the IP is known banned."""
+        until = self.banned_until_ms
+        if until is None or until <= now_ms:
+            return
+        raise RateLimited(
+            f"websocket connections from this IP are banned by AscendEX until "
+            f"{_iso(until)} ({self.ban_reason or 'risk-limit-info'})",
+            exchange_code="100014",
+            retry_after=(until - now_ms) / 1000,
+        )
+
+    async def after_refusal(self, error: ExchangeError, *, deadline: float, now_ms: int) -> None:
+        """An upgrade was refused: ask risk-limit-info (at most every few seconds) whether the
+        IP is banned; if so, remember until when and say so in ``error``."""
+        if self.ban_probe is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self._last_probe is not None and loop.time() - self._last_probe < PROBE_INTERVAL_S:
+            return
+        self._last_probe = loop.time()
+        try:
+            ban = await self.ban_probe(deadline)
+        except ExchangeError as exc:
+            log.info("ascendex risk-limit-info unavailable: %s", exc)
+            return
+        if ban is None:
+            self.banned_until_ms = None
+            return
+        self.banned_until_ms, self.ban_reason = ban
+        log.warning(
+            "ascendex: this IP is banned until %s (%s)", _iso(ban[0]), ban[1] or "no reason given"
+        )
+        error.message += f"; IP banned until {_iso(ban[0])} ({ban[1] or 'risk-limit-info'})"
+        error.exchange_code = "100014"
+        if ban[0] > now_ms:
+            error.retry_after = (ban[0] - now_ms) / 1000
+
     # --- idle sessions ---------------------------------------------------------------------
 
     def _start_reaper(self) -> None:
@@ -174,3 +227,7 @@ class SessionPool:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")

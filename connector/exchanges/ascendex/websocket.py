@@ -57,6 +57,14 @@ PING = json.dumps({"op": "ping"})
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
+class UpgradeRefused(Exception):
+    """Internal: the upgrade got an HTTP error status; ``error`` is what the caller sees."""
+
+    def __init__(self, error: RateLimited | ExchangeUnavailable) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def _body_code(body: bytes | bytearray | None) -> str | None:
     """The AscendEX ``code`` of a refused upgrade's JSON body, if it has one."""
     if not body:
@@ -215,9 +223,14 @@ class AscendexWsClient:
             await pool.acquire(self, deadline=deadline)  # a slot under the session caps
         try:
             if pool is not None:
+                pool.raise_if_banned(self._clock_ms())
                 await pool.connect_budget.acquire(deadline)  # the per-IP connection budget
             try:
                 conn = await self._connect_and_auth(deadline)
+            except UpgradeRefused as exc:
+                if pool is not None:
+                    await pool.after_refusal(exc.error, deadline=deadline, now_ms=self._clock_ms())
+                raise exc.error from None
             finally:
                 if pool is not None:
                     pool.connect_budget.release()
@@ -274,13 +287,16 @@ class AscendexWsClient:
                 message += " - IP banned: exceeds MAX_REQ_COUNT_PER_IP"
             # 429 and 403 at the upgrade are AscendEX's per-IP throttle or ban (its edge answers
             # them, hummingbot #3754/#4959/#5832); the key is only judged by `op: auth`.
+            error: RateLimited | ExchangeUnavailable
             if status in (403, 429):
-                raise RateLimited(
+                error = RateLimited(
                     message,
                     exchange_code=code,
                     retry_after=retry_after_s(exc.response.headers.get("Retry-After")),
-                ) from None
-            raise ExchangeUnavailable(message, exchange_code=code) from None
+                )
+            else:
+                error = ExchangeUnavailable(message, exchange_code=code)
+            raise UpgradeRefused(error) from None
         except (OSError, WebSocketException) as exc:
             raise ExchangeUnavailable(f"websocket connect failed: {type(exc).__name__}") from None
 
