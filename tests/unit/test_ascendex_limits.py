@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -267,3 +268,35 @@ async def test_a_known_ban_fails_fast_until_banned_until(sim: Sim) -> None:
     assert second.value.exchange_code == "100014"
     assert sim.state.stats["upgrade_attempts"] == attempts  # no attempt spent while banned
     assert sim.state.stats["risk_limit_calls"] == 1
+
+
+# --- recorded payloads ----------------------------------------------------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ascendex"
+
+
+def test_server_time_and_ban_from_recorded_payloads() -> None:
+    from connector.exchanges._json import decode
+    from connector.exchanges.ascendex import schemas
+    from connector.exchanges.ascendex.parsing import parse_ban, parse_server_time
+
+    info = decode(schemas.ExchangeInfoReply, (FIXTURES / "exchange_info.json").read_bytes(), "x")
+    assert parse_server_time(info) == 1640052379063
+    risk = (FIXTURES / "risk_limit_info_banned.json").read_bytes()
+    assert parse_ban(decode(schemas.RiskLimitReply, risk, "x")) == (
+        1644807691158,
+        "exceeds MAX_REQ_COUNT_PER_IP[45], 49 requests recently",
+    )
+
+
+def test_live_quirks_reply_parses() -> None:
+    from connector.exchanges._json import decode
+    from connector.exchanges.ascendex import schemas
+    from connector.exchanges.ascendex.parsing import parse_open_orders
+    from connector.model import OrderStatus
+
+    data = (FIXTURES / "open_orders_live_quirks.json").read_bytes()
+    reduce, ack = parse_open_orders(decode(schemas.OpenOrdersReply, data, "x"))
+    assert reduce.reduce_only and reduce.created_at == 1640217303541
+    assert reduce.exec_instructions == ("ReduceOnly",) and reduce.fee_asset is None
+    assert ack.status is OrderStatus.ACK and ack.exec_instructions == () and not ack.reduce_only
