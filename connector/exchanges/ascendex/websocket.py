@@ -6,6 +6,11 @@ session and correlates replies by request ``id``. A reader task owns the receive
 keeps the session alive (AscendEX drops a session that misses two of its pings) and notices a
 silent peer. When the socket drops, every request in flight fails with a *retryable*
 :class:`~connector.errors.ExchangeUnavailable`; the adapter retries on a fresh session.
+
+Sockets are bounded: a client takes a slot from the adapter's :class:`~.sessions.SessionPool`
+(per-IP session caps per account group and in total) and passes the process-wide connection
+budget before every upgrade. A refused upgrade (403/429, or 5xx from the edge) is throttling or
+unavailability, never an authentication failure: only the answer to ``op: auth`` judges the key.
 """
 
 from __future__ import annotations
