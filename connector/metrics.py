@@ -60,3 +60,27 @@ OUTAGES = Counter(
     "Broker or schema registry outages waited out (one per outage, not per retry)",
     ["dependency"],
 )
+
+# --- exchange sessions, connection budget and API keys (any venue) -----------------------------
+EXCHANGE_SESSIONS_OPEN = Gauge(
+    "connector_exchange_sessions_open",
+    "Exchange WebSocket sessions open now, by exchange and session group (the venue's unit of "
+    "a per-IP session cap, e.g. an account group)",
+    ["exchange", "group"],
+)
+EXCHANGE_SESSION_WAITS = Counter(
+    "connector_exchange_session_waits_total",
+    "Requests that waited for a session because the configured session cap was reached",
+    ["exchange"],
+)
+EXCHANGE_CONNECT_ATTEMPTS = Counter(
+    "connector_exchange_connect_attempts_total",
+    "New connections (WebSocket upgrades) attempted, after passing the per-IP connection budget",
+    ["exchange"],
+)
+API_KEY_EXPIRY = Gauge(
+    "connector_api_key_expiry_timestamp_seconds",
+    "When the account's API key expires (UTC epoch seconds), as the exchange reports it; absent "
+    "for keys that never expire",
+    ["exchange", "account"],
+)

@@ -89,6 +89,12 @@ class Order:
     created_at: int | None = None
     updated_at: int | None = None
     copy_trading: CopyTrading | None = None
+    # Order intent: execution instructions. A reduce-only order (or a position take-profit /
+    # stop-loss) cannot add exposure; risk systems need to tell it from one that can.
+    reduce_only: bool = False
+    post_only: bool = False
+    liquidation: bool = False
+    exec_instructions: tuple[str, ...] = ()
 
 
 class CommandOptions(BaseModel):

@@ -318,6 +318,10 @@ def order_event(
         "snapshot_seq": seq,
         "snapshot_size": size,
         "raw": order.raw,
+        "reduce_only": order.reduce_only,
+        "post_only": order.post_only,
+        "liquidation": order.liquidation,
+        "exec_instructions": list(order.exec_instructions),
     }
 
 

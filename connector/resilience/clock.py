@@ -74,7 +74,7 @@ class ServerClock:
             return self._offset_ms
         after = now_ms()
         self.set_offset(server - (before + after) // 2)
-        log.debug("%s clock offset measured: %d ms", self._venue, self._offset_ms)
+        log.info("%s clock offset measured: %d ms", self._venue, self._offset_ms)
         return self._offset_ms
 
     async def ensure(self, *, deadline: float) -> None:

@@ -21,6 +21,9 @@ ASCENDEX: dict[str, type[msgspec.Struct]] = {
     "error_invalid_ws_request.json": asc.Reply,
     "account_info.json": asc.AccountInfoReply,
     "futures_contracts.json": asc.ContractsReply,
+    "exchange_info.json": asc.ExchangeInfoReply,
+    "risk_limit_info_banned.json": asc.RiskLimitReply,
+    "open_orders_live_quirks.json": asc.OpenOrdersReply,
 }
 BITGET_DATA: dict[str, object] = {
     "query-current-orders.json": list[bg.TrackingOrder],

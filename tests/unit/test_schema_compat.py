@@ -72,3 +72,69 @@ def test_error_codes_match_the_schema_and_new_ones_reach_old_readers_as_the_defa
             buf, fastavro.parse_schema(new), fastavro.parse_schema(old)
         )
         assert isinstance(read, dict) and read["code"] == enum["default"] == "INTERNAL"
+
+
+# --- order intent (issue 10): new OrderEvent fields, backward compatible ------------------------
+
+INTENT_FIELDS = {
+    "reduce_only": False,
+    "post_only": False,
+    "liquidation": False,
+    "exec_instructions": [],
+}
+
+
+def test_order_intent_fields_are_appended_with_defaults() -> None:
+    old = json.loads((LATEST / "OrderEvent.avsc").read_text())["fields"]
+    new = json.loads((AVRO / "OrderEvent.avsc").read_text())["fields"]
+    assert [f["name"] for f in new[: len(old)]] == [f["name"] for f in old]  # appended only
+    added = {f["name"]: f["default"] for f in new[len(old) :]}
+    assert added == INTENT_FIELDS
+
+
+def test_released_order_events_read_with_intent_defaults() -> None:
+    """A consumer on the new schema reading an event written before the change sees "no
+    instruction known" (false, empty list), never a decoding error."""
+    old = json.loads((LATEST / "OrderEvent.avsc").read_text())
+    new = json.loads((AVRO / "OrderEvent.avsc").read_text())
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(old), _example(old))
+    buf.seek(0)
+    read = fastavro.schemaless_reader(buf, fastavro.parse_schema(old), fastavro.parse_schema(new))
+    assert isinstance(read, dict)
+    assert {k: read[k] for k in INTENT_FIELDS} == INTENT_FIELDS
+
+
+def test_order_intent_decodes_with_apache_avro_from_the_avsc_alone() -> None:
+    """The connector's single-object encoding of a reduce-only order, decoded by the Apache
+    Avro library with nothing but the .avsc text (what a consumer in another stack has)."""
+    import avro.io
+    import avro.schema
+
+    from connector import codec
+    from connector.exchanges.ascendex.parsing import parse_exec_inst
+    from connector.model import Order, OrderQuery, OrderStatus
+    from connector.pipeline import order_event
+
+    intent = parse_exec_inst("PosStopMkt")
+    order = Order(
+        exchange="ascendex",
+        order_id="o-1",
+        symbol="BTC-PERP",
+        raw='{"execInst":"PosStopMkt"}',
+        status=OrderStatus.PENDING_NEW,
+        reduce_only=intent.reduce_only,
+        post_only=intent.post_only,
+        liquidation=intent.liquidation,
+        exec_instructions=intent.instructions,
+    )
+    query = OrderQuery(request_id="r-1", exchange="ascendex", account="acc")
+    record = order_event(order, query, seq=1, size=1, observed_at=1700000000000)
+    data = codec.encode_single_object(codec.ORDER_EVENT, record)
+    text = (AVRO / "OrderEvent.avsc").read_text()
+    reader = avro.io.DatumReader(avro.schema.parse(text))
+    decoded = reader.read(avro.io.BinaryDecoder(io.BytesIO(data[10:])))
+    assert decoded["reduce_only"] is True
+    assert decoded["post_only"] is False
+    assert decoded["liquidation"] is False
+    assert decoded["exec_instructions"] == ["PosStopMkt"]

@@ -4,7 +4,8 @@ A command costs one WebSocket request (``exchange_calls`` = 1 without retries): 
 group, the contract list and the server clock are shared metadata, cached and counted in the
 metadata metric instead of being charged to whichever command filled them. Retries wrap the
 whole attempt in the shared :class:`~connector.resilience.RetryPolicy`, so one policy covers a
-dropped socket, a 5xx from account info and a throttled request alike.
+dropped socket, a 5xx from account info and a throttled request alike. Sockets are bounded by
+the :class:`~.sessions.SessionPool` (per-IP session caps, idle closing, one connection budget).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import logging
 from ...accounts import Account
 from ...errors import AuthFailed, ConnectorError, ExchangeTimeout, Unsupported
 from ...model import FetchResult, Order, OrderQuery
-from ...resilience import RetryPolicy
+from ...resilience import RetryPolicy, SlidingWindowLimiter
 from ...settings import Settings
 from .._json import decode
 from .auth import SignKey, ws_sign_key
 from .config import AscendexSettings
 from .http import AscendexHttpClient, CallCounter, account_cache_key
-from .parsing import parse_open_orders
+from .parsing import INVALID_TIMESTAMP, parse_open_orders
 from .schemas import OpenOrdersReply
+from .sessions import SessionPool
 from .websocket import AscendexWsClient, stream_url
 
 log = logging.getLogger(__name__)
@@ -46,9 +48,20 @@ class AscendexAdapter:
             self._venue.rest_url,
             request_timeout_s=settings.request_timeout_s,
             contracts_ttl_s=settings.contracts_cache_ttl_s,
+            key_expiry_warn_days=self._venue.key_expiry_warn_days,
         )
         self._clients: dict[tuple[str, str], AscendexWsClient] = {}
         self._retry = RetryPolicy.from_settings(settings)
+        v = self._venue
+        self.pool = SessionPool(
+            per_group=v.max_sessions_per_group,
+            total=v.max_sessions_total,
+            idle_timeout_s=v.session_idle_timeout_s,
+            connect_budget=SlidingWindowLimiter(
+                v.connect_budget, v.connect_budget_window_s, venue=self.exchange
+            ),
+            ban_probe=self._http.ip_ban,
+        )
 
     def __repr__(self) -> str:
         return f"AscendexAdapter(rest={self._venue.rest_url!r})"
@@ -80,9 +93,19 @@ class AscendexAdapter:
                 ) from None
 
         async def on_failure(exc: ConnectorError) -> None:
+            # Only the exchange's verdict on the key (a failed `op: auth`, a documented auth
+            # code) drops the cached account group; throttles, bans and transport errors keep it.
             if isinstance(exc, AuthFailed):
                 # The key may have been rotated or moved; look the account up afresh next time.
                 self._http.forget_account(account)
+                expired = self._http.expired_key_error(account)
+                if expired is not None:
+                    expired.exchange_code = exc.exchange_code
+                    raise expired
+            elif exc.exchange_code == str(INVALID_TIMESTAMP):
+                # Our signature time is outside AscendEX's window: re-measure, then retry.
+                clock = self._http.clock
+                await clock.resync(clock.generation, deadline=deadline)
 
         orders = await self._retry.call(
             attempt,
@@ -102,6 +125,10 @@ class AscendexAdapter:
         calls: CallCounter,
     ) -> list[Order]:
         info = await self._http.account_info(account, deadline=deadline)
+        if info.key_expires_at is not None and info.key_expires_at <= self._http.clock.now_ms():
+            expired = self._http.expired_key_error(account)
+            if expired is not None:  # fail fast: the login would be refused anyway
+                raise expired
         unified = await self._http.unified_symbols(deadline=deadline)
         client = await self._client_for(account, info.account_group, sign_key)
         args = {"symbol": query.symbol} if query.symbol else {}
@@ -131,6 +158,8 @@ class AscendexAdapter:
             ping_interval_s=self._settings.ws_ping_interval_s,
             request_timeout_s=self._settings.request_timeout_s,
             clock_ms=self._http.clock.now_ms,
+            account_group=account_group,
+            pool=self.pool,
         )
         self._clients[key] = client
         return client
@@ -139,4 +168,5 @@ class AscendexAdapter:
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             await client.aclose()
+        await self.pool.aclose()
         await self._http.aclose()

@@ -16,6 +16,16 @@ class AscendexSettings(BaseSettings):
 
     rest_url: str = "https://ascendex.com"
     ws_url: str = "wss://ascendex.com"
+    # Per-IP limits (docs/ascendex.md): 20 sessions per account group and 300 in total; 45
+    # connection attempts per 5 minutes. Defaults stay below them, leaving headroom for other
+    # processes on the same IP.
+    max_sessions_per_group: int = Field(default=15, ge=1, le=20)
+    max_sessions_total: int = Field(default=200, ge=1, le=300)
+    session_idle_timeout_s: float = Field(default=300.0, gt=0)
+    connect_budget: int = Field(default=30, ge=1, le=45)
+    connect_budget_window_s: float = Field(default=300.0, gt=0)
+    # Warn when an API key expires within this many days (keys without IP binding last 90 days).
+    key_expiry_warn_days: float = Field(default=7.0, ge=0)
 
     @field_validator("rest_url", "ws_url")
     @classmethod

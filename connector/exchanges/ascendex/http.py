@@ -3,41 +3,65 @@
 One pooled :class:`httpx.AsyncClient` per adapter, because every command for every account goes
 to the same host and connection reuse is most of a small request's latency. Both answers change
 rarely, so both are cached: the account group per (alias, key) for the adapter's lifetime, the
-contract list in the shared instrument cache for ``contracts_cache_ttl_s``. AscendEX has no time
-endpoint, so the shared server clock reads its HTTP ``Date`` header.
+contract list in the shared instrument cache for ``contracts_cache_ttl_s``. The shared server
+clock is measured from ``exchange-info`` (``requestReceiveAt``); a signed request rejected as
+``INVALID_TIMESTAMP`` re-measures it and is signed again once, so a skewed host clock is
+corrected rather than reported as bad credentials. Account info also carries the key's
+``expireTime``, published as a metric and warned about when near.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 
 import httpx
 
 from ... import metrics
 from ...accounts import Account
-from ...errors import ExchangeTimeout, ExchangeUnavailable, MalformedResponse, retry_after_s
+from ...errors import (
+    AuthFailed,
+    ConnectorError,
+    ExchangeTimeout,
+    ExchangeUnavailable,
+    MalformedResponse,
+    retry_after_s,
+)
+from ...model import now_ms
 from ...resilience import InstrumentCache, ServerClock
 from .._json import decode
 from .auth import REST_INFO_PATH, rest_headers
 from .parsing import (
+    INVALID_TIMESTAMP,
     error_from_payload,
     is_error_reply,
     parse_account_info,
+    parse_ban,
     parse_contracts,
+    parse_server_time,
 )
-from .schemas import AccountInfo, AccountInfoReply, ContractsReply, Reply
+from .schemas import (
+    AccountInfo,
+    AccountInfoReply,
+    ContractsReply,
+    ExchangeInfoReply,
+    Reply,
+    RiskLimitReply,
+)
 
 log = logging.getLogger(__name__)
 
 VENUE = "ascendex"
 
 ACCOUNT_INFO_URL = "/api/pro/v1/info"
+EXCHANGE_INFO_URL = "/api/pro/v1/exchange-info"
+RISK_LIMIT_URL = "/api/pro/v2/risk-limit-info"
 CONTRACTS_URL = "/api/pro/v2/futures/contract"
 
 
@@ -75,7 +99,12 @@ class AscendexHttpClient:
         request_timeout_s: float,
         contracts_ttl_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
+        key_expiry_warn_days: float = 7.0,
     ) -> None:
+        self._key_expiry_warn_ms = int(key_expiry_warn_days * 86_400_000)
+        # Last known key expiry per alias: kept when the cached group is dropped, so a later
+        # authentication failure of an expired key can say that it expired.
+        self.key_expiry: dict[str, int] = {}
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=request_timeout_s,
@@ -97,17 +126,20 @@ class AscendexHttpClient:
     # --- clock -----------------------------------------------------------------------------
 
     async def _server_time(self, deadline: float) -> int:
-        """AscendEX publishes no time endpoint, but every answer carries an HTTP ``Date``
-        header: one ``HEAD /`` reads it (1 s resolution, so +500 ms centres the truncation,
-        well inside the 30 s window). Any status will do; only the header is read."""
-        response = await self._send("/", "server-time", deadline=deadline, method="HEAD")
-        date = response.headers.get("Date")
-        if not date:
-            raise MalformedResponse("server time: response has no Date header")
-        try:
-            return int(parsedate_to_datetime(date).timestamp() * 1000) + 500
-        except (TypeError, ValueError):
-            raise MalformedResponse("server time: Date header is not an HTTP date") from None
+        """``GET /api/pro/v1/exchange-info?requestTime=<ms>``: ``requestReceiveAt`` is the
+        server's clock when our request arrived (docs "Exchange Latency Info"); the shared
+        clock takes the midpoint of the round trip."""
+        url = f"{EXCHANGE_INFO_URL}?requestTime={now_ms()}"
+        content = await self._get(url, "exchange-info", deadline=deadline)
+        return parse_server_time(decode(ExchangeInfoReply, content, "exchange-info"))
+
+    # --- bans ------------------------------------------------------------------------------
+
+    async def ip_ban(self, deadline: float) -> tuple[int, str] | None:
+        """``GET /api/pro/v2/risk-limit-info`` (public): is this IP banned, until when?"""
+        metrics.METADATA_FETCHES.labels(VENUE, "risk-limit-info").inc()
+        content = await self._get(RISK_LIMIT_URL, "risk-limit-info", deadline=deadline)
+        return parse_ban(decode(RiskLimitReply, content, "risk-limit-info"))
 
     # --- account group ---------------------------------------------------------------------
 
@@ -131,23 +163,75 @@ class AscendexHttpClient:
             if cached is not None:
                 return cached
             await self.clock.ensure(deadline=deadline)
-            headers = rest_headers(
-                account.api_key.reveal(),
-                account.api_secret.reveal(),
-                self.clock.now_ms(),
-                REST_INFO_PATH,
-            )
-            metrics.METADATA_FETCHES.labels(VENUE, "account-info").inc()
-            content = await self._get(
-                ACCOUNT_INFO_URL, "account-info", headers=headers, deadline=deadline
-            )
-            info = parse_account_info(decode(AccountInfoReply, content, "account info"))
+            try:
+                info = await self._signed_account_info(account, deadline)
+            except ConnectorError as exc:
+                if exc.exchange_code != str(INVALID_TIMESTAMP):
+                    raise self._explain_expiry(account, exc) from None
+                # Our clock is off by more than AscendEX's 30 s window: measure and sign again.
+                log.warning("ascendex rejected our timestamp; re-measuring the server clock")
+                await self.clock.resync(self.clock.generation, deadline=deadline)
+                info = await self._signed_account_info(account, deadline)
             self._groups[key] = info
+            self._note_key_expiry(account, info)
             log.info(
                 "ascendex account group resolved",
                 extra={"account": account.alias, "account_group": info.account_group},
             )
             return info
+
+    async def _signed_account_info(self, account: Account, deadline: float) -> AccountInfo:
+        headers = rest_headers(
+            account.api_key.reveal(),
+            account.api_secret.reveal(),
+            self.clock.now_ms(),
+            REST_INFO_PATH,
+        )
+        metrics.METADATA_FETCHES.labels(VENUE, "account-info").inc()
+        content = await self._get(
+            ACCOUNT_INFO_URL, "account-info", headers=headers, deadline=deadline
+        )
+        return parse_account_info(decode(AccountInfoReply, content, "account info"))
+
+    def _note_key_expiry(self, account: Account, info: AccountInfo) -> None:
+        """Publish the key's expiry and warn when it is near (it never fails the command)."""
+        expires = info.key_expires_at
+        if expires is None:
+            self.key_expiry.pop(account.alias, None)
+            with contextlib.suppress(KeyError):  # never expires: no series
+                metrics.API_KEY_EXPIRY.remove(VENUE, account.alias)
+            return
+        self.key_expiry[account.alias] = expires
+        metrics.API_KEY_EXPIRY.labels(VENUE, account.alias).set(expires / 1000)
+        left_ms = expires - self.clock.now_ms()
+        if left_ms <= self._key_expiry_warn_ms:
+            log.warning(
+                "ascendex API key of account %s expires in %.1f days (expireTime %d); "
+                "renew it or bind it to IP addresses (unbound keys expire after 90 days)",
+                account.alias,
+                left_ms / 86_400_000,
+                expires,
+                extra={"account": account.alias, "key_expires_at": expires},
+            )
+
+    def expired_key_error(self, account: Account) -> AuthFailed | None:
+        """An AuthFailed saying the key expired, when its last known expiry has passed."""
+        expires = self.key_expiry.get(account.alias)
+        if expires is None or expires > self.clock.now_ms():
+            return None
+        when = datetime.fromtimestamp(expires / 1000, UTC).isoformat(timespec="seconds")
+        return AuthFailed(
+            f"API key of account {account.alias!r} expired at {when} (AscendEX expireTime "
+            f"{expires}); create a new key, or bind one to IP addresses so it does not expire"
+        )
+
+    def _explain_expiry(self, account: Account, exc: ConnectorError) -> ConnectorError:
+        if isinstance(exc, AuthFailed):
+            expired = self.expired_key_error(account)
+            if expired is not None:
+                expired.exchange_code = exc.exchange_code
+                return expired
+        return exc
 
     # --- contracts -------------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ than a failed one, because consumers treat a completed snapshot as the whole tru
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 
 import msgspec
@@ -35,12 +37,14 @@ from .schemas import (
     AccountInfoReply,
     Contract,
     ContractsReply,
+    ExchangeInfoReply,
     FuturesOrder,
     OpenOrdersReply,
     Reply,
+    RiskLimitReply,
 )
 
-# --- JSON ---------------------------------------------------------------------------------
+log = logging.getLogger(__name__)
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -76,10 +80,17 @@ REJECTED_CODES: Mapping[int, str] = {
     1900: "Invalid Http Request Input",  # undocumented, seen live (ccxt)
     5002: "Invalid Symbol",  # undocumented, seen live (ccxt)
 }
-# TOO_MANY_ATTEMPTS is AscendEX's only throttling code (HTTP 429 is the other signal). It follows
-# failed attempts, so hammering again cannot help: rate-limited, but not retried in-command.
-RATE_LIMIT_CODES: Mapping[int, str] = {200002: "TOO_MANY_ATTEMPTS"}
+# TOO_MANY_ATTEMPTS follows failed logins, so hammering again cannot help: rate-limited, but not
+# retried in-command. 100014 is the per-IP ban (documented only as risk-limit-info's
+# ``violationCode``, "exceeds MAX_REQ_COUNT_PER_IP"); HTTP 429/403 at the edge are the other
+# signals (docs/ascendex.md, "Connection-rate limits").
+RATE_LIMIT_CODES: Mapping[int, str] = {
+    200002: "TOO_MANY_ATTEMPTS",
+    100014: "MAX_REQ_COUNT_PER_IP",
+}
 LOCKOUT = frozenset({200002})
+#: The documented name of the code a request with a skewed timestamp is believed to get.
+INVALID_TIMESTAMP = 100011
 UNAVAILABLE_CODES: Mapping[int, str] = {100101: "UNKNOWN_ERROR", 510001: "SERVER_ERROR"}
 
 
@@ -127,7 +138,13 @@ def error_from_payload(
         # 200002 locks the key out after failed logins: waiting for it within one command does
         # not help, so it ends the command; plain throttling (HTTP 429) is retried.
         return RateLimited(message, exchange_code=exchange_code, retryable=code not in LOCKOUT)
-    if http_status in (401, 403) or (code is not None and code in AUTH_CODES) or group == 20:
+    if (code is not None and code in AUTH_CODES) or group == 20:
+        return AuthFailed(message, exchange_code=exchange_code)
+    if http_status == 403:
+        # A bare 403 is AscendEX's edge (Cloudflare) refusing this IP, not a verdict on the
+        # key (hummingbot #4959): a ban, retried with backoff until the deadline.
+        return RateLimited(message, exchange_code=exchange_code)
+    if http_status == 401:
         return AuthFailed(message, exchange_code=exchange_code)
     if (code is not None and code in UNAVAILABLE_CODES) or group == 50:
         return ExchangeUnavailable(message, exchange_code=exchange_code)
@@ -158,7 +175,45 @@ def parse_account_info(reply: AccountInfoReply) -> AccountInfo:
     group = reply.data.accountGroup
     if isinstance(group, bool) or not isinstance(group, int) or group < 0:
         raise MalformedResponse("account info: accountGroup is missing or not a non-negative int")
-    return AccountInfo(account_group=group)
+    expire = _int_code(reply.data.expireTime)
+    return AccountInfo(
+        account_group=group,
+        # -1 = never; an absent or unreadable value is "unknown", treated like never.
+        key_expires_at=expire if expire is not None and expire > 0 else None,
+    )
+
+
+def parse_server_time(reply: ExchangeInfoReply) -> int:
+    """``GET /api/pro/v1/exchange-info`` -> ``requestReceiveAt``, the server's clock in ms."""
+    if is_error_reply(reply):
+        raise error_from_payload(reply, context="exchange-info")
+    value = _int_code(reply.data.requestReceiveAt) if reply.data is not None else None
+    if value is None or value <= 0:
+        raise MalformedResponse("exchange-info: requestReceiveAt is missing or not an integer")
+    return value
+
+
+def parse_ban(reply: RiskLimitReply) -> tuple[int, str] | None:
+    """``risk-limit-info`` -> (banned until, exchange ms; reason) while banned, else None."""
+    if is_error_reply(reply):
+        raise error_from_payload(reply, context="risk-limit-info")
+    ws = reply.data.webSocket if reply.data is not None else None
+    status = ws.status if ws is not None else None
+    if status is None or not status.isBanned:
+        return None
+    until = _int_code(status.bannedUntil)
+    if until is None or until <= 0:
+        return None
+    return until, text_or_none(status.reason) or ""
+
+
+def pong_server_time_ms(ts: object) -> int | None:
+    """A WebSocket pong's ``ts`` in ms. One doc sample shows seconds (10 digits), another
+    milliseconds, so a value below 10^12 is read as seconds."""
+    value = _int_code(ts)
+    if value is None or value <= 0:
+        return None
+    return value * 1000 if value < 10**12 else value
 
 
 def unified_symbol(contract: Contract) -> str | None:
@@ -207,6 +262,69 @@ STATUSES: Mapping[str, OrderStatus] = {
     "PendingNew": OrderStatus.PENDING_NEW,
     "Ack": OrderStatus.ACK,
 }
+
+
+# execInst (docs appendix "Execution Instruction"; 26 values + NULL_VAL), lower-cased because the
+# casing in the wild is not certain (docs/ascendex.md, "execInst values").
+REDUCE_ONLY_INSTRUCTIONS = frozenset(
+    s.lower()
+    for s in (
+        "ReduceOnly", "PostReduceOnly", "ReduceOnlyMarket", "ReduceOnlyMark", "ReduceOnlyRef",
+        "PostReduceMarket", "PostReduceMark", "PostReduceRef",
+        # Position take-profit / stop-loss: closes (part of) the position, never opens one.
+        "PosStopMkt", "PosStopMark", "PosStopRef",
+    )
+)  # fmt: skip
+POST_ONLY_INSTRUCTIONS = frozenset(
+    s.lower()
+    for s in (
+        "Post", "PostReduceOnly", "PostStopMarket", "PostStopMark", "PostStopRef",
+        "PostReduceMarket", "PostReduceMark", "PostReduceRef",
+        "OpenPostStopMkt", "OpenPostStopMark", "OpenPostStopRef",
+    )
+)  # fmt: skip
+LIQUIDATION_INSTRUCTIONS = frozenset({"liquidation"})
+KNOWN_INSTRUCTIONS = frozenset(
+    s.lower()
+    for s in (
+        "Post", "Liquidation", "InternalPost", "StopOnMarket", "StopOnMark", "StopOnRef",
+        "ReduceOnly", "PostReduceOnly", "PostStopMarket", "PostStopMark", "PostStopRef",
+        "ReduceOnlyMarket", "ReduceOnlyMark", "ReduceOnlyRef", "PostReduceMarket",
+        "PostReduceMark", "PostReduceRef", "OpenStopMkt", "OpenStopMark", "OpenStopRef",
+        "OpenPostStopMkt", "OpenPostStopMark", "OpenPostStopRef", "PosStopMkt", "PosStopMark",
+        "PosStopRef",
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What ``execInst`` says about an order; ``known`` is False for an undocumented value."""
+
+    instructions: tuple[str, ...] = ()
+    reduce_only: bool = False
+    post_only: bool = False
+    liquidation: bool = False
+    known: bool = True
+
+
+def parse_exec_inst(value: object) -> Intent:
+    """``execInst`` -> intent flags, compared case-insensitively; the raw value is kept.
+
+    ``NULL_VAL`` (and other placeholders) mean no instruction. An unknown value is kept verbatim
+    with all flags False (never assume an order reduces exposure without being told so).
+    """
+    text = text_or_none(value)
+    if text is None:
+        return Intent()
+    key = text.lower()
+    return Intent(
+        instructions=(text,),
+        reduce_only=key in REDUCE_ONLY_INSTRUCTIONS,
+        post_only=key in POST_ONLY_INSTRUCTIONS,
+        liquidation=key in LIQUIDATION_INSTRUCTIONS,
+        known=key in KNOWN_INSTRUCTIONS,
+    )
 
 
 class MalformedOrder(ValueError):
@@ -284,6 +402,9 @@ def parse_order(
     # "0" average price means "nothing filled yet"; it is never a real fill price.
     avg_px = _decimal(row, "avgFilledPx", zero_is_null=True)
     product = text_or_none(row.ac) or text_or_none(ac)
+    intent = parse_exec_inst(row.execInst)
+    if not intent.known:
+        log.warning("ascendex: undocumented execInst %r on order %s", row.execInst, order_id)
     return Order(
         exchange="ascendex",
         order_id=order_id,
@@ -307,6 +428,10 @@ def parse_order(
         fee_asset=text_or_none(row.feeAsset),
         created_at=_millis(row, "time"),
         updated_at=_millis(row, "lastExecTime"),
+        reduce_only=intent.reduce_only,
+        post_only=intent.post_only,
+        liquidation=intent.liquidation,
+        exec_instructions=intent.instructions,
     )
 
 

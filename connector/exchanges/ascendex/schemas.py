@@ -39,7 +39,7 @@ class FuturesOrder(msgspec.Struct, kw_only=True):
     accountId: str | None = None
     time: int | str | None = None
     orderId: str | None = None
-    seqNum: int | None = None
+    seqNum: int | str | None = None  # a string and -1 in live captures (ccxt PR #10996, #11641)
     orderType: str | None = None
     execInst: str | None = None
     side: str | None = None
@@ -58,6 +58,39 @@ class FuturesOrder(msgspec.Struct, kw_only=True):
     clientOrderId: str | None = None
 
 
+class ExchangeInfoData(msgspec.Struct, kw_only=True):
+    """``GET /api/pro/v1/exchange-info?requestTime=``: the server's receive time (ms)."""
+
+    requestTimeEcho: int | str | None = None
+    requestReceiveAt: int | str | None = None
+    latency: int | str | None = None
+
+
+class ExchangeInfoReply(Reply, kw_only=True):
+    data: ExchangeInfoData | None = None
+
+
+class BanStatus(msgspec.Struct, kw_only=True):
+    isBanned: bool | None = None
+    bannedUntil: int | str | None = None  # exchange ms; -1 when not banned
+    violationCode: int | str | None = None  # 100014 in the documented sample
+    reason: str | None = None
+
+
+class RiskLimitWebSocket(msgspec.Struct, kw_only=True):
+    status: BanStatus | None = None
+
+
+class RiskLimitData(msgspec.Struct, kw_only=True):
+    webSocket: RiskLimitWebSocket | None = None
+
+
+class RiskLimitReply(Reply, kw_only=True):
+    """``GET /api/pro/v2/risk-limit-info`` (the fields the connector uses)."""
+
+    data: RiskLimitData | None = None
+
+
 class OpenOrdersReply(Reply, kw_only=True):
     """The ``futures-open-orders`` reply; ``data`` rows stay raw until parsed one by one."""
 
@@ -67,6 +100,7 @@ class OpenOrdersReply(Reply, kw_only=True):
 
 class AccountInfoData(msgspec.Struct, kw_only=True):
     accountGroup: Any = None  # checked by the parser: a non-negative int
+    expireTime: Any = None  # API key expiry, UTC ms; -1 = never (docs: Account Info)
 
 
 class AccountInfoReply(Reply, kw_only=True):
@@ -90,6 +124,7 @@ class ContractsReply(Reply, kw_only=True):
 
 @dataclass(frozen=True, slots=True)
 class AccountInfo:
-    """What the connector keeps from account info: only the account group."""
+    """What the connector keeps from account info: the account group and the key's expiry."""
 
     account_group: int
+    key_expires_at: int | None = None  # UTC ms; None = never expires (``expireTime: -1``)

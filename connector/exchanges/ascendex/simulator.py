@@ -6,9 +6,19 @@ Served (shapes follow the AscendEX futures v2 documentation):
 * ``GET /api/pro/v1/info`` — signed account info (``x-auth-*`` headers, prehash ``<ts>+info``);
   a wrong signature gets AscendEX's ``{"code":200001,"reason":"AUTHENTICATION_FAILED",...}``.
 * ``GET /api/pro/v2/futures/contract`` — public contract list.
+* ``GET /api/pro/v1/exchange-info?requestTime=`` — server time (``requestReceiveAt``).
+* ``GET /api/pro/v2/risk-limit-info`` — session caps, message thresholds and the IP's ban.
 * ``/{accountGroup}/api/pro/v2/stream`` — WebSocket: ``connected`` greeting, ``op: auth``,
   server pings (a session missing two consecutive pings is disconnected), client pings,
   ``futures-open-orders`` requests.
+
+Per-IP rules, as documented (docs/ascendex.md), all adjustable through ``/__sandbox/faults`` so
+tests can use small numbers: at most 20 sessions per account group and 300 in total (a refused
+upgrade, HTTP 429, beyond); 45 connection attempts per 5 minutes, then a ban (violationCode
+100014) during which upgrades get 429 (or 403, or a Cloudflare-style 502 page); per-minute
+message thresholds (above level 1 the message type is silently ignored, above level 2 the session
+is killed and the IP banned); signed timestamps more than 30 s off the server clock are rejected
+with 100011, and the server clock itself can be skewed (``clock_offset_ms``).
 
 The control API under ``/__sandbox/`` lets tests inject faults and read counters. State lives in
 ``app["state"]`` so several simulators can run in one process without sharing anything.
@@ -29,6 +39,7 @@ import json
 import logging
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -64,6 +75,16 @@ class SimAccount:
     orders: list[dict[str, Any]] = field(default_factory=list)
     # What demo_accounts() hands to the connector; differs from accepted_secret for "badkey".
     client_secret: str | None = None
+    # API key expiry relative to now (ms); None = never (``expireTime: -1``). Negative: expired.
+    expires_in_ms: int | None = None
+    # Answer with the live payload quirks: envelope ``code: "0"``, string ``time``/``seqNum``.
+    live_quirks: bool = False
+
+    def expire_time(self, now_ms: int) -> int:
+        return -1 if self.expires_in_ms is None else now_ms + self.expires_in_ms
+
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_in_ms is not None and self.expires_in_ms <= 0
 
 
 def _order(account_id: str, **fields_: Any) -> dict[str, Any]:
@@ -178,6 +199,69 @@ def _demo_orders() -> list[dict[str, Any]]:
     ]
 
 
+INTENT_FUTURES_ACCOUNT = "futIntent0rders000000000000000I"
+
+
+def _intent_orders() -> list[dict[str, Any]]:
+    """Orders whose ``execInst`` tells exposure-reducing orders apart, with live quirks
+    (string ``time``/``seqNum``, ``seqNum`` -1, ``status: "Ack"``, ``liquidityInd``...)."""
+    acct = INTENT_FUTURES_ACCOUNT
+    return [
+        _order(acct, orderId="intentReduceOnly0001", execInst="ReduceOnly", side="Buy",
+               price="61000", orderQty="0.2", time="1640217303541", seqNum="28793943559",
+               lastExecTime="1640217303541", liquidityInd="n"),
+        _order(acct, orderId="intentLiquidation0002", execInst="Liquidation", side="Sell",
+               orderType="Market", orderQty="0.5", status="Ack", seqNum=-1, feeAsset=""),
+        _order(acct, orderId="intentPosStopMkt0003", execInst="PosStopMkt", side="Sell",
+               orderType="StopMarket", orderQty="0.1", stopPrice="58000", stopBy="ref-px",
+               posStopLossTrigger="market", status="PendingNew", seqNum="-1"),
+        _order(acct, orderId="intentPostOnly0004", execInst="Post", side="Buy", price="59000",
+               orderQty="0.3"),
+        _order(acct, orderId="intentOpenStop0005", execInst="OpenStopMkt", side="Buy",
+               orderType="StopMarket", orderQty="0.4", stopPrice="70000", status="PendingNew"),
+        _order(acct, orderId="intentLowerCase0006", execInst="reduceOnly", side="Sell",
+               price="75000", orderQty="0.05"),
+    ]  # fmt: skip
+
+
+#: Sub-accounts sharing one account group, for the per-group session cap.
+GROUP_ACCOUNT_GROUP = 11
+GROUP_ACCOUNT_COUNT = 30
+
+
+def group_alias(n: int) -> str:
+    return f"ascendex-grp-{n:02d}"
+
+
+def _group_accounts() -> list[SimAccount]:
+    """Deterministic demo keys (sandbox-only) derived from the alias."""
+    accounts = []
+    for n in range(1, GROUP_ACCOUNT_COUNT + 1):
+        alias = group_alias(n)
+        seed = hashlib.sha512(f"ascendex-sandbox:{alias}".encode()).digest()
+        account_id = f"futGrp{n:02d}" + seed[:12].hex()
+        accounts.append(
+            SimAccount(
+                alias=alias,
+                api_key=base64.b32encode(seed[:20]).decode()[:32],
+                accepted_secret=base64.b64encode(seed[16:64]).decode(),
+                account_group=GROUP_ACCOUNT_GROUP,
+                futures_account_id=account_id,
+                user_uid=f"U9{n:09d}",
+                orders=[
+                    _order(
+                        account_id,
+                        orderId=f"grp{n:02d}order0001",
+                        side="Buy",
+                        price="60000",
+                        orderQty="0.01",
+                    ),
+                ],
+            )
+        )
+    return accounts
+
+
 def _default_accounts() -> dict[str, SimAccount]:
     accounts = [
         SimAccount(
@@ -207,6 +291,35 @@ def _default_accounts() -> dict[str, SimAccount]:
             # The connector is given a different secret, so every signature it makes is wrong.
             client_secret="cZxYG8GaJb98mVwBAZgjtAZyTv9bwnoUdHwmLdyqOga51SM7dx52gEXTxhDq9N7T",  # noqa: S106 - sandbox-only fixture
         ),
+        SimAccount(
+            alias="ascendex-intent",
+            api_key="Ix3nTqL0aV7pRk2sWb9cYd4eHf6gJm1u",
+            accepted_secret="Wm9yZXN0LWludGVudC1zYW5kYm94LW9ubHktc2VjcmV0LWtleS0wMDAwMDAwMDE=",  # noqa: S106 - sandbox-only fixture
+            account_group=7,
+            futures_account_id=INTENT_FUTURES_ACCOUNT,
+            user_uid="U7700880099",
+            orders=_intent_orders(),
+            live_quirks=True,
+        ),
+        SimAccount(
+            alias="ascendex-expiring",
+            api_key="Ex9pRnGk4Lw2Qz7Vb1Yc3Td5Hf8Jm0Ns",
+            accepted_secret="RXhwaXJpbmcta2V5LXNhbmRib3gtb25seS1zZWNyZXQtMDAwMDAwMDAwMDAwMDAx",  # noqa: S106 - sandbox-only fixture
+            account_group=3,
+            futures_account_id="futExpiring0000000000000000000E",
+            user_uid="U5500660077",
+            expires_in_ms=3 * 86_400_000,  # three days left: the connector warns
+        ),
+        SimAccount(
+            alias="ascendex-expired",
+            api_key="Xp1rEdK3yQ8wLz5Vb2Yc7Td4Hf6Jm9Na",
+            accepted_secret="RXhwaXJlZC1rZXktc2FuZGJveC1vbmx5LXNlY3JldC0wMDAwMDAwMDAwMDAwMDAx",  # noqa: S106 - sandbox-only fixture
+            account_group=3,
+            futures_account_id="futExpired00000000000000000000X",
+            user_uid="U6600770088",
+            expires_in_ms=-86_400_000,  # expired yesterday: the WebSocket login is refused
+        ),
+        *_group_accounts(),
     ]
     return {a.alias: a for a in accounts}
 
@@ -277,12 +390,31 @@ class Faults:
     ignore_pongs: bool = False  # treat client pongs as missing (server kicks after 2 pings)
     rest_errors_next: int = 0  # next N REST calls answer HTTP 503 SERVER_ERROR
     rate_limit_next: int = 0  # next N REST calls answer HTTP 429
+    refuse_upgrades_next: int = 0  # next N WebSocket upgrades refused with refuse_status
+    refuse_status: int = 403  # 403, 429, or 502/524 (answered with an HTML edge page)
+    # Per-IP limits (documented values; tests lower them).
+    max_sessions_per_group: int = 20
+    max_sessions_total: int = 300
+    at_cap_status: int = 429  # what an upgrade beyond the session caps gets (undocumented)
+    connect_limit: int = 45  # upgrade requests per IP per connect_window_s, then a ban
+    connect_window_s: float = 300.0
+    ban_s: float = 900.0  # ban length (documented for message thresholds: 15 minutes)
+    ban_status: int = 429  # what a banned IP's upgrade gets: 429, 403 or 502 (HTML)
+    threshold_window_s: float = 60.0  # message thresholds count per minute
+    req_level1: int = 10000  # futures_open_orders / req group, level 1 and level 2
+    req_level2: int = 10000
+    admin_level1: int = 800  # auth/ping/pong share a group
+    admin_level2: int = 1000
+    ignore_s: float = 900.0  # above level 1 a message type is ignored this long
+    clock_offset_ms: int = 0  # the server's clock minus the real one
+    timestamp_window_ms: int = TIMESTAMP_WINDOW_MS
 
 
 @dataclass(eq=False)
 class _Session:
     ws: web.WebSocketResponse
     account_group: int
+    ip: str = "127.0.0.1"
     account: SimAccount | None = None
     missed_pings: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -312,7 +444,35 @@ STAT_NAMES = (
     "rest_contract_calls",
     "rest_errors_injected",
     "max_in_flight_requests",
+    "upgrade_attempts",
+    "upgrades_refused",
+    "upgrades_refused_at_cap",
+    "upgrades_refused_banned",
+    "upgrades_refused_injected",
+    "bans",
+    "max_open_in_group",
+    "max_open_total",
+    "messages_ignored",
+    "sessions_killed",
+    "timestamp_rejections",
+    "exchange_info_calls",
+    "risk_limit_calls",
 )
+
+
+@dataclass
+class IpState:
+    """What the exchange remembers about one client IP."""
+
+    attempts: deque[float] = field(default_factory=deque)  # upgrade requests (monotonic s)
+    banned_until: int = -1  # exchange ms; -1 = not banned
+    ban_reason: str = ""
+    # (op group) -> message times within the threshold window; and "ignored until"
+    messages: dict[str, deque[float]] = field(default_factory=dict)
+    ignored_until: dict[str, float] = field(default_factory=dict)
+
+    def banned(self, now_ms: int) -> bool:
+        return self.banned_until > now_ms
 
 
 class SimState:
@@ -324,6 +484,7 @@ class SimState:
         self.stats: dict[str, int] = dict.fromkeys(STAT_NAMES, 0)
         self.sessions: set[_Session] = set()
         self.in_flight = 0
+        self.ips: dict[str, IpState] = {}
         self._waiters: list[tuple[Callable[[SimState], bool], asyncio.Future[None]]] = []
 
     def by_key(self, api_key: str) -> SimAccount | None:
@@ -337,7 +498,11 @@ class SimState:
         self._notify()
 
     def snapshot(self) -> dict[str, int]:
-        return {**self.stats, "open_connections": len(self.sessions)}
+        by_group: dict[str, int] = {}
+        for x in self.sessions:
+            name = f"open_in_group_{x.account_group}"
+            by_group[name] = by_group.get(name, 0) + 1
+        return {**self.stats, "open_connections": len(self.sessions), **by_group}
 
     def _notify(self) -> None:
         still: list[tuple[Callable[[SimState], bool], asyncio.Future[None]]] = []
@@ -367,7 +532,37 @@ class SimState:
         self.faults = Faults()
         for name in self.stats:
             self.stats[name] = 0
+        self.ips.clear()  # bans and counts too: each test starts from a clean IP
         self._wake_sessions()
+
+    def now_ms(self) -> int:
+        """The exchange's clock (the real one plus the injected skew)."""
+        return int(time.time() * 1000) + self.faults.clock_offset_ms
+
+    def timestamp_ok(self, value: object) -> bool:
+        try:
+            ts = int(str(value))
+        except ValueError:
+            return False
+        ok = abs(self.now_ms() - ts) <= self.faults.timestamp_window_ms
+        if not ok:
+            self.bump("timestamp_rejections")
+        return ok
+
+    def ip(self, address: str) -> IpState:
+        return self.ips.setdefault(address, IpState())
+
+    def ban(self, ip: IpState, reason: str) -> None:
+        ip.banned_until = self.now_ms() + int(self.faults.ban_s * 1000)
+        ip.ban_reason = reason
+        self.bump("bans")
+        log.warning("ascendex sandbox: IP banned for %.0fs: %s", self.faults.ban_s, reason)
+
+    def open_in_group(self, address: str, group: int) -> int:
+        return sum(1 for x in self.sessions if x.ip == address and x.account_group == group)
+
+    def open_from(self, address: str) -> int:
+        return sum(1 for x in self.sessions if x.ip == address)
 
     def _wake_sessions(self) -> None:
         for session in self.sessions:
@@ -404,14 +599,6 @@ def _signature_ok(secret: str, timestamp: str, path: str, mode: str, signature: 
     return expected is not None and hmac.compare_digest(expected, signature)
 
 
-def _timestamp_ok(value: object) -> bool:
-    try:
-        ts = int(str(value))
-    except ValueError:
-        return False
-    return abs(time.time() * 1000 - ts) <= TIMESTAMP_WINDOW_MS
-
-
 # --- REST ---------------------------------------------------------------------------------
 
 
@@ -446,7 +633,7 @@ async def account_info(request: web.Request) -> web.Response:
         return _rest_error(
             100009, "AUTHORIZATION_NEEDED", "Authorization is required for the API access"
         )
-    if not _timestamp_ok(ts):
+    if not state.timestamp_ok(ts):
         state.bump("auth_failed")
         state.bump("rest_auth_failed")
         return _rest_error(100011, "INVALID_TIMESTAMP", "Not a valid timestamp")
@@ -462,7 +649,7 @@ async def account_info(request: web.Request) -> web.Response:
             "data": {
                 "accountGroup": account.account_group,
                 "email": f"{account.alias}@sandbox.invalid",
-                "expireTime": -1,
+                "expireTime": account.expire_time(state.now_ms()),
                 "allowedIps": [],
                 "cashAccount": [f"csh{account.futures_account_id[3:]}"],
                 "marginAccount": [f"mar{account.futures_account_id[3:]}"],
@@ -475,6 +662,66 @@ async def account_info(request: web.Request) -> web.Response:
             },
         }
     )
+
+
+async def exchange_info(request: web.Request) -> web.Response:
+    """``GET /api/pro/v1/exchange-info?requestTime=<ms>`` (public): the server's receive time."""
+    state = get_state(request.app)
+    state.bump("exchange_info_calls")
+    received = state.now_ms()
+    echo_text = request.query.get("requestTime", "")
+    echo = int(echo_text) if echo_text.isdigit() else None
+    return web.json_response(
+        {
+            "code": 0,
+            "data": {
+                "requestTimeEcho": echo,
+                "requestReceiveAt": received,
+                "latency": received - echo if echo is not None else None,
+            },
+        }
+    )
+
+
+async def risk_limit_info(request: web.Request) -> web.Response:
+    """``GET /api/pro/v2/risk-limit-info`` (public): the IP's ban status, limits, thresholds."""
+    state = get_state(request.app)
+    state.bump("risk_limit_calls")
+    faults = state.faults
+    address = request.query.get("ip") or request.remote or "unknown"
+    ip = state.ip(address)
+    banned = ip.banned(state.now_ms())
+    admin1, admin2 = faults.admin_level1, faults.admin_level2
+    return web.json_response(
+        {
+            "code": 0,
+            "data": {
+                "ip": address,
+                "webSocket": {
+                    "status": {
+                        "isBanned": banned,
+                        "bannedUntil": ip.banned_until if banned else -1,
+                        "violationCode": 100014 if banned else 0,
+                        "reason": ip.ban_reason if banned else "",
+                    },
+                    "limits": {
+                        "maxWebSocketSessionsPerIpAccountGroup": faults.max_sessions_per_group,
+                        "maxWebSocketSessionsPerIpTotal": faults.max_sessions_total,
+                    },
+                    "messageThreshold": {
+                        "level1OpThreshold": {
+                            "auth": admin1, "ping": admin1, "pong": admin1, "req": faults.req_level1
+                        },
+                        "level2OpThreshold": {
+                            "auth": admin2, "ping": admin2, "pong": admin2, "req": faults.req_level2
+                        },
+                        "level1ReqThreshold": {"futures_open_orders": faults.req_level1},
+                        "level2ReqThreshold": {"futures_open_orders": faults.req_level2},
+                    },
+                },
+            },
+        }
+    )  # fmt: skip
 
 
 async def futures_contracts(request: web.Request) -> web.Response:
@@ -497,16 +744,72 @@ def _ws_error(request_id: object, code: int, reason: str, info: str) -> dict[str
     return message
 
 
+def _refusal(status: int, reason: str) -> web.Response:
+    """How the exchange's edge refuses an upgrade: JSON for 403/429, an HTML page for 5xx
+    (Cloudflare 502/524, as users report in hummingbot #4959)."""
+    if status >= 500:
+        html = f"<html><head><title>{status} Bad gateway</title></head><body>{reason}</body></html>"
+        return web.Response(status=status, text=html, content_type="text/html")
+    return web.json_response(
+        {"code": 100014 if "MAX_REQ" in reason else status, "reason": reason}, status=status
+    )
+
+
+def _admit_upgrade(state: SimState, address: str, group: int) -> web.Response | None:
+    """The per-IP rules at the upgrade; a response when the upgrade is refused."""
+    faults = state.faults
+    ip = state.ip(address)
+    now = time.monotonic()
+    state.bump("upgrade_attempts")
+    ip.attempts.append(now)
+    while ip.attempts and ip.attempts[0] <= now - faults.connect_window_s:
+        ip.attempts.popleft()
+    if faults.refuse_upgrades_next > 0:
+        faults.refuse_upgrades_next -= 1
+        state.bump("upgrades_refused")
+        state.bump("upgrades_refused_injected")
+        return _refusal(faults.refuse_status, "upgrade refused (injected)")
+    if ip.banned(state.now_ms()):
+        state.bump("upgrades_refused")
+        state.bump("upgrades_refused_banned")
+        return _refusal(faults.ban_status, ip.ban_reason)
+    if len(ip.attempts) > faults.connect_limit:
+        reason = (
+            f"exceeds MAX_REQ_COUNT_PER_IP[{faults.connect_limit}], "
+            f"{len(ip.attempts)} requests recently"
+        )
+        state.ban(ip, reason)
+        state.bump("upgrades_refused")
+        state.bump("upgrades_refused_banned")
+        return _refusal(faults.ban_status, reason)
+    if (
+        state.open_in_group(address, group) >= faults.max_sessions_per_group
+        or state.open_from(address) >= faults.max_sessions_total
+    ):
+        state.bump("upgrades_refused")
+        state.bump("upgrades_refused_at_cap")
+        return _refusal(faults.at_cap_status, "too many websocket sessions from this ip")
+    return None
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     state = get_state(request.app)
     try:
         group = int(request.match_info["group"])
     except ValueError:
         raise web.HTTPNotFound() from None
+    address = request.remote or "unknown"
+    refused = _admit_upgrade(state, address, group)
+    if refused is not None:
+        return refused
     ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=1 << 20)
     await ws.prepare(request)
-    session = _Session(ws=ws, account_group=group)
+    session = _Session(ws=ws, account_group=group, ip=address)
     state.sessions.add(session)
+    state.stats["max_open_in_group"] = max(
+        state.stats["max_open_in_group"], state.open_in_group(address, group)
+    )
+    state.stats["max_open_total"] = max(state.stats["max_open_total"], state.open_from(address))
     state.bump("connections")
     pinger = asyncio.create_task(_server_pinger(state, session))
     try:
@@ -539,10 +842,12 @@ async def _on_message(state: SimState, session: _Session, text: str) -> None:
         return
     op = message.get("op")
     request_id = message.get("id")
+    if not await _within_thresholds(state, session, op):
+        return
     if op == "ping":
         session.missed_pings = 0
         state.bump("client_pings")
-        await session.send({"m": "pong", "code": 0, "ts": int(time.time() * 1000), "hp": 3})
+        await session.send({"m": "pong", "code": 0, "ts": state.now_ms(), "hp": 3})
     elif op == "pong":
         if not state.faults.ignore_pongs:
             session.missed_pings = 0
@@ -557,6 +862,38 @@ async def _on_message(state: SimState, session: _Session, text: str) -> None:
         await session.send(
             _ws_error(request_id, 100005, "INVALID_WS_REQUEST_DATA", f"Invalid op: {op}")
         )
+
+
+async def _within_thresholds(state: SimState, session: _Session, op: object) -> bool:
+    """Per-minute message thresholds per IP and op group (docs "Message Threshold"): above
+    level 1 the group's messages are ignored (no reply) for ``ignore_s``; above level 2 the
+    session is killed and the IP banned. False when the message must not be processed."""
+    faults = state.faults
+    if op in ("auth", "ping", "pong"):
+        group, level1, level2 = "admin", faults.admin_level1, faults.admin_level2
+    elif op == "req":
+        group, level1, level2 = "req", faults.req_level1, faults.req_level2
+    else:
+        return True
+    ip = state.ip(session.ip)
+    now = time.monotonic()
+    times = ip.messages.setdefault(group, deque())
+    times.append(now)
+    while times and times[0] <= now - faults.threshold_window_s:
+        times.popleft()
+    if len(times) > level2:
+        state.ban(ip, f"exceeds level 2 threshold of {group} op: {len(times)} messages")
+        state.bump("sessions_killed")
+        await session.ws.close()
+        return False
+    if ip.ignored_until.get(group, 0.0) > now:
+        state.bump("messages_ignored")
+        return False
+    if len(times) > level1:
+        ip.ignored_until[group] = now + faults.ignore_s
+        state.bump("messages_ignored")
+        return False
+    return True
 
 
 async def _on_auth(state: SimState, session: _Session, message: Mapping[str, Any]) -> None:
@@ -575,7 +912,7 @@ async def _on_auth(state: SimState, session: _Session, message: Mapping[str, Any
     if not isinstance(key, str) or ts is None or not isinstance(sig, str):
         await fail(100005, "Missing required parameter: t, key or sig")
         return
-    if not _timestamp_ok(ts):
+    if not state.timestamp_ok(ts):
         await fail(100011, "Invalid timestamp")
         return
     account = state.by_key(key)
@@ -584,6 +921,11 @@ async def _on_auth(state: SimState, session: _Session, message: Mapping[str, Any
         return
     if not _signature_ok(account.accepted_secret, str(ts), "v2/stream", account.ws_sign_key, sig):
         await fail(200001, "Authorization Failure: signature mismatch")
+        return
+    if account.expired(state.now_ms()):
+        # What AscendEX answers for an expired key is undocumented; an auth failure is the
+        # conservative guess (docs/ascendex.md, "API keys").
+        await fail(200001, "Authorization Failure: API key expired")
         return
     session.account = account
     state.bump("auth_ok")
@@ -645,7 +987,7 @@ async def _on_request(state: SimState, session: _Session, message: Mapping[str, 
     await session.send(
         {
             "m": "futures-open-orders",
-            "code": 0,
+            "code": "0" if session.account.live_quirks else 0,  # "0" seen live (ccxt tests)
             "id": request_id,
             "ac": "FUTURES",
             "data": copy.deepcopy(orders),
@@ -778,6 +1120,8 @@ def create_app(
         app[STATE_KEY] = SimState(sim_accounts)
     app.router.add_get("/api/pro/v1/info", account_info)
     app.router.add_get("/api/pro/v2/futures/contract", futures_contracts)
+    app.router.add_get("/api/pro/v1/exchange-info", exchange_info)
+    app.router.add_get("/api/pro/v2/risk-limit-info", risk_limit_info)
     app.router.add_get("/{group}/api/pro/v2/stream", stream)
     app.router.add_post("/__sandbox/faults", set_faults)
     app.router.add_get("/__sandbox/stats", get_stats)

@@ -6,6 +6,11 @@ session and correlates replies by request ``id``. A reader task owns the receive
 keeps the session alive (AscendEX drops a session that misses two of its pings) and notices a
 silent peer. When the socket drops, every request in flight fails with a *retryable*
 :class:`~connector.errors.ExchangeUnavailable`; the adapter retries on a fresh session.
+
+Sockets are bounded: a client takes a slot from the adapter's :class:`~.sessions.SessionPool`
+(per-IP session caps per account group and in total) and passes the process-wide connection
+budget before every upgrade. A refused upgrade (403/429, or 5xx from the edge) is throttling or
+unavailability, never an authentication failure: only the answer to ``op: auth`` judges the key.
 """
 
 from __future__ import annotations
@@ -26,8 +31,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from ... import metrics
 from ...accounts import Account
 from ...errors import (
-    AuthFailed,
-    ExchangeTimeout,
     ExchangeUnavailable,
     MalformedResponse,
     RateLimited,
@@ -37,8 +40,9 @@ from ...model import now_ms
 from .._json import decode
 from .auth import SignKey, ws_auth_message
 from .http import CallCounter, remaining_timeout
-from .parsing import error_from_payload, is_error_reply
+from .parsing import INVALID_TIMESTAMP, error_from_payload, is_error_reply
 from .schemas import Reply
+from .sessions import SessionPool
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,25 @@ _wire_log.addFilter(_NoFrameDumps())
 PONG = json.dumps({"op": "pong"})
 PING = json.dumps({"op": "ping"})
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class UpgradeRefused(Exception):
+    """Internal: the upgrade got an HTTP error status; ``error`` is what the caller sees."""
+
+    def __init__(self, error: RateLimited | ExchangeUnavailable) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _body_code(body: bytes | bytearray | None) -> str | None:
+    """The AscendEX ``code`` of a refused upgrade's JSON body, if it has one."""
+    if not body:
+        return None
+    try:
+        reply = decode(Reply, bytes(body), "upgrade refusal")
+    except MalformedResponse:
+        return None
+    return str(reply.code) if reply.code not in (None, 0, "0") else None
 
 
 def stream_url(ws_base_url: str, account_group: int) -> str:
@@ -91,8 +114,14 @@ class AscendexWsClient:
         ping_interval_s: float,
         request_timeout_s: float,
         clock_ms: Callable[[], int] = now_ms,
+        account_group: int = 0,
+        pool: SessionPool | None = None,
     ) -> None:
         self.url = url
+        self.account_group = account_group
+        self._pool = pool
+        self._busy = 0  # requests between "need a session" and "reply in"
+        self._last_used = 0.0
         self._clock_ms = clock_ms
         self.sign_key = sign_key
         self._account = account
@@ -106,6 +135,24 @@ class AscendexWsClient:
     def __repr__(self) -> str:
         return f"AscendexWsClient(account={self._account.alias!r}, url={self.url!r})"
 
+    # --- pool protocol ---------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return self._session is not None and self._busy == 0
+
+    @property
+    def last_used(self) -> float:
+        return self._last_used
+
+    async def close_session(self, reason: str) -> None:
+        """Close the open session; the next request opens a new one (through the pool)."""
+        session, self._session = self._session, None
+        if self._pool is not None:
+            self._pool.release(self)
+        if session is not None:
+            await self._teardown(session, reason)
+
     # --- public API ------------------------------------------------------------------------
 
     async def request(
@@ -116,6 +163,18 @@ class AscendexWsClient:
         Returns the reply frame exactly as received; it may be an AscendEX error message, and
         decoding and interpreting it is the caller's job.
         """
+        self._busy += 1
+        try:
+            return await self._request(action, args, deadline=deadline, calls=calls)
+        finally:
+            self._busy -= 1
+            self._last_used = asyncio.get_running_loop().time()
+            if self._busy == 0 and self._pool is not None:
+                self._pool.wake()  # idle now: a request waiting for a slot may take it over
+
+    async def _request(
+        self, action: str, args: Mapping[str, Any], *, deadline: float, calls: CallCounter
+    ) -> str | bytes:
         session = await self._ensure_session(deadline)
         request_id = uuid.uuid4().hex
         future: asyncio.Future[str | bytes] = asyncio.get_running_loop().create_future()
@@ -132,7 +191,14 @@ class AscendexWsClient:
             try:
                 return await asyncio.wait_for(future, timeout)
             except TimeoutError:
-                raise ExchangeTimeout(f"{action}: no reply within {timeout:.1f}s") from None
+                # Silence is how AscendEX enforces its per-minute level-1 message threshold
+                # (requests ignored for 15 minutes), so it is "unavailable", retryable, and
+                # never an empty snapshot.
+                raise ExchangeUnavailable(
+                    f"{action}: no reply within {timeout:.1f}s (AscendEX ignores requests "
+                    "above its per-minute message threshold)",
+                    retryable=True,
+                ) from None
         finally:
             session.pending.pop(request_id, None)
             metrics.EXCHANGE_CALL_LATENCY.labels("ascendex", action).observe(
@@ -141,9 +207,7 @@ class AscendexWsClient:
 
     async def aclose(self) -> None:
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None:
-            await self._teardown(session, "client closed")
+        await self.close_session("client closed")
 
     # --- connection ------------------------------------------------------------------------
 
@@ -159,7 +223,39 @@ class AscendexWsClient:
             return self._session
 
     async def _open(self, deadline: float) -> _Session:
+        pool = self._pool
+        if pool is not None:
+            await pool.acquire(self, deadline=deadline)  # a slot under the session caps
+        try:
+            if pool is not None:
+                pool.raise_if_banned(self._clock_ms())
+                await pool.connect_budget.acquire(deadline)  # the per-IP connection budget
+            try:
+                conn = await self._connect_and_auth(deadline)
+            except UpgradeRefused as exc:
+                if pool is not None:
+                    await pool.after_refusal(exc.error, deadline=deadline, now_ms=self._clock_ms())
+                raise exc.error from None
+            finally:
+                if pool is not None:
+                    pool.connect_budget.release()
+        except BaseException:
+            if pool is not None:
+                pool.release(self)
+            raise
+        self._last_used = asyncio.get_running_loop().time()
+        session = _Session(conn=conn, last_received=asyncio.get_running_loop().time())
+        self.connections_opened += 1
+        if self.connections_opened > 1:
+            metrics.WS_RECONNECTS.labels("ascendex").inc()
+            log.info("ascendex websocket reconnected", extra={"account": self._account.alias})
+        session.tasks.append(asyncio.create_task(self._reader(session)))
+        session.tasks.append(asyncio.create_task(self._pinger(session)))
+        return session
+
+    async def _connect_and_auth(self, deadline: float) -> ClientConnection:
         timeout = remaining_timeout(deadline, self._request_timeout_s)
+        metrics.EXCHANGE_CONNECT_ATTEMPTS.labels("ascendex").inc()
         try:
             async with asyncio.timeout(timeout):
                 conn = await self._connect()
@@ -169,17 +265,11 @@ class AscendexWsClient:
                     await conn.close()
                     raise
         except TimeoutError:
-            raise ExchangeTimeout(
-                f"websocket connect/auth took longer than {timeout:.1f}s"
+            # No greeting or auth answer in time: a throttled or overloaded edge, not a key.
+            raise ExchangeUnavailable(
+                f"websocket connect/auth got no answer within {timeout:.1f}s"
             ) from None
-        session = _Session(conn=conn, last_received=asyncio.get_running_loop().time())
-        self.connections_opened += 1
-        if self.connections_opened > 1:
-            metrics.WS_RECONNECTS.labels("ascendex").inc()
-            log.info("ascendex websocket reconnected", extra={"account": self._account.alias})
-        session.tasks.append(asyncio.create_task(self._reader(session)))
-        session.tasks.append(asyncio.create_task(self._pinger(session)))
-        return session
+        return conn
 
     async def _connect(self) -> ClientConnection:
         try:
@@ -194,16 +284,24 @@ class AscendexWsClient:
         except InvalidStatus as exc:
             status = exc.response.status_code
             message = f"websocket upgrade refused (HTTP {status})"
-            code = str(status)  # the status is all the exchange said; keep it
-            if status in (401, 403):
-                raise AuthFailed(message, exchange_code=code) from None
-            if status == 429:
-                raise RateLimited(
+            # The status is usually all the exchange said (the body may be an HTML edge page);
+            # a JSON body with an AscendEX code (100014: IP banned) is kept as the code.
+            body_code = _body_code(exc.response.body)
+            code = body_code or str(status)
+            if body_code == "100014":
+                message += " - IP banned: exceeds MAX_REQ_COUNT_PER_IP"
+            # 429 and 403 at the upgrade are AscendEX's per-IP throttle or ban (its edge answers
+            # them, hummingbot #3754/#4959/#5832); the key is only judged by `op: auth`.
+            error: RateLimited | ExchangeUnavailable
+            if status in (403, 429):
+                error = RateLimited(
                     message,
                     exchange_code=code,
                     retry_after=retry_after_s(exc.response.headers.get("Retry-After")),
-                ) from None
-            raise ExchangeUnavailable(message, exchange_code=code) from None
+                )
+            else:
+                error = ExchangeUnavailable(message, exchange_code=code)
+            raise UpgradeRefused(error) from None
         except (OSError, WebSocketException) as exc:
             raise ExchangeUnavailable(f"websocket connect failed: {type(exc).__name__}") from None
 
@@ -231,7 +329,10 @@ class AscendexWsClient:
                     )  # never logged: carries key + signature
                 elif kind == "auth":
                     if is_error_reply(message):
-                        raise error_from_payload(message, context="websocket auth")
+                        error = error_from_payload(message, context="websocket auth")
+                        if error.exchange_code == str(INVALID_TIMESTAMP):
+                            error.retryable = True  # the adapter re-measures the clock first
+                        raise error
                     return
                 elif kind in ("error", "disconnected"):
                     raise error_from_payload(message, context="websocket auth")
@@ -263,6 +364,8 @@ class AscendexWsClient:
             reason = session.closing_reason or "websocket closed"
             if self._session is session:
                 self._session = None
+                if self._pool is not None:
+                    self._pool.release(self)
             session.fail_pending(f"futures-open-orders: {reason}; request not answered")
             for task in session.tasks:
                 if task is not asyncio.current_task():
