@@ -19,6 +19,7 @@ from .codec import (
     DecodeError,
     RegistryUnavailable,
     Serializer,
+    serializer_for,
     to_plain,
 )
 from .kafka import client_kwargs, consumer_kwargs
@@ -89,7 +90,7 @@ async def query(
 
     Returns 2 if no result arrived within ``timeout``.
     """
-    serializer = Serializer(settings.schema_registry_url)
+    serializer = serializer_for(settings)
     consumer = None
     try:
         if wait:
@@ -202,7 +203,7 @@ async def tail(
     out: TextIO = sys.stdout,
 ) -> int:
     """Decode and print a topic as JSON lines."""
-    serializer = Serializer(settings.schema_registry_url)
+    serializer = serializer_for(settings)
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:

@@ -13,17 +13,21 @@ from __future__ import annotations
 import base64
 import io
 import json
+import ssl
 import struct
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 import httpx
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -140,10 +144,30 @@ def to_plain(value: Any) -> Any:
 
 
 class RegistryClient:
-    """The few Confluent Schema Registry REST calls the connector needs."""
+    """The few Confluent Schema Registry REST calls the connector needs.
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        self._client = httpx.AsyncClient(base_url=url.rstrip("/"), timeout=timeout)
+    ``user_info`` (``"user:password"``) is sent as HTTP basic auth, as Confluent Cloud and most
+    hosted registries require; ``cafile`` adds a CA bundle for the registry's TLS certificate.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        user_info: str | None = None,
+        cafile: str | None = None,
+    ) -> None:
+        auth: tuple[str, str] | None = None
+        if user_info:
+            user, _, password = user_info.partition(":")
+            auth = (user, password)
+        verify: ssl.SSLContext | bool = True
+        if cafile:
+            verify = ssl.create_default_context(cafile=cafile)
+        self._client = httpx.AsyncClient(
+            base_url=url.rstrip("/"), timeout=timeout, auth=auth, verify=verify
+        )
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, str] = {}
         # Successful round trips: proof the registry is up (a cached id proves nothing).
@@ -188,8 +212,18 @@ class RegistryClient:
 class Serializer:
     """Encodes records for a topic in the configured wire format."""
 
-    def __init__(self, registry_url: str | None = None) -> None:
-        self.registry = RegistryClient(registry_url) if registry_url else None
+    def __init__(
+        self,
+        registry_url: str | None = None,
+        *,
+        user_info: str | None = None,
+        cafile: str | None = None,
+    ) -> None:
+        self.registry = (
+            RegistryClient(registry_url, user_info=user_info, cafile=cafile)
+            if registry_url
+            else None
+        )
 
     @property
     def registry_answers(self) -> int:
@@ -231,3 +265,13 @@ class Serializer:
     async def aclose(self) -> None:
         if self.registry is not None:
             await self.registry.aclose()
+
+
+def serializer_for(settings: Settings) -> Serializer:
+    """The :class:`Serializer` the settings describe (registry URL, basic auth, CA bundle)."""
+    user_info = settings.schema_registry_basic_auth_user_info
+    return Serializer(
+        settings.schema_registry_url,
+        user_info=user_info.get_secret_value() if user_info else None,
+        cafile=settings.schema_registry_ssl_cafile,
+    )

@@ -1,8 +1,17 @@
-"""Prometheus metrics, defined once so every module records into the same series."""
+"""Prometheus metrics, defined once so every module records into the same series.
+
+Everything is in prometheus_client's default registry: the connector's ``connector_*`` series
+and Faust's own sensor metrics (:func:`faust_metrics`), so ``/metrics`` serves both from one
+registry. Label values are bounded: venue names come from the venue registry, never from a
+command.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import importlib.metadata
+
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 COMMANDS = Counter(
     "connector_commands_total",
@@ -84,3 +93,62 @@ API_KEY_EXPIRY = Gauge(
     "for keys that never expire",
     ["exchange", "account"],
 )
+
+# --- per-venue health (label values: registered venue names only) ------------------------------
+EXCHANGE_CLOCK_OFFSET = Gauge(
+    "connector_exchange_clock_offset_seconds",
+    "The venue's server clock minus the local clock, as last measured (signing uses it)",
+    ["exchange"],
+)
+EXCHANGE_LAST_SUCCESS = Gauge(
+    "connector_exchange_last_success_timestamp_seconds",
+    "When a command last got a complete snapshot from the venue (UTC epoch seconds); absent "
+    "until the first success",
+    ["exchange"],
+)
+EXCHANGE_CONSECUTIVE_FAILURES = Gauge(
+    "connector_exchange_consecutive_failures",
+    "Commands FAILED by the venue (exchange-side error codes) since its last success",
+    ["exchange"],
+)
+
+# --- build ---------------------------------------------------------------------------------
+BUILD_INFO = Gauge("connector_build_info", "Always 1; the running version as a label", ["version"])
+
+
+def version() -> str:
+    """The installed distribution's version (``pyproject.toml``), or "unknown" from a bare tree."""
+    try:
+        return importlib.metadata.version("exchange-order-connector")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(version()).set(1)
+
+
+# --- Faust's own sensor metrics ------------------------------------------------------------
+
+_faust_metrics: dict[str, FaustMetrics] = {}
+
+
+def faust_prefix(app_id: str) -> str:
+    """Faust's default metric name prefix: the app id with ``-`` and ``.`` as ``_`` (the Helm
+    chart's ``metrics.prometheusRule.faustMetricPrefix`` and the dashboard assume the same)."""
+    return app_id.replace("-", "_").replace(".", "_")
+
+
+def faust_metrics(app_id: str) -> FaustMetrics:
+    """Faust's Prometheus sensor metrics (consumer offsets/lag, commit and send latency,
+    rebalances) in the default registry beside ours, so ``/metrics`` serves both. Created once
+    per prefix: a second app in the same process (tests) reuses them instead of failing with a
+    duplicate registration."""
+    prefix = faust_prefix(app_id)
+    if prefix not in _faust_metrics:
+        _faust_metrics[prefix] = FaustMetrics.create(REGISTRY, prefix)
+    return _faust_metrics[prefix]
+
+
+def prometheus_monitor(app_id: str) -> PrometheusMonitor:
+    """A Faust sensor recording into :func:`faust_metrics` (set as ``app.monitor``)."""
+    return PrometheusMonitor(metrics=faust_metrics(app_id))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     schema_registry_url: str | None = None
+    # Registry HTTP basic auth as "user:password" (Confluent Cloud: "<api key>:<api secret>"),
+    # and a CA bundle for a registry whose TLS certificate is not in the system store.
+    schema_registry_basic_auth_user_info: SecretStr | None = None
+    schema_registry_ssl_cafile: str | None = None
 
     # Worker
     accounts_file: str | None = None

@@ -30,7 +30,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from .client import decode_message, topic_partitions
-from .codec import ORDER_EVENT, Serializer
+from .codec import ORDER_EVENT, Serializer, serializer_for
 from .kafka import client_kwargs, consumer_kwargs
 from .settings import Settings
 from .state import StateRecord
@@ -108,7 +108,7 @@ async def read_state(
     """
     exchange = exchange.lower()
     prefix = f"{exchange}:{account}:".encode()
-    serializer = Serializer(settings.schema_registry_url)
+    serializer = serializer_for(settings)
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
     await consumer.start()
     try:

@@ -45,7 +45,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics
 from .accounts import Accounts, load_accounts
-from .codec import RegistryUnavailable, Serializer
+from .codec import RegistryUnavailable, serializer_for
 from .errors import InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
@@ -54,6 +54,7 @@ from .kafka import await_broker, ssl_context
 from .logs import logging_config
 from .pipeline import Outcome, OutputRecord, Pipeline
 from .settings import Settings
+from .status import VenueHealth, status_document
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +127,13 @@ class Connector:
         adapters: dict[str, ExchangeAdapter] | None = None,
     ) -> None:
         self.settings = settings
-        self.serializer = Serializer(settings.schema_registry_url)
+        self.serializer = serializer_for(settings)
         self.adapters = adapters if adapters is not None else create_adapters(settings)
         # Metric label values: the configured venues and "unknown", never caller input.
         self.venues = frozenset(self.adapters)
         self.outages = Outages(settings.outage_backoff_max_s, on_wait=self._beat)
+        self.accounts = accounts
+        self.venue_health = VenueHealth(self.venues)
         self._pending = 0
         self._progress = time.monotonic()
         self._fatal: str | None = None
@@ -162,6 +165,8 @@ class Connector:
             web_host=settings.web_host,
             web_in_thread=False,
         )
+        # Faust's own sensor metrics (lag, commit/send latency, rebalances) beside ours.
+        self.app.monitor = metrics.prometheus_monitor(settings.app_id)
         self.topic_names: dict[str, str] = {
             "orders": settings.topic_orders,
             "results": settings.topic_results,
@@ -224,6 +229,9 @@ class Connector:
         metrics.ORDER_EVENTS.labels(label).inc(len(outcome.orders))
         if outcome.error is not None:
             metrics.ERRORS.labels(outcome.error.value["code"]).inc()
+        self.venue_health.record(
+            outcome.exchange, outcome.ok, outcome.error.value["code"] if outcome.error else None
+        )
         log.info(
             "command answered %s with %d orders",
             "OK" if outcome.ok else "FAILED",
@@ -366,8 +374,29 @@ class Connector:
             return True, "no partitions assigned (idle group member)"
         return True, f"{len(assigned)} partitions assigned"
 
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` document (no secrets: see connector/status.py)."""
+        from .exchanges import registry
+
+        venue_settings = {}
+        for name in sorted(self.venues):
+            venue = registry.get(name)
+            if venue is not None:
+                venue_settings[name] = venue.load_settings()
+        aliases: dict[str, list[str]] = {}
+        for account in self.accounts:
+            aliases.setdefault(account.exchange, []).append(account.alias)
+        return status_document(
+            settings=self.settings, venue_settings=venue_settings, aliases=aliases
+        )
+
     def _register_web(self) -> None:
         connector = self
+
+        @self.app.page("/status")
+        class Status(View):
+            async def get(self, request: Request) -> Response:
+                return self.json(connector.status())
 
         @self.app.page("/healthz")
         class Healthz(View):

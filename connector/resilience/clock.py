@@ -55,6 +55,7 @@ class ServerClock:
     def set_offset(self, offset_ms: int) -> None:
         """Record an offset measured elsewhere (e.g. from a reply that carries server time)."""
         self._offset_ms = offset_ms
+        metrics.EXCHANGE_CLOCK_OFFSET.labels(self._venue).set(offset_ms / 1000)
         self._synced_at = asyncio.get_running_loop().time()
         self.generation += 1
 
