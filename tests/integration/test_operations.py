@@ -204,3 +204,75 @@ async def _wait_readyz(worker: Worker, status: int, timeout: float = 60) -> None
                 await asyncio.sleep(0.2)
 
     await asyncio.wait_for(poll(), timeout)
+
+
+async def test_status_and_metrics_show_state_and_no_secret(
+    isolated_stack: Callable[..., Awaitable[Stack]],
+) -> None:
+    """A real worker with known secrets configured (accounts file, Kafka SASL password, registry
+    basic auth): /status shows version, every setting, aliases and venue state; no secret
+    appears in /status, /metrics or the worker's log."""
+    from connector.accounts import load_accounts
+    from connector.metrics import faust_prefix, version
+
+    sasl_password = "sasl-pw-" + rid("s")
+    registry_secret = "registry-pw-" + rid("r")
+    stack = await isolated_stack(
+        "status",
+        CONNECTOR_KAFKA_SASL_USERNAME="operator",
+        CONNECTOR_KAFKA_SASL_PASSWORD=sasl_password,  # unused with PLAINTEXT, still a secret
+        CONNECTOR_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=f"operator:{registry_secret}",
+    )
+    accounts = load_accounts(stack.env["CONNECTOR_ACCOUNTS_FILE"])
+    secrets = {sasl_password, registry_secret}
+    for account in accounts:
+        for secret in (account.api_key, account.api_secret, account.passphrase):
+            if secret is not None:
+                secrets.add(secret.reveal())
+    ok = await stack.commands.send(
+        request_id=rid("st-ok"), exchange="ascendex", account="ascendex-demo"
+    )
+    assert (await stack.outputs.answer(ok)).result["status"] == "OK"
+    expiring = await stack.commands.send(
+        request_id=rid("st-exp"), exchange="ascendex", account="ascendex-expiring"
+    )
+    await stack.outputs.answer(expiring)
+    bad = await stack.commands.send(request_id=rid("st-bad"), exchange="bitget", account="nobody")
+    await stack.outputs.answer(bad)
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        resp = await http.get(f"http://127.0.0.1:{stack.worker.web_port}/status")
+        resp.raise_for_status()
+        status_text = resp.text
+        status = resp.json()
+        metrics_text = (await http.get(f"http://127.0.0.1:{stack.worker.web_port}/metrics")).text
+
+    assert status["version"] == version()
+    config = status["configuration"]
+    assert config["kafka_sasl_password"] == "***"
+    assert config["schema_registry_basic_auth_user_info"] == "***"
+    assert config["kafka_sasl_username"] == "operator"
+    assert config["app_id"] == stack.settings.app_id
+    ascendex = status["venues"]["ascendex"]
+    expected_aliases = sorted(a.alias for a in accounts if a.exchange == "ascendex")
+    assert ascendex["accounts"] == expected_aliases and "ascendex-demo" in expected_aliases
+    assert ascendex["last_success_s"] is not None and ascendex["consecutive_failures"] == 0
+    assert ascendex["clock_offset_s"] is not None  # measured before signing
+    # The sandbox key of "ascendex-expiring" has three days left (keys that never expire: absent).
+    assert set(ascendex["api_key_expiry_s"]) == {"ascendex-expiring"}
+    assert "configuration" in ascendex and "bitget" in status["venues"]
+    # UNKNOWN_ACCOUNT is the caller's mistake, not a venue failure.
+    assert status["venues"]["bitget"]["consecutive_failures"] == 0
+
+    # /metrics: ours and Faust's sensor metrics from one registry.
+    prefix = faust_prefix(stack.settings.app_id)
+    assert metric(metrics_text, "connector_build_info", version=version()) == 1
+    assert f"{prefix}_topic_partition_end_offset" in metrics_text
+    assert f"{prefix}_consumer_commit_latency_bucket" in metrics_text
+    assert "connector_exchange_last_success_timestamp_seconds" in metrics_text
+
+    log_text = stack.worker.log_text()
+    for secret in secrets:
+        assert secret not in status_text
+        assert secret not in metrics_text
+        assert secret not in log_text
