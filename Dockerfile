@@ -6,8 +6,8 @@
 #   docker run --rm exchange-order-connector:local --help
 #
 # Build context: connector/, avro/, pyproject.toml, setup.py, README.md, requirements.lock
-# (everything else is excluded by .dockerignore). Dependencies come only from the pinned
-# requirements.lock; the project itself is installed with --no-deps on top of it.
+# (everything else is excluded by .dockerignore). Dependencies come only from the pinned and
+# hashed requirements.lock; the project itself is installed with --no-deps on top of it.
 
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
@@ -24,8 +24,9 @@ ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when the lock file changes.
+# --require-hashes: every file pip downloads must match a sha256 in the lock (`make lock`).
 COPY requirements.lock ./
-RUN pip install --no-deps -r requirements.lock
+RUN pip install --no-deps --require-hashes -r requirements.lock
 
 COPY pyproject.toml setup.py README.md ./
 COPY avro ./avro

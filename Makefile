@@ -6,15 +6,33 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup examples-setup demo test unit integration deploy-test lint typecheck format bench clean
+.PHONY: setup lock examples-setup demo test unit integration deploy-test lint typecheck format bench clean
 
 setup: $(STAMP)
 
 $(STAMP): requirements-dev.lock requirements.lock pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+# Regenerate both lock files (exact pins + sha256 hashes of every distribution on PyPI) from
+# pyproject.toml. Run it after changing dependencies there, and again after a merge that did:
+# pins already in the lock files are kept; only what is new or no longer allowed moves.
+# `make lock UPGRADE=1` moves every pin to the newest version its range allows. The dev lock is
+# constrained by the runtime lock, so both agree on every shared package.
+UV_VERSION := 0.13.8
+UV         := $(VENV)/bin/uv
+LOCK       := $(UV) pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+              --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) --quiet
+
+$(UV):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+lock: $(UV)
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra dev -c requirements.lock -o requirements-dev.lock
 
 # The Java and Node consumer examples run in the integration suite: install their toolchain
 # pieces (Debian jars, npm ci) and build them. A no-op when everything is in place.

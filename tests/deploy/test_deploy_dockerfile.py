@@ -67,7 +67,7 @@ def test_multi_stage_slim_python_pinned_by_tag():
 
 def test_dependencies_come_from_the_lock_file_and_project_without_deps():
     runs = " ".join(args_of("RUN"))
-    assert "pip install --no-deps -r requirements.lock" in runs
+    assert "pip install --no-deps --require-hashes -r requirements.lock" in runs
     assert "pip install --no-deps ." in runs
     copies = " ".join(args_of("COPY"))
     assert "requirements.lock" in copies
