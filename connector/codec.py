@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import fastavro
 import httpx
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+from schema_registry.client import AsyncSchemaRegistryClient
+from schema_registry.client.errors import ClientError
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -48,13 +50,6 @@ class RegistryUnavailable(Exception):
 
     Never a verdict on the record itself, so callers retry rather than failing the command.
     """
-
-
-def _registry_outage(exc: httpx.HTTPError) -> bool:
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        return status >= 500 or status in (408, 429)
-    return True  # transport errors: refused, reset, timeouts
 
 
 @dataclass(frozen=True)
@@ -143,11 +138,36 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-class RegistryClient:
-    """The few Confluent Schema Registry REST calls the connector needs.
+class _SchemaRegistryClient(AsyncSchemaRegistryClient):
+    """python-schema-registry-client, plus a CA bundle for the registry's certificate.
 
-    ``user_info`` (``"user:password"``) is sent as HTTP basic auth, as Confluent Cloud and most
-    hosted registries require; ``cafile`` adds a CA bundle for the registry's TLS certificate.
+    The library uses ``ca_location`` only together with a client certificate; a registry with a
+    private CA and no mutual TLS (the common case) needs it on its own.
+    """
+
+    def __init__(self, url: str, *, cafile: str | None, **kwargs: Any) -> None:
+        self._cafile = cafile
+        super().__init__(url, **kwargs)
+
+    def _get_client_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = super()._get_client_kwargs()
+        if self._cafile:
+            kwargs["verify"] = ssl.create_default_context(cafile=self._cafile)
+        return kwargs
+
+
+def _outage_code(code: int | None) -> bool:
+    """Registry answers to wait out rather than blame on the record: 5xx, 408, 429, and 401/403
+    (wrong or missing registry credentials: the operator's to fix; commands wait meanwhile)."""
+    return code is None or code >= 500 or code in (401, 403, 408, 429)
+
+
+class RegistryClient:
+    """The two Confluent Schema Registry calls the connector needs, through
+    python-schema-registry-client (async, httpx), with its failures sorted by cause.
+
+    ``user_info`` (``"user:password"``; Confluent Cloud: ``"<api key>:<api secret>"``) is sent
+    as HTTP basic auth; ``cafile`` adds a CA bundle for the registry's TLS certificate.
     """
 
     def __init__(
@@ -158,15 +178,12 @@ class RegistryClient:
         user_info: str | None = None,
         cafile: str | None = None,
     ) -> None:
-        auth: tuple[str, str] | None = None
+        auth: httpx.BasicAuth | None = None
         if user_info:
             user, _, password = user_info.partition(":")
-            auth = (user, password)
-        verify: ssl.SSLContext | bool = True
-        if cafile:
-            verify = ssl.create_default_context(cafile=cafile)
-        self._client = httpx.AsyncClient(
-            base_url=url.rstrip("/"), timeout=timeout, auth=auth, verify=verify
+            auth = httpx.BasicAuth(user, password)
+        self._client = _SchemaRegistryClient(
+            url.rstrip("/"), cafile=cafile, auth=auth, timeout=httpx.Timeout(timeout)
         )
         self._ids: dict[tuple[str, str], int] = {}
         self._by_id: dict[int, str] = {}
@@ -176,37 +193,54 @@ class RegistryClient:
     async def register(self, subject: str, full_name: str) -> int:
         """Schema id for ``full_name`` under ``subject``. Any failure is a RegistryUnavailable:
         without an id nothing can be published, so the caller waits rather than drops."""
-        try:
-            return await self._register(subject, full_name)
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
-            raise RegistryUnavailable(f"registering {subject}: {type(exc).__name__}") from None
-
-    async def _register(self, subject: str, full_name: str) -> int:
         key = (subject, full_name)
         if key not in self._ids:
-            resp = await self._client.post(
-                f"/subjects/{subject}/versions",
-                json={"schema": schema(full_name).source, "schemaType": "AVRO"},
-                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
-            )
-            resp.raise_for_status()
-            schema_id = int(resp.json()["id"])
+            try:
+                schema_id = int(await self._client.register(subject, schema(full_name).source))
+            except (ClientError, httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+                raise RegistryUnavailable(f"registering {subject}: {_why(exc)}") from None
             self.answered += 1
             self._ids[key] = schema_id
             self._by_id[schema_id] = full_name
         return self._ids[key]
 
     async def name_for_id(self, schema_id: int) -> str:
+        """Full name of the record schema with this id. Raises RegistryUnavailable for an
+        outage (unreachable, 5xx, 401/403, 408, 429), DecodeError when the registry has no such
+        id or answers something that is not an Avro record schema."""
         if schema_id not in self._by_id:
-            resp = await self._client.get(f"/schemas/ids/{schema_id}")
-            resp.raise_for_status()
+            down = f"looking up schema id {schema_id}"
+            try:
+                found = await self._client.get_by_id(schema_id)
+            except httpx.HTTPError as exc:
+                raise RegistryUnavailable(f"{down}: {_why(exc)}") from None
+            except ClientError as exc:
+                if _outage_code(exc.http_code):
+                    raise RegistryUnavailable(f"{down}: {_why(exc)}") from None
+                raise DecodeError(f"schema id {schema_id}: {_why(exc)}") from None
+            except json.JSONDecodeError as exc:  # not JSON: a proxy's error page, mostly
+                raise RegistryUnavailable(f"{down}: {_why(exc)}") from None
+            except Exception as exc:  # the library could not parse what the registry sent
+                raise DecodeError(f"schema id {schema_id}: {_why(exc)}") from None
+            if found is None:
+                raise DecodeError(f"schema id {schema_id}: not found in the registry")
             self.answered += 1
-            parsed: dict[str, Any] = fastavro.parse_schema(json.loads(resp.json()["schema"]))  # type: ignore[assignment]
-            self._by_id[schema_id] = str(parsed["name"])
+            raw = found.raw_schema
+            name = raw.get("name") if isinstance(raw, dict) else None
+            if not isinstance(name, str):
+                raise DecodeError(f"schema id {schema_id}: not an Avro record schema")
+            namespace = raw.get("namespace")
+            self._by_id[schema_id] = name if "." in name or not namespace else f"{namespace}.{name}"
         return self._by_id[schema_id]
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Nothing to close: the library opens one httpx client per request."""
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return f"HTTP {exc.http_code}" if exc.http_code else "ClientError"
+    return type(exc).__name__
 
 
 class Serializer:
@@ -244,16 +278,7 @@ class Serializer:
             if self.registry is None:
                 raise DecodeError("Confluent-framed record but no schema registry is configured")
             (schema_id,) = struct.unpack(">I", data[1:5])
-            try:
-                full_name = await self.registry.name_for_id(schema_id)
-            except httpx.HTTPError as exc:
-                if _registry_outage(exc):
-                    raise RegistryUnavailable(
-                        f"looking up schema id {schema_id}: {type(exc).__name__}"
-                    ) from None
-                raise DecodeError(f"schema id {schema_id}: {type(exc).__name__}") from None
-            except (ValueError, KeyError, TypeError) as exc:
-                raise DecodeError(f"schema id {schema_id}: {type(exc).__name__}") from None
+            full_name = await self.registry.name_for_id(schema_id)  # or an outage / DecodeError
             if full_name not in schemas():
                 raise DecodeError(f"schema id {schema_id} is {full_name}, not a connector schema")
             try:
