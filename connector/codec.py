@@ -6,6 +6,11 @@ Two wire formats, both standard so any Avro library can decode with the ``.avsc`
   CRC-64-AVRO fingerprint, then the binary body;
 * with a schema registry: Confluent framing — ``00``, the 4-byte big-endian schema id, then the
   body — the schema being registered under ``<topic>-value``.
+
+The registry is reached through python-schema-registry-client (async, httpx; basic auth and a
+private CA from the settings). Its failures are sorted by cause here: an outage (unreachable,
+5xx, 401/403, 408, 429) is :class:`RegistryUnavailable`, which the worker waits out; an id the
+registry does not know is a :class:`DecodeError` of that record.
 """
 
 from __future__ import annotations

@@ -510,3 +510,20 @@ def test_notes_render(chart):
     (text,) = [v for k, v in notes.items() if k.endswith("NOTES.txt")]
     assert "1..12 (KEDA)" in text
     assert "rollout restart" in text
+
+
+def test_registry_basic_auth_comes_from_an_existing_secret(chart):
+    values = load_values("existing-secret.yaml")
+    values["schemaRegistry"]["basicAuth"] = {
+        "existingSecret": "registry-credentials",
+        "existingSecretKey": "user-info",
+    }
+    docs = render(chart, values)
+    (env,) = worker_container(docs)["env"]
+    assert env["name"] == "CONNECTOR_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "registry-credentials", "key": "user-info"}
+    assert env["name"] in SETTINGS_ENV
+    assert by_kind(docs, "Secret") == []
+    assert not any("USER_INFO" in k for k in config_data(docs))
+    # Without it, no env block at all (SASL off).
+    assert "env" not in worker_container(render(chart, load_values("existing-secret.yaml")))
