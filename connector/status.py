@@ -127,22 +127,25 @@ def venue_state(venues: Iterable[str]) -> dict[str, dict[str, Any]]:
 def status_document(
     *,
     settings: BaseModel,
+    venues: Iterable[str],
     venue_settings: Mapping[str, BaseModel],
     aliases: Mapping[str, Iterable[str]],
 ) -> dict[str, Any]:
     """The ``/status`` body: version, redacted configuration (core and per venue), account
     aliases per venue and per-venue state."""
-    venues = sorted(venue_settings)
-    per_venue = venue_state(venues)
+    names = sorted(venues)
+    per_venue = venue_state(names)
     return {
         "version": metrics.version(),
         "configuration": redacted(settings),
         "venues": {
             venue: {
-                "configuration": redacted(venue_settings[venue]),
+                "configuration": (
+                    redacted(venue_settings[venue]) if venue in venue_settings else {}
+                ),
                 "accounts": sorted(aliases.get(venue, ())),
                 **per_venue[venue],
             }
-            for venue in venues
+            for venue in names
         },
     }

@@ -387,7 +387,10 @@ class Connector:
         for account in self.accounts:
             aliases.setdefault(account.exchange, []).append(account.alias)
         return status_document(
-            settings=self.settings, venue_settings=venue_settings, aliases=aliases
+            settings=self.settings,
+            venues=self.venues,
+            venue_settings=venue_settings,
+            aliases=aliases,
         )
 
     def _register_web(self) -> None:
