@@ -101,13 +101,13 @@ class Venue:
         """The venue's settings from the environment; a bad value is one line naming it."""
         from pydantic import ValidationError
 
+        from ..settings import describe_errors
+
         try:
             return self.settings()
         except ValidationError as exc:
-            err = exc.errors()[0]
             prefix = str(self.settings.model_config.get("env_prefix", ""))
-            name = prefix + "_".join(str(p) for p in err["loc"]).upper()
-            raise ConfigurationError(f"{name}: {err['msg']}") from None
+            raise ConfigurationError("; ".join(describe_errors(exc, prefix))) from None
 
 
 _venues: dict[str, Venue] = {}
