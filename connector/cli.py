@@ -142,9 +142,11 @@ def _venue_port(
 
 def _settings(level: str | None = None) -> Settings:
     """Load and validate every setting, set up logging, warn about unknown variables."""
+    from .kafka import ssl_context
     from .logs import setup
 
     settings = load_settings()
+    ssl_context(settings)  # a TLS file that cannot be loaded is one line now, not at connect
     setup(level or settings.log_level, settings.log_format)
     for name in unknown_variables():
         log.warning("unknown setting %s ignored", name)
@@ -270,6 +272,13 @@ def sandbox(
     show_default=True,
     help="JSON lines, or one readable line per record",
 )
+@click.option(
+    "--connect-timeout",
+    type=Duration(),
+    default=10.0,
+    show_default=True,
+    help="how long to wait for the broker (exit 3 after)",
+)
 def query(
     exchange: str,
     account: str,
@@ -283,6 +292,7 @@ def query(
     wait: bool,
     timeout: float,
     fmt: str,
+    connect_timeout: float,
 ) -> None:
     """Publish one query-orders command; with --wait, print its order events, error and result.
 
@@ -306,7 +316,19 @@ def query(
         trader_id=trader_id,
         deadline_ms=deadline_ms,
     )
-    sys.exit(_run(run_query(settings, command, wait=wait, timeout=timeout, avro=avro, fmt=fmt)))
+    sys.exit(
+        _run(
+            run_query(
+                settings,
+                command,
+                wait=wait,
+                timeout=timeout,
+                avro=avro,
+                fmt=fmt,
+                connect_timeout=connect_timeout,
+            )
+        )
+    )
 
 
 @cli.command(epilog=_env_help((*KAFKA, *ALL_TOPICS, "schema_registry_url")))
@@ -318,6 +340,13 @@ def query(
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "summary"]), default="jsonl", show_default=True
 )
+@click.option(
+    "--connect-timeout",
+    type=Duration(),
+    default=10.0,
+    show_default=True,
+    help="how long to wait for the broker (exit 3 after)",
+)
 def tail(
     topic: str,
     latest: bool,
@@ -325,6 +354,7 @@ def tail(
     idle_timeout: float | None,
     request_id: str | None,
     fmt: str,
+    connect_timeout: float,
 ) -> None:
     """Decode a topic as JSON lines: partition, offset, timestamp, key, headers, schema, value.
 
@@ -344,6 +374,7 @@ def tail(
                 idle_timeout=idle_timeout,
                 request_id=request_id,
                 fmt=fmt,
+                connect_timeout=connect_timeout,
             )
         )
     )
@@ -355,14 +386,28 @@ def tail(
 @click.option("--symbol", help="only this symbol's orders")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "summary"]), default="jsonl")
 @click.option("--idle-timeout", type=Duration(), default=5.0, help="stop after this silence")
-def state(exchange: str, account: str, symbol: str | None, fmt: str, idle_timeout: float) -> None:
+@click.option(
+    "--connect-timeout",
+    type=Duration(),
+    default=10.0,
+    show_default=True,
+    help="how long to wait for the broker (exit 3 after)",
+)
+def state(
+    exchange: str,
+    account: str,
+    symbol: str | None,
+    fmt: str,
+    idle_timeout: float,
+    connect_timeout: float,
+) -> None:
     """Print an account's open orders from the state topic."""
     settings = _settings("WARNING")
     from .client import require_broker
     from .statetopic import state_command
 
     async def run() -> int:
-        await require_broker(settings)
+        await require_broker(settings, connect_timeout)
         return await state_command(
             settings, exchange, account, symbol=symbol, fmt=fmt, idle_timeout=idle_timeout
         )

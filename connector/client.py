@@ -140,13 +140,14 @@ async def query(
     timeout: float,
     avro: bool = False,
     fmt: str = "jsonl",
+    connect_timeout: float = CONNECT_TIMEOUT_S,
     out: TextIO = sys.stdout,
 ) -> int:
     """Publish one command; with ``wait``, print its outputs and return 0 (OK) / 1 (FAILED).
 
     Returns 2 if no result arrived within ``timeout``.
     """
-    await require_broker(settings)
+    await require_broker(settings, connect_timeout)
     serializer = Serializer(settings.schema_registry_url)
     consumer = None
     try:
@@ -315,11 +316,12 @@ async def tail(
     idle_timeout: float | None,
     request_id: str | None = None,
     fmt: str = "jsonl",
+    connect_timeout: float = CONNECT_TIMEOUT_S,
     out: TextIO = sys.stdout,
 ) -> int:
     """Decode and print a topic (or a role's topic) as JSON lines, optionally only the records
     of one ``request_id`` (its header, or the field of a JSON/Avro command)."""
-    await require_broker(settings)
+    await require_broker(settings, connect_timeout)
     topic = resolve_topic(settings, topic)
     serializer = Serializer(settings.schema_registry_url)
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
