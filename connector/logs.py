@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -24,6 +25,7 @@ from .accounts import redact
 from .commands import safe_text
 
 CONTEXT_FIELDS = ("request_id", "exchange", "account")
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
 
 _context: ContextVar[dict[str, str]] = ContextVar("connector_log_context", default={})  # noqa: B039
 
@@ -68,7 +70,9 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the record
             message = str(record.msg)
-        record.msg, record.args = safe_text(redact(message)), None
+        # Colour and cursor codes (a library's coloured message, a terminal spinner) would be
+        # garbage in a log file or collector: dropped whatever the output.
+        record.msg, record.args = safe_text(redact(_ANSI.sub("", message))), None
         # Context fields come from commands, so a caller can put a credential (or invalid
         # Unicode) there: they get the same treatment as the message.
         for name in CONTEXT_FIELDS:
