@@ -237,3 +237,24 @@ def test_unknown_exchange_lists_the_choices() -> None:
     result = run(["query", "--exchange", "binance", "--account", "a"])
     assert result.returncode == 2
     assert "ascendex, bitget" in result.stderr
+
+
+def test_plugin_venue_settings_are_known_and_validated(closed_port: int) -> None:
+    """A plugin venue's own variables are not warned about, and are validated with the rest."""
+    result = run(
+        ["tail", "results", "--connect-timeout", "0.2"],
+        CONNECTOR_VENUE_PLUGINS="tests.toyvenue",
+        CONNECTOR_TOYEX_REST_URL="http://127.0.0.1:1",
+        CONNECTOR_KAFKA_BOOTSTRAP=f"127.0.0.1:{closed_port}",
+        CONNECTOR_LOG_FORMAT="text",
+    )
+    assert "unknown setting" not in result.stderr
+    assert result.returncode == 3
+    bad = run(
+        ["worker"],
+        CONNECTOR_VENUE_PLUGINS="tests.toyvenue",
+        CONNECTOR_WORKER_CONCURRENCY="-1",
+    )
+    assert bad.returncode == 2
+    line = one_line(bad)
+    assert "CONNECTOR_WORKER_CONCURRENCY" in line
