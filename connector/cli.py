@@ -154,12 +154,17 @@ def _settings(level: str | None = None) -> Settings:
 
 
 def _run(coro: Any) -> int:
+    from aiokafka.errors import KafkaError
+
     from .client import BrokerUnreachable
 
     try:
         return int(asyncio.run(coro))
     except BrokerUnreachable as exc:
         click.echo(f"connector: {exc}", err=True)
+        return EXIT_BROKER
+    except (KafkaError, OSError) as exc:  # answered the port check, then failed: still one line
+        click.echo(f"connector: CONNECTOR_KAFKA_BOOTSTRAP: {type(exc).__name__}: {exc}", err=True)
         return EXIT_BROKER
 
 
@@ -241,8 +246,10 @@ def sandbox(
 @click.option("--exchange", required=True, type=VenueChoice(), help="the venue")
 @click.option("--account", required=True, help="account alias from the accounts file")
 @click.option("--symbol", help="exchange-native symbol (default: all)")
-@click.option("--product-type", help="Bitget: USDT-FUTURES (default), COIN-FUTURES, USDC-FUTURES")
-@click.option("--trader-id", help="Bitget: only this trader's orders")
+@click.option(
+    "--product-type", help="venue option: product type (the venue's docs list its values)"
+)
+@click.option("--trader-id", help="venue option: only this trader's orders")
 @click.option("--request-id", help="default: a new UUID")
 @click.option(
     "--deadline",

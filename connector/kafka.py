@@ -162,8 +162,23 @@ async def missing_topics(settings: Settings) -> list[str]:
 
 
 async def require_topics(settings: Settings) -> None:
-    """One ConfigurationError line naming every missing topic and its setting."""
+    """Wait up to ``startup_topic_wait_s`` for the worker's topics (one log line if any are
+    missing), then one ConfigurationError line naming every topic still missing and its
+    setting."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_topic_wait_s
     missing = await missing_topics(settings)
+    if missing and settings.startup_topic_wait_s > 0:
+        log.warning(
+            "topics missing (%s); waiting up to %gs for them",
+            ", ".join(missing),
+            settings.startup_topic_wait_s,
+        )
+        while missing and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            missing = await missing_topics(settings)
+        if not missing:
+            log.warning("topics present")
     if missing:
         raise ConfigurationError(
             f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     # Faust's working directory; it keeps no state (no tables), so a tmpfs/emptyDir is right.
     data_dir: str = "/tmp/connector-data"  # noqa: S108
+    # At start, how long the worker waits for its topics to appear on the broker (a
+    # provisioning job may still be creating them) before failing with one line naming them.
+    startup_topic_wait_s: float = Field(default=30.0, ge=0, le=3600)
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # any case

@@ -141,7 +141,8 @@ async def test_worker_refuses_topics_missing_on_the_broker(
     topics: list[str], worker_env: dict[str, str], tmp_path: Any
 ) -> None:
     env = {**worker_env, "CONNECTOR_TOPIC_RESULTS": rid("no-such-topic"),
-           "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_LOG_LEVEL": "info"}  # fmt: skip
+           "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_LOG_LEVEL": "info",
+           "CONNECTOR_STARTUP_TOPIC_WAIT_S": "0"}  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         PY, "-m", "connector", "worker",
         env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
