@@ -258,3 +258,10 @@ def test_plugin_venue_settings_are_known_and_validated(closed_port: int) -> None
     assert bad.returncode == 2
     line = one_line(bad)
     assert "CONNECTOR_WORKER_CONCURRENCY" in line
+
+
+def test_unimportable_venue_plugin_is_one_line() -> None:
+    result = run(["worker"], CONNECTOR_VENUE_PLUGINS="no_such_venue_module")
+    assert result.returncode == 2
+    line = one_line(result)
+    assert "CONNECTOR_VENUE_PLUGINS" in line and "no_such_venue_module" in line
