@@ -8,9 +8,11 @@ docker-compose use Apache Kafka, and nothing here weakens the worker's productio
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +48,8 @@ def start_tansu(
     """Start Tansu listening on host:port with in-memory storage."""
     url = f"tcp://{host}:{port}"
     env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV}
+    if log is not None or not sys.stderr.isatty():  # no colour codes in files and pipes
+        env.update(NO_COLOR="1", RUST_LOG_STYLE="never", CLICOLOR="0")
     return subprocess.Popen(
         [
             str(tansu_binary()),
@@ -64,12 +68,49 @@ def start_tansu(
     )
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (e.g. another broker has it), or None."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+    return None
+
+
+async def _wait_started(proc: subprocess.Popen[bytes], settings: Settings) -> None:
+    """Until the broker *we started* answers; if it exits first, say so (an answer on the port
+    from some other process must not be taken for ours)."""
+    waiting = asyncio.ensure_future(wait_for_broker(settings))
+    try:
+        while not waiting.done():
+            if proc.poll() is not None:
+                raise TimeoutError(f"the embedded broker exited with code {proc.returncode}")
+            await asyncio.wait({waiting}, timeout=0.1)
+        waiting.result()
+        if proc.poll() is not None:
+            raise TimeoutError(f"the embedded broker exited with code {proc.returncode}")
+    finally:
+        waiting.cancel()
+
+
 def run_broker(settings: Settings) -> int:
-    """``connector broker``: start, wait until it answers, create the topics, run until stopped."""
+    """``connector broker``: start, wait until it answers, create the topics, run until stopped.
+
+    A port already in use is one line naming CONNECTOR_KAFKA_BOOTSTRAP (exit 2), checked before
+    starting and again by watching our process while it comes up."""
     first = settings.kafka_bootstrap.split(",")[0]
     host, _, port = first.rpartition(":")
     if host == "localhost":
         host = "127.0.0.1"
+    busy = port_in_use(host, int(port))
+    if busy:
+        print(
+            f"connector broker: CONNECTOR_KAFKA_BOOTSTRAP: cannot listen on {host}:{port} ({busy})",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     proc = start_tansu(host, int(port), log=None)
     stop = False
 
@@ -81,7 +122,7 @@ def run_broker(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        asyncio.run(wait_for_broker(settings))
+        asyncio.run(_wait_started(proc, settings))
         created = asyncio.run(ensure_topics(settings))
         if asyncio.run(ensure_state_topic(settings)):
             created.append(settings.topic_state)
@@ -94,7 +135,7 @@ def run_broker(settings: Settings) -> int:
         code = proc.wait()
         return 0 if stop else code  # stopped on request: a clean exit, whatever Tansu returned
     except TimeoutError as exc:
-        print(f"broker failed to start: {exc}", file=sys.stderr)
+        print(f"connector broker: failed to start: {exc}", file=sys.stderr, flush=True)
         proc.terminate()
         return 1
     finally:

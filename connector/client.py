@@ -1,4 +1,10 @@
-"""``connector query`` and ``connector tail``: publish a command, read the outputs."""
+"""``connector query`` and ``connector tail``: publish a command, read the outputs.
+
+Both check first that the broker is listening (:class:`BrokerUnreachable`, one line naming
+``CONNECTOR_KAFKA_BOOTSTRAP``), so a missing broker is one clear line rather than a traceback.
+``tail`` decodes Avro (single-object or Confluent framing) and JSON (hand-written commands), and
+shows each record's partition, offset, timestamp and headers.
+"""
 
 from __future__ import annotations
 
@@ -22,8 +28,28 @@ from .codec import (
     serializer_for,
     to_plain,
 )
-from .kafka import client_kwargs, consumer_kwargs
+from .kafka import client_kwargs, consumer_kwargs, wait_for_broker
+from .logs import iso_utc
 from .settings import Settings
+
+#: The schema name ``tail`` shows for a JSON (not Avro) record, e.g. a hand-written command.
+JSON_SCHEMA = "json"
+#: How long ``query``/``tail``/``state`` wait for the broker's port before giving up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+class BrokerUnreachable(Exception):
+    """The broker did not answer within the connect timeout (one line, no traceback)."""
+
+
+async def require_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    try:
+        await wait_for_broker(settings, timeout=timeout)
+    except TimeoutError:
+        raise BrokerUnreachable(
+            f"CONNECTOR_KAFKA_BOOTSTRAP: no broker answering at {settings.kafka_bootstrap} "
+            f"within {timeout:g}s"
+        ) from None
 
 
 @dataclass
@@ -33,25 +59,55 @@ class Decoded:
     headers: dict[str, str]
     schema: str | None
     value: Any
+    partition: int | None = None
+    offset: int | None = None
+    timestamp_ms: int | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"topic": self.topic, "key": self.key, "schema": self.schema, "value": self.value},
-            sort_keys=False,
-        )
+        out: dict[str, Any] = {
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp": iso_utc(self.timestamp_ms / 1000) if self.timestamp_ms else None,
+            "key": self.key,
+            "headers": self.headers,
+            "schema": self.schema,
+            "value": self.value,
+        }
+        return json.dumps(out, sort_keys=False)
 
 
 async def decode_message(msg: Any, serializer: Serializer) -> Decoded:
     headers = {k: v.decode("utf-8", "replace") for k, v in (msg.headers or [])}
     key = msg.key.decode("utf-8", "replace") if msg.key is not None else None
-    if msg.value is None:  # a tombstone (compacted state topic): no value, no schema
-        return Decoded(msg.topic, key, headers, None, None)
-    try:
-        schema, record = await serializer.decode(msg.value or b"")
-        value: Any = to_plain(record)
-    except (DecodeError, RegistryUnavailable) as exc:
-        schema, value = None, {"undecodable": str(exc), "bytes": len(msg.value or b"")}
-    return Decoded(msg.topic, key, headers, schema, value)
+    schema: str | None = None
+    value: Any = None
+    if msg.value is not None:  # None: a tombstone (compacted state topic), no schema
+        try:
+            schema, record = await serializer.decode(msg.value or b"")
+            value = to_plain(record)
+        except (DecodeError, RegistryUnavailable) as exc:
+            schema, value = _decode_json(msg.value or b"", exc)
+    return Decoded(
+        msg.topic,
+        key,
+        headers,
+        schema,
+        value,
+        partition=getattr(msg, "partition", None),
+        offset=getattr(msg, "offset", None),
+        timestamp_ms=getattr(msg, "timestamp", None),
+    )
+
+
+def _decode_json(data: bytes, exc: Exception) -> tuple[str | None, Any]:
+    """A JSON record (commands may be JSON), else a note saying why it is undecodable."""
+    if data[:1] in (b"{", b"["):
+        try:
+            return JSON_SCHEMA, json.loads(data)
+        except ValueError:
+            pass
+    return None, {"undecodable": str(exc), "bytes": len(data)}
 
 
 def build_command(
@@ -84,12 +140,15 @@ async def query(
     wait: bool,
     timeout: float,
     avro: bool = False,
+    fmt: str = "jsonl",
+    connect_timeout: float = CONNECT_TIMEOUT_S,
     out: TextIO = sys.stdout,
 ) -> int:
     """Publish one command; with ``wait``, print its outputs and return 0 (OK) / 1 (FAILED).
 
     Returns 2 if no result arrived within ``timeout``.
     """
+    await require_broker(settings, connect_timeout)
     serializer = serializer_for(settings)
     consumer = None
     try:
@@ -102,8 +161,8 @@ async def query(
         else:
             value = json.dumps({k: v for k, v in command.items() if v is not None}).encode()
         producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
-        await producer.start()
         try:
+            await producer.start()
             key = f"{command['exchange']}:{command['account']}".lower().encode()
             await producer.send_and_wait(settings.topic_query_orders, value, key=key)
         finally:
@@ -111,7 +170,7 @@ async def query(
         if consumer is None:
             print(json.dumps({"published": command["request_id"]}), file=out, flush=True)
             return 0
-        return await _await_result(consumer, serializer, command["request_id"], timeout, out)
+        return await _await_result(consumer, serializer, command["request_id"], timeout, out, fmt)
     finally:
         if consumer is not None:
             await consumer.stop()
@@ -135,7 +194,11 @@ async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaCon
     which matters on the embedded broker, whose end offsets can lag after batched produces.
     """
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
     tps: list[TopicPartition] = []
     for topic in topics:
         tps += await topic_partitions(consumer, topic)
@@ -146,7 +209,12 @@ async def _consumer_at_end(settings: Settings, topics: list[str]) -> AIOKafkaCon
 
 
 async def _await_result(
-    consumer: AIOKafkaConsumer, serializer: Serializer, request_id: str, timeout: float, out: TextIO
+    consumer: AIOKafkaConsumer,
+    serializer: Serializer,
+    request_id: str,
+    timeout: float,
+    out: TextIO,
+    fmt: str = "jsonl",
 ) -> int:
     """Collect the command's records until its QueryResult *and* everything it counts are in,
     then print them in contract order: OrderEvents by ``snapshot_seq``, ErrorEvent, QueryResult.
@@ -179,18 +247,65 @@ async def _await_result(
             ok = result.get("status") == "OK"
             if orders >= result.get("order_count", 0) and (ok or errors >= 1):
                 for decoded in sorted(collected, key=_contract_order):
-                    print(decoded.to_json(), file=out, flush=True)
+                    print(render(decoded, fmt), file=out, flush=True)
                 return 0 if ok else 1
     for decoded in sorted(collected, key=_contract_order):  # what did arrive, for diagnosis
-        print(decoded.to_json(), file=out, flush=True)
+        print(render(decoded, fmt), file=out, flush=True)
     print(json.dumps({"error": f"no result for {request_id} within {timeout}s"}), file=sys.stderr)
     return 2
+
+
+def render(decoded: Decoded, fmt: str) -> str:
+    """One record as a JSON line (``jsonl``) or as the readable line ``summary`` prints."""
+    return decoded.to_json() if fmt == "jsonl" else summary_line(decoded)
+
+
+def summary_line(d: Decoded) -> str:
+    """The fields a risk engineer looks at first, on one line (scripts/demo.py's format)."""
+    v = d.value if isinstance(d.value, dict) else {}
+    if d.schema == ORDER_EVENT:
+        return (
+            f"OrderEvent  {v.get('snapshot_seq')}/{v.get('snapshot_size')} "
+            f"{v.get('symbol')!s:<9} ({v.get('unified_symbol')}) {v.get('side')} "
+            f"{v.get('order_type')} {v.get('status')} price={v.get('price')} "
+            f"qty={v.get('quantity')} filled={v.get('filled_quantity')} "
+            f"order_id={v.get('order_id')}"
+        )
+    if d.schema == QUERY_RESULT:
+        took = (v.get("completed_at") or 0) - (v.get("started_at") or 0)
+        return (
+            f"QueryResult {v.get('status')} order_count={v.get('order_count')} "
+            f"error_code={v.get('error_code')} exchange_calls={v.get('exchange_calls')} "
+            f"took={took}ms"
+        )
+    if d.schema == ERROR_EVENT:
+        return (
+            f"ErrorEvent  {v.get('code')} exchange_code={v.get('exchange_code')}: "
+            f"{v.get('message')}"
+        )
+    where = f"{d.topic}[{d.partition}]@{d.offset}"
+    return f"{d.schema or 'record'} {where} key={d.key} {json.dumps(d.value)}"
 
 
 def _contract_order(d: Decoded) -> tuple[int, int]:
     rank = {ORDER_EVENT: 0, ERROR_EVENT: 1, QUERY_RESULT: 2}.get(d.schema or "", 3)
     seq = d.value.get("snapshot_seq", 0) if isinstance(d.value, dict) else 0
     return rank, int(seq or 0)
+
+
+def resolve_topic(settings: Settings, topic: str) -> str:
+    """A role (``orders``, ``results``, ``errors``, ``commands``, ``state``) or a topic name."""
+    roles = {
+        "orders": settings.topic_orders,
+        "results": settings.topic_results,
+        "errors": settings.topic_errors,
+        "commands": settings.topic_query_orders,
+        "state": settings.topic_state,
+    }
+    return roles.get(topic, topic)
+
+
+TAIL_ROLES = ("orders", "results", "errors", "commands", "state")
 
 
 async def tail(
@@ -200,16 +315,22 @@ async def tail(
     from_beginning: bool,
     max_messages: int | None,
     idle_timeout: float | None,
+    request_id: str | None = None,
+    fmt: str = "jsonl",
+    connect_timeout: float = CONNECT_TIMEOUT_S,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Decode and print a topic as JSON lines."""
+    """Decode and print a topic (or a role's topic) as JSON lines, optionally only the records
+    of one ``request_id`` (its header, or the field of a JSON/Avro command)."""
+    await require_broker(settings, connect_timeout)
+    topic = resolve_topic(settings, topic)
     serializer = serializer_for(settings)
     consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         tps = await topic_partitions(consumer, topic)
         if not tps:
-            print(f"topic {topic!r} does not exist", file=sys.stderr)
+            print(f"connector tail: topic {topic!r} does not exist", file=sys.stderr)
             return 1
         consumer.assign(tps)
         if from_beginning:
@@ -224,9 +345,12 @@ async def tail(
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
                 for msg in records:
-                    print((await decode_message(msg, serializer)).to_json(), file=out, flush=True)
-                    seen += 1
                     last = loop.time()
+                    decoded = await decode_message(msg, serializer)
+                    if request_id is not None and _request_id(decoded) != request_id:
+                        continue
+                    print(render(decoded, fmt), file=out, flush=True)
+                    seen += 1
                     if max_messages is not None and seen >= max_messages:
                         return 0
             if idle_timeout is not None and loop.time() - last > idle_timeout:
@@ -234,3 +358,10 @@ async def tail(
     finally:
         await consumer.stop()
         await serializer.aclose()
+
+
+def _request_id(d: Decoded) -> str | None:
+    if "request_id" in d.headers:
+        return d.headers["request_id"]
+    value = d.value.get("request_id") if isinstance(d.value, dict) else None
+    return value if isinstance(value, str) else None

@@ -1,4 +1,9 @@
-"""Kafka client settings and topic administration shared by the worker, CLI and tests."""
+"""Kafka client settings and topic administration shared by the worker, CLI and tests.
+
+Start-up checks live here: a TLS file that cannot be loaded and a topic missing on the broker
+are :class:`~connector.errors.ConfigurationError` lines naming the setting (the worker never
+creates topics: production topics are provisioned with their own partitions and retention).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
-from .settings import Settings
+from .errors import ConfigurationError
+from .settings import ENV_PREFIX, Settings
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +25,21 @@ log = logging.getLogger(__name__)
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
         return None
-    ctx = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    try:
+        ctx = ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}KAFKA_SSL_CAFILE: cannot load {settings.kafka_ssl_cafile}: "
+            f"{type(exc).__name__}"
+        ) from None
     if settings.kafka_ssl_certfile:
-        ctx.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+        try:
+            ctx.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(
+                f"{ENV_PREFIX}KAFKA_SSL_CERTFILE/{ENV_PREFIX}KAFKA_SSL_KEYFILE: cannot load "
+                f"{settings.kafka_ssl_certfile}: {type(exc).__name__}"
+            ) from None
     return ctx
 
 
@@ -117,3 +135,52 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         await admin.close()
+
+
+#: The setting that names each of the worker's topics.
+TOPIC_SETTINGS = {
+    "topic_query_orders": ENV_PREFIX + "TOPIC_QUERY_ORDERS",
+    "topic_orders": ENV_PREFIX + "TOPIC_ORDERS",
+    "topic_results": ENV_PREFIX + "TOPIC_RESULTS",
+    "topic_errors": ENV_PREFIX + "TOPIC_ERRORS",
+}
+
+
+async def missing_topics(settings: Settings) -> list[str]:
+    """``SETTING=topic`` for each of the worker's topics the broker does not have."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [
+        f"{env}={getattr(settings, field)}"
+        for field, env in TOPIC_SETTINGS.items()
+        if getattr(settings, field) not in existing
+    ]
+
+
+async def require_topics(settings: Settings) -> None:
+    """Wait up to ``startup_topic_wait_s`` for the worker's topics (one log line if any are
+    missing), then one ConfigurationError line naming every topic still missing and its
+    setting."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.startup_topic_wait_s
+    missing = await missing_topics(settings)
+    if missing and settings.startup_topic_wait_s > 0:
+        log.warning(
+            "topics missing (%s); waiting up to %gs for them",
+            ", ".join(missing),
+            settings.startup_topic_wait_s,
+        )
+        while missing and loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            missing = await missing_topics(settings)
+        if not missing:
+            log.warning("topics present")
+    if missing:
+        raise ConfigurationError(
+            f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "
+            "(create them, or point the settings at existing topics)"
+        )

@@ -1,14 +1,22 @@
 """Logging: JSON lines in containers, readable text in a terminal, secrets scrubbed in both.
 
 Every record passes :class:`RedactingFilter`, so even a library that logs a URL or a header
-cannot leak a configured credential. Context (``request_id``, ``exchange``, ``account``) travels
-as ``extra=`` fields and is rendered by both formats.
+cannot leak a configured credential. Context (``request_id``, ``exchange``, ``account``) lives in
+a context variable set once per command (:func:`bind`), so every line of that command's work,
+down inside the exchange adapters, carries it without threading arguments by hand; ``extra=``
+fields still win when given. Timestamps are ISO-8601 UTC in both formats, and JSON (no colours,
+no control codes) is the default whenever the output is not a terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -17,6 +25,43 @@ from .accounts import redact
 from .commands import safe_text
 
 CONTEXT_FIELDS = ("request_id", "exchange", "account")
+_ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
+
+_context: ContextVar[dict[str, str]] = ContextVar("connector_log_context", default={})  # noqa: B039
+
+
+def bind(**fields: object) -> None:
+    """Set the log context of the current task (fields that are None or empty are dropped)."""
+    _context.set({k: str(v) for k, v in fields.items() if k in CONTEXT_FIELDS and v})
+
+
+@contextlib.contextmanager
+def context(**fields: object) -> Iterator[None]:
+    """The log context for the duration of a block (one command's work), restored after."""
+    token = _context.set({k: str(v) for k, v in fields.items() if k in CONTEXT_FIELDS and v})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_context() -> dict[str, str]:
+    return dict(_context.get())
+
+
+class ContextFilter(logging.Filter):
+    """Copies the task's log context onto the record, unless ``extra=`` already set a field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _context.get().items():
+            if getattr(record, name, None) is None:
+                setattr(record, name, value)
+        return True
+
+
+def iso_utc(created: float) -> str:
+    """``2026-11-22T05:01:02.345Z``: ISO-8601, UTC, milliseconds."""
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 class RedactingFilter(logging.Filter):
@@ -25,7 +70,9 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the record
             message = str(record.msg)
-        record.msg, record.args = safe_text(redact(message)), None
+        # Colour and cursor codes (a library's coloured message, a terminal spinner) would be
+        # garbage in a log file or collector: dropped whatever the output.
+        record.msg, record.args = safe_text(redact(_ANSI.sub("", message))), None
         # Context fields come from commands, so a caller can put a credential (or invalid
         # Unicode) there: they get the same treatment as the message.
         for name in CONTEXT_FIELDS:
@@ -65,6 +112,9 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso_utc(record.created)
+
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         ctx = " ".join(
@@ -73,8 +123,13 @@ class TextFormatter(logging.Formatter):
         return f"{text} [{ctx}]" if ctx else text
 
 
+class _JsonFormatter(JsonFormatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return iso_utc(record.created)
+
+
 def json_formatter() -> logging.Formatter:
-    return JsonFormatter(
+    return _JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         timestamp=False,
@@ -88,7 +143,11 @@ def logging_config(level: str, fmt: str, stream: Any = None) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactingFilter}, "throttle": {"()": ThrottleFilter}},
+        "filters": {
+            "context": {"()": ContextFilter},
+            "redact": {"()": RedactingFilter},
+            "throttle": {"()": ThrottleFilter},
+        },
         "formatters": {
             "json": {"()": json_formatter},
             "text": {"()": TextFormatter},
@@ -98,7 +157,7 @@ def logging_config(level: str, fmt: str, stream: Any = None) -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "stream": stream,
                 "formatter": "json" if use_json else "text",
-                "filters": ["throttle", "redact"],
+                "filters": ["context", "throttle", "redact"],
             }
         },
         "root": {"level": level, "handlers": ["default"]},

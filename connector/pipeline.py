@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import codec
+from . import codec, logs
 from .accounts import Accounts, redact, redact_bytes
 from .codec import RegistryUnavailable
 from .commands import RawCommand, decode_command, safe_text, validate_command
@@ -79,7 +79,14 @@ class Pipeline:
 
     async def process(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
         """One command -> its outcome. ``timestamp_ms`` is the Kafka record's timestamp, checked
-        against ``command_max_age_s``. Raises only RegistryUnavailable (an outage)."""
+        against ``command_max_age_s``. Raises only RegistryUnavailable (an outage).
+
+        Every log line of the command's work (adapters included) carries its ``request_id``,
+        ``exchange`` and ``account`` through the log context (connector/logs.py)."""
+        with logs.context():
+            return await self._process(value, timestamp_ms)
+
+    async def _process(self, value: bytes | None, timestamp_ms: int | None) -> Outcome:
         started_at = now_ms()
         raw = RawCommand({})
         query: OrderQuery | None = None
@@ -90,7 +97,9 @@ class Pipeline:
                 max_bytes=self.settings.command_max_bytes,
                 max_depth=self.settings.command_max_depth,
             )
+            logs.bind(request_id=raw.request_id, exchange=raw.exchange, account=raw.account)
             query = validate_command(raw)
+            logs.bind(request_id=query.request_id, exchange=query.exchange, account=query.account)
             self._check_age(timestamp_ms)
             fetched = await self._fetch(query)
         except RegistryUnavailable:

@@ -1,12 +1,20 @@
 """Runtime configuration, from ``CONNECTOR_*`` environment variables.
 
-pydantic-settings does the parsing; :func:`load_settings` turns its multi-line validation report
-into the one clear line the operator sees at start-up.
+pydantic-settings does the parsing; :func:`load_settings` turns its validation report into the
+one clear line the operator sees at start-up. That line names *every* bad variable (core and
+venue settings, and the Kafka security files and credentials), never a value: a value may be a
+secret. A ``CONNECTOR_*`` variable that nothing reads is most likely a typo, so
+:func:`unknown_variables` finds them (with a suggestion) for a warning, as Kafka clients warn
+about unknown configs.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Mapping
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,9 +63,12 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=8, ge=1, le=256)
     # Faust's working directory; it keeps no state (no tables), so a tmpfs/emptyDir is right.
     data_dir: str = "/tmp/connector-data"  # noqa: S108
+    # At start, how long the worker waits for its topics to appear on the broker (a
+    # provisioning job may still be creating them) before failing with one line naming them.
+    startup_topic_wait_s: float = Field(default=30.0, ge=0, le=3600)
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=1, le=65535)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # any case
     log_format: Literal["auto", "json", "text"] = "auto"
 
     # Venue settings (URLs, venue limits) live in each venue's package, with its own
@@ -97,8 +108,23 @@ class Settings(BaseSettings):
 
     @field_validator("schema_registry_url")
     @classmethod
-    def _strip_slash(cls, v: str | None) -> str | None:
-        return v.rstrip("/") if v else v
+    def _registry_url(cls, v: str | None) -> str | None:
+        return check_url(v, ("http", "https")).rstrip("/") if v else v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, v: object) -> object:
+        return v.strip().lower() if isinstance(v, str) else v
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -120,11 +146,86 @@ class Settings(BaseSettings):
         }
 
 
-def load_settings() -> Settings:
-    """Read the environment; a bad value raises one line naming the variable."""
+def check_url(value: str, schemes: tuple[str, ...]) -> str:
+    """``value`` if it is an absolute URL with one of ``schemes`` and a host; the error never
+    repeats the value (it may carry credentials)."""
     try:
-        return Settings()
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"expected a {' or '.join(s + '://' for s in schemes)}host URL")
+    return value.strip()
+
+
+def describe_errors(exc: ValidationError, prefix: str) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        name = prefix + "_".join(str(p) for p in err["loc"]).upper()
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}: {msg}")
+    return problems
+
+
+def kafka_security_problems(environ: Mapping[str, str] | None = None) -> list[str]:
+    """What the chosen security protocol needs and lacks: SASL credentials, readable TLS files.
+
+    Read from the environment directly, so these are reported alongside other bad values."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str) -> str:
+        return env.get(ENV_PREFIX + name, "").strip()
+
+    problems = []
+    protocol = get("KAFKA_SECURITY_PROTOCOL").upper() or "PLAINTEXT"
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+            if not get(name):
+                problems.append(f"{ENV_PREFIX}{name}: required with {protocol}")
+    if protocol in ("SSL", "SASL_SSL"):
+        for name in ("KAFKA_SSL_CAFILE", "KAFKA_SSL_CERTFILE", "KAFKA_SSL_KEYFILE"):
+            path = get(name)
+            if path and not os.access(path, os.R_OK):
+                why = "no such file" if not os.path.exists(path) else "not readable"
+                problems.append(f"{ENV_PREFIX}{name}: {why}: {path}")
+        if get("KAFKA_SSL_KEYFILE") and not get("KAFKA_SSL_CERTFILE"):
+            problems.append(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE: required with KAFKA_SSL_KEYFILE")
+    return problems
+
+
+def load_settings() -> Settings:
+    """Read the environment: core settings, every venue's settings and the Kafka security
+    files. Every problem found goes into one ConfigurationError line naming the variables."""
+    from .exchanges.registry import venues
+
+    problems: list[str] = []
+    settings: Settings | None = None
+    try:
+        settings = Settings()
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
-        raise ConfigurationError(f"{name}: {err['msg']}") from None
+        problems += describe_errors(exc, ENV_PREFIX)
+    for venue in venues().values():
+        try:
+            venue.settings()
+        except ValidationError as exc:
+            problems += describe_errors(exc, str(venue.settings.model_config.get("env_prefix", "")))
+    problems += kafka_security_problems()
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    assert settings is not None
+    return settings
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``CONNECTOR_*`` variables nothing reads, each with a suggestion when one is close."""
+    from .exchanges.registry import setting_names
+
+    known = setting_names()
+    env = os.environ if environ is None else environ
+    found = []
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            found.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return found

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import logging.config
 import random
+import sys
 import time
 from typing import Any
 
@@ -50,7 +51,7 @@ from .errors import InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
-from .kafka import await_broker, ssl_context
+from .kafka import await_broker, require_topics, ssl_context
 from .logs import logging_config
 from .pipeline import Outcome, OutputRecord, Pipeline
 from .settings import Settings
@@ -482,11 +483,67 @@ async def _await_broker_serving_health(settings: Settings) -> None:
     app.router.add_get("/readyz", readyz)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+    try:
+        await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise _port_in_use(settings, exc) from None
     try:
         await await_broker(settings, settings.outage_backoff_max_s)
+        await require_topics(settings)  # one line naming each missing topic's setting
     finally:
         await runner.cleanup()
+
+
+def _port_in_use(settings: Settings, exc: OSError) -> Exception:
+    from .errors import ConfigurationError
+
+    return ConfigurationError(
+        f"CONNECTOR_WEB_PORT: cannot listen on {settings.web_host}:{settings.web_port} "
+        f"({exc.strerror or type(exc).__name__})"
+    )
+
+
+def ready_line(settings: Settings, accounts: Accounts, venues: Any) -> dict[str, Any]:
+    """The fields of the one "ready" log line (no secrets: account aliases only)."""
+    from .cli import package_version
+
+    per_venue: dict[str, list[str]] = {name: [] for name in sorted(venues)}
+    for account in accounts:
+        per_venue.setdefault(account.exchange, []).append(account.alias)
+    return {
+        "version": package_version(),
+        "bootstrap": settings.kafka_bootstrap,
+        "group": settings.app_id,
+        "topics": {**settings.topics, "state": settings.topic_state},
+        "venues": sorted(venues),
+        "accounts": {k: sorted(v) for k, v in per_venue.items()},
+        "web_port": settings.web_port,
+    }
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, with no spinner when stdout is not a terminal (no control codes in
+    logs) and one "ready" line when start-up has finished."""
+
+    def __init__(self, *args: Any, ready: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ready = ready
+        if not self.stdout.isatty():
+            self.spinner = None
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        r = self._ready
+        log.info(
+            "ready: connector %s, bootstrap %s, group %s, topics %s, venues %s, accounts %s, "
+            "web port %s",
+            r["version"], r["bootstrap"], r["group"],
+            ", ".join(f"{k}={v}" for k, v in r["topics"].items()), ", ".join(r["venues"]),
+            "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in r["accounts"].items()),
+            r["web_port"],
+            extra={"ready": r},
+        )  # fmt: skip
 
 
 def run_worker(settings: Settings) -> None:
@@ -505,8 +562,10 @@ def run_worker(settings: Settings) -> None:
     finally:
         loop.close()
     connector = Connector(settings, accounts)
-    worker = faust.Worker(
+    worker = _Worker(
         connector.app,
+        ready=ready_line(settings, accounts, connector.venues),
+        quiet=not sys.stdout.isatty(),  # Faust's banner and spinner are for terminals
         loglevel=settings.log_level,
         logging_config=logging_config(settings.log_level, settings.log_format),
         redirect_stdouts=False,

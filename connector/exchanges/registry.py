@@ -101,13 +101,13 @@ class Venue:
         """The venue's settings from the environment; a bad value is one line naming it."""
         from pydantic import ValidationError
 
+        from ..settings import describe_errors
+
         try:
             return self.settings()
         except ValidationError as exc:
-            err = exc.errors()[0]
             prefix = str(self.settings.model_config.get("env_prefix", ""))
-            name = prefix + "_".join(str(p) for p in err["loc"]).upper()
-            raise ConfigurationError(f"{name}: {err['msg']}") from None
+            raise ConfigurationError("; ".join(describe_errors(exc, prefix))) from None
 
 
 _venues: dict[str, Venue] = {}
@@ -141,7 +141,6 @@ def discover() -> None:
     with _lock:
         if _discovered:
             return
-        _discovered = True
         package = importlib.import_module(__package__ or "connector.exchanges")
         for info in pkgutil.iter_modules(package.__path__):
             if info.ispkg and not info.name.startswith("_"):
@@ -158,6 +157,9 @@ def discover() -> None:
                     raise ConfigurationError(
                         f"{PLUGINS_ENV}: cannot import {module_name.strip()!r} ({exc.name})"
                     ) from None
+        # Only now: a failed plugin import must fail every later call too (the CLI's help text
+        # asks first), never leave a half-discovered registry that looks complete.
+        _discovered = True
 
 
 def venues() -> dict[str, Venue]:

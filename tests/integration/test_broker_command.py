@@ -33,6 +33,8 @@ async def test_broker_command_lifecycle() -> None:
             assert line, f"broker exited: {output}"
             output.append(line)
         assert not any("ERROR" in line for line in output), output
+        # Piped output: no colour codes from the broker (it is started with NO_COLOR).
+        assert not any("\x1b" in line for line in output), output
         admin = AIOKafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}")
         await admin.start()
         try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .harness import PY, Outputs, Worker, rid
+from .harness import PY, Outputs, Worker, free_port, rid
 
 pytestmark = pytest.mark.integration
 
@@ -72,3 +72,84 @@ async def test_tail_decodes_an_output_topic(
     assert code == 0 and lines
     assert all(line["schema"] == "orderconnector.QueryResult" for line in lines)
     assert all(isinstance(line["value"]["started_at"], int) for line in lines)
+
+
+async def test_query_relative_deadline_and_tail_of_json_commands_by_role(
+    worker: Worker, worker_env: dict[str, str]
+) -> None:
+    """``--deadline 30s`` becomes an absolute deadline_ms; ``tail commands`` decodes the JSON
+    command (no longer "undecodable") with partition, offset, timestamp and headers, and
+    ``--request-id`` keeps only that command's records."""
+    import time
+
+    request_id = rid("cli-deadline")
+    before = int(time.time() * 1000)
+    code, lines = await run_cli(
+        worker_env, "query", "--exchange", "ascendex", "--account", "ascendex-empty",
+        "--request-id", request_id, "--deadline", "30s", "--wait",
+    )  # fmt: skip
+    assert code == 0
+    code, lines = await run_cli(
+        worker_env, "tail", "commands", "--request-id", request_id, "--idle-timeout", "2",
+    )  # fmt: skip
+    assert code == 0 and len(lines) == 1, lines
+    rec = lines[0]
+    assert rec["schema"] == "json" and rec["value"]["request_id"] == request_id
+    assert before + 29_000 <= rec["value"]["deadline_ms"] <= int(time.time() * 1000) + 30_000
+    assert isinstance(rec["partition"], int) and isinstance(rec["offset"], int)
+    assert rec["timestamp"].endswith("Z") and rec["key"] == "ascendex:ascendex-empty"
+    code, lines = await run_cli(
+        worker_env, "tail", "results", "--request-id", request_id, "--idle-timeout", "2",
+    )  # fmt: skip
+    assert code == 0 and len(lines) == 1
+    assert lines[0]["headers"]["request_id"] == request_id
+    assert lines[0]["headers"]["schema"] == "orderconnector.QueryResult"
+
+
+async def test_query_summary_format(worker: Worker, worker_env: dict[str, str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        PY, "-m", "connector", "query", "--exchange", "ascendex", "--account", "ascendex-demo",
+        "--wait", "--format", "summary",
+        env={**os.environ, **worker_env}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0
+    lines = out.decode().splitlines()
+    assert lines[-1].startswith("QueryResult OK order_count=")
+    assert lines[0].startswith("OrderEvent  1/")
+
+
+async def test_worker_logs_one_ready_line(worker: Worker) -> None:
+    import json as _json
+
+    ready = [
+        _json.loads(line)
+        for line in worker.log_text().splitlines()
+        if line.startswith("{") and '"ready"' in line and "ready:" in line
+    ]
+    assert len(ready) == 1, worker.log_text()[-2000:]
+    r = ready[0]["ready"]
+    assert r["bootstrap"] == worker.env["CONNECTOR_KAFKA_BOOTSTRAP"]
+    assert r["web_port"] == worker.web_port and r["group"] and r["version"]
+    assert "ascendex-demo" in r["accounts"]["ascendex"] and "bitget" in r["venues"]
+    assert ready[0]["time"].endswith("Z")
+    assert "\x1b[" not in worker.log_text()  # no colour or spinner control codes in a log file
+
+
+async def test_worker_refuses_topics_missing_on_the_broker(
+    topics: list[str], worker_env: dict[str, str], tmp_path: Any
+) -> None:
+    env = {**worker_env, "CONNECTOR_TOPIC_RESULTS": rid("no-such-topic"),
+           "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_LOG_LEVEL": "info",
+           "CONNECTOR_STARTUP_TOPIC_WAIT_S": "0"}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        PY, "-m", "connector", "worker",
+        env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    assert len(lines) == 1, err.decode()
+    assert "CONNECTOR_TOPIC_RESULTS=" + env["CONNECTOR_TOPIC_RESULTS"] in lines[0]
+    assert "CONNECTOR_TOPIC_ORDERS" not in lines[0]

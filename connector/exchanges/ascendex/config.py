@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ...settings import check_url
 from ..registry import Credentials
 from .auth import SignKey
 
@@ -27,10 +28,15 @@ class AscendexSettings(BaseSettings):
     # Warn when an API key expires within this many days (keys without IP binding last 90 days).
     key_expiry_warn_days: float = Field(default=7.0, ge=0)
 
-    @field_validator("rest_url", "ws_url")
+    @field_validator("rest_url")
     @classmethod
-    def _strip_slash(cls, v: str) -> str:
-        return v.rstrip("/")
+    def _rest_url(cls, v: str) -> str:
+        return check_url(v, ("http", "https")).rstrip("/")
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, v: str) -> str:
+        return check_url(v, ("ws", "wss")).rstrip("/")
 
 
 class AscendexAccountOptions(BaseModel):

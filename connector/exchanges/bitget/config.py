@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ...settings import check_url
 from ..registry import CommandOptions, Credentials
 from .schemas import DEFAULT_PRODUCT_TYPE, PRODUCT_TYPES
 
@@ -31,8 +32,8 @@ class BitgetSettings(BaseSettings):
 
     @field_validator("rest_url")
     @classmethod
-    def _strip_slash(cls, v: str) -> str:
-        return v.rstrip("/")
+    def _rest_url(cls, v: str) -> str:
+        return check_url(v, ("http", "https")).rstrip("/")
 
 
 class BitgetAccountOptions(BaseModel):
