@@ -30,6 +30,7 @@ from .commands import RawCommand, decode_command, safe_text, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
 from .exchanges.base import ExchangeAdapter
 from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms
+from .resilience import FetchCoalescer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class Pipeline:
         self.accounts = accounts
         self.adapters = adapters
         self.serializer = serializer
+        # Identical concurrent commands share one fetch (see connector.resilience.coalesce).
+        self.coalescer: FetchCoalescer[FetchResult] = FetchCoalescer()
 
     async def process(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
         """One command -> its outcome. ``timestamp_ms`` is the Kafka record's timestamp, checked
@@ -153,7 +156,11 @@ class Pipeline:
             # The adapter honours the deadline itself; the outer timeout is the backstop that
             # keeps a misbehaving exchange from holding a worker slot forever.
             async with asyncio.timeout(budget + 1.0):
-                return await adapter.fetch_open_orders(account, query, deadline=deadline)
+                return await self.coalescer.run(
+                    fetch_key(query),
+                    lambda dl: adapter.fetch_open_orders(account, query, deadline=dl),
+                    deadline=deadline,
+                )
         except TimeoutError:
             raise ExchangeTimeout(
                 f"no complete answer from {query.exchange} in {budget:.1f}s"
@@ -266,6 +273,18 @@ class Pipeline:
         key = f"{ex}:{acc}" if ex and acc else None
         headers = {**_headers(request_id, ex or "", acc or ""), "schema": codec.QUERY_RESULT}
         return OutputRecord("results", key, codec.QUERY_RESULT, value, headers)
+
+
+def fetch_key(query: OrderQuery) -> tuple[str, str, str | None, str, str]:
+    """What makes two commands the same exchange request: venue, account, symbol, options."""
+    options = query.options
+    return (
+        query.exchange,
+        query.account,
+        query.symbol,
+        type(options).__qualname__,
+        options.model_dump_json(),
+    )
 
 
 def order_event(
