@@ -78,7 +78,8 @@ class Pipeline:
         self.accounts = accounts
         self.adapters = adapters
         self.serializer = serializer
-        # Identical concurrent commands share one fetch (see connector.resilience.coalesce).
+        # Identical commands waiting for the same rate-limited fetch share it (see
+        # connector.resilience.coalesce).
         self.coalescer: FetchCoalescer[FetchResult] = FetchCoalescer()
 
     async def process(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
@@ -159,8 +160,7 @@ class Pipeline:
             async with asyncio.timeout(budget + 1.0):
                 return await self.coalescer.run(
                     fetch_key(query),
-                    lambda dl: adapter.fetch_open_orders(account, query, deadline=dl),
-                    deadline=deadline,
+                    lambda: adapter.fetch_open_orders(account, query, deadline=deadline),
                 )
         except TimeoutError:
             raise ExchangeTimeout(

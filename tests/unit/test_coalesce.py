@@ -1,4 +1,5 @@
-"""Fetch coalescing: shared only with a fetch that starts after every sharer arrived."""
+"""Fetch coalescing: shared only with a fetch still waiting for the rate limiter, i.e. one that
+starts after every sharer arrived; never with one that has sent a request."""
 
 from __future__ import annotations
 
@@ -11,26 +12,33 @@ from connector.accounts import Account, Accounts, Secret
 from connector.errors import ExchangeUnavailable
 from connector.model import FetchResult, Order, OrderQuery, OrderStatus, Side
 from connector.pipeline import Pipeline
-from connector.resilience import FetchCoalescer
+from connector.resilience import FetchCoalescer, SlidingWindowLimiter
 from connector.settings import Settings
 
 
 class GatedAdapter:
-    """Each fetch records when it started and which command started it, then waits for a gate."""
+    """One request per fetch through a limiter of one slot per account (as a venue does); the
+    request records when it was sent and for which command, then waits for a gate."""
 
     exchange = "ascendex"
 
     def __init__(self, orders: int = 3) -> None:
-        self.started: list[tuple[str, float]] = []  # (request_id, loop time)
+        self.started: list[tuple[str, float]] = []  # (request_id, loop time) of each request
         self.gate = asyncio.Event()
         self.orders = orders
         self.fail: Exception | None = None
+        self.limiters: dict[str, SlidingWindowLimiter] = {}
 
     async def fetch_open_orders(
         self, account: Account, query: OrderQuery, *, deadline: float
     ) -> FetchResult:
-        self.started.append((query.request_id, asyncio.get_running_loop().time()))
-        await self.gate.wait()
+        limiter = self.limiters.setdefault(account.alias, SlidingWindowLimiter(1, 0.001))
+        await limiter.acquire(deadline)
+        try:
+            self.started.append((query.request_id, asyncio.get_running_loop().time()))
+            await self.gate.wait()
+        finally:
+            limiter.release()
         if self.fail is not None:
             raise self.fail
         rows = [
@@ -64,7 +72,7 @@ async def until(condition: Any) -> None:
         await asyncio.sleep(0)
 
 
-async def test_commands_arriving_during_a_fetch_share_the_next_one_only() -> None:
+async def test_commands_waiting_for_the_limiter_share_one_fetch_that_starts_after_them() -> None:
     adapter = GatedAdapter()
     pipe = make_pipeline(adapter)
     first = asyncio.create_task(pipe.process(cmd("r0")))
@@ -75,7 +83,10 @@ async def test_commands_arriving_during_a_fetch_share_the_next_one_only() -> Non
         arrived[f"r{i}"] = asyncio.get_running_loop().time()
         later.append(asyncio.create_task(pipe.process(cmd(f"r{i}"))))
     await asyncio.sleep(0.01)
-    assert len(adapter.started) == 1  # nobody joined the running fetch, nobody started another
+    # r1 started its own fetch (r0's had sent its request: never joinable); it waits for the
+    # limiter, and r2..r29 joined it. Nothing else reached the exchange.
+    assert len(adapter.started) == 1
+    assert pipe.coalescer.fetches == 2 and pipe.coalescer.joined == 28
     adapter.gate.set()
     outcomes = [await first, *await asyncio.gather(*later)]
     # Two fetches for 30 commands, the second one started after all 29 of its sharers arrived.
@@ -96,7 +107,7 @@ async def test_commands_arriving_during_a_fetch_share_the_next_one_only() -> Non
     assert pipe.coalescer.pending_keys() == 0
 
 
-async def test_a_command_with_nothing_running_starts_at_once() -> None:
+async def test_without_a_limiter_wait_every_command_fetches_at_once() -> None:
     adapter = GatedAdapter()
     adapter.gate.set()
     pipe = make_pipeline(adapter)
@@ -113,10 +124,16 @@ async def test_different_keys_are_never_shared() -> None:
         asyncio.create_task(pipe.process(cmd("b", symbol="ETH-PERP"))),
         asyncio.create_task(pipe.process(cmd("c", account="other"))),
     ]
-    await until(lambda: len(adapter.started) == 3)  # all three run at once
+    await until(lambda: len(adapter.started) == 2)  # desk's limiter admits one at a time
+    more = [
+        asyncio.create_task(pipe.process(cmd("d"))),  # joins "a"? no: a has started; own fetch
+        asyncio.create_task(pipe.process(cmd("e", symbol="BTC-PERP"))),  # another key
+    ]
+    await asyncio.sleep(0.01)
     adapter.gate.set()
-    assert all(o.ok for o in await asyncio.gather(*tasks))
-    assert pipe.coalescer.joined == 0
+    assert all(o.ok for o in await asyncio.gather(*tasks, *more))
+    assert pipe.coalescer.joined == 0 and pipe.coalescer.fetches == 5
+    assert len(adapter.started) == 5
 
 
 async def test_a_shared_failure_fails_every_sharer_once() -> None:
@@ -131,26 +148,36 @@ async def test_a_shared_failure_fails_every_sharer_once() -> None:
         assert not o.ok and o.request_id == f"f{i}"
         assert o.result is not None and o.result.value["error_code"] == "EXCHANGE_UNAVAILABLE"
         assert o.error is not None and o.error.value["request_id"] == f"f{i}"
-    assert len(adapter.started) == 2  # f0 alone, then f1..f4 together
+    # All five arrived before f0's fetch first ran (it had sent nothing): one fetch for all.
+    assert len(adapter.started) == 1 and pipe.coalescer.joined == 4
 
 
 async def test_a_sharer_giving_up_does_not_cancel_the_others() -> None:
     co: FetchCoalescer[str] = FetchCoalescer()
+    limiter = SlidingWindowLimiter(1, 0.001)
     gate = asyncio.Event()
-    runs: list[float] = []
+    sent: list[float] = []
 
-    async def fetch(deadline: float) -> str:
-        runs.append(deadline)
-        await gate.wait()
-        return "snapshot"
+    async def fetch() -> str:
+        await limiter.acquire()
+        try:
+            sent.append(asyncio.get_running_loop().time())
+            await gate.wait()
+            return "snapshot"
+        finally:
+            limiter.release()
 
-    first = asyncio.create_task(co.run("k", fetch, deadline=1.0))
-    await until(lambda: len(runs) == 1)
-    quitter = asyncio.create_task(co.run("k", fetch, deadline=2.0))
-    stayer = asyncio.create_task(co.run("k", fetch, deadline=5.0))
+    first = asyncio.create_task(co.run("k", fetch))
+    await until(lambda: len(sent) == 1)
+    starter = asyncio.create_task(co.run("k", fetch))  # waits for the limiter
     await asyncio.sleep(0)
+    quitter = asyncio.create_task(co.run("k", fetch))
+    stayer = asyncio.create_task(co.run("k", fetch))
+    await asyncio.sleep(0)
+    assert co.joined == 2
     quitter.cancel()
     gate.set()
-    assert await first == "snapshot" and await stayer == "snapshot"
-    assert runs == [1.0, 5.0]  # the shared fetch runs with its latest sharer's deadline
+    assert await first == "snapshot" and await starter == "snapshot"
+    assert await stayer == "snapshot"
+    assert len(sent) == 2
     assert co.pending_keys() == 0
