@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ahocorasick
 import yaml
 from pydantic import ValidationError
 
@@ -211,19 +212,26 @@ _secrets: set[str] = set()
 # Longest first, so a secret containing another is replaced whole. Rebuilt on registration
 # (start-up) rather than sorted on every log line.
 _ordered: tuple[tuple[str, bytes], ...] = ()
+_automaton: Any = None  # ahocorasick.Automaton over _secrets; None while there are none
 _lock = threading.Lock()
 REDACTED = "***"
 
 
 def register_secrets(*secrets: Secret | None) -> None:
     """Remember secret values so :func:`redact` can scrub them from any output."""
-    global _ordered
+    global _ordered, _automaton
     with _lock:
         for s in secrets:
             # Very short values would redact ordinary text; real credentials are long.
             if s is not None and len(s.reveal()) >= 4:
                 _secrets.add(s.reveal())
         _ordered = tuple((s, s.encode()) for s in sorted(_secrets, key=len, reverse=True))
+        automaton = ahocorasick.Automaton()
+        for value in _secrets:
+            automaton.add_word(value, value)
+        if _secrets:
+            automaton.make_automaton()
+        _automaton = automaton if _secrets else None
 
 
 def redact(text: str) -> str:
@@ -235,8 +243,15 @@ def redact(text: str) -> str:
 
 
 def contains_secret(text: str) -> bool:
-    """Whether :func:`redact` would change ``text`` (a check that allocates nothing)."""
-    return any(s in text for s, _ in _ordered)
+    """Whether :func:`redact` would change ``text``: one Aho-Corasick pass over ``text`` for all
+    secrets at once (a worker with a few hundred accounts holds a few hundred secrets, and every
+    outgoing record is checked; one ``in`` per secret made this the worker's top cost)."""
+    automaton = _automaton
+    if automaton is None:
+        return False
+    for _ in automaton.iter(text):
+        return True
+    return False
 
 
 def redact_bytes(data: bytes) -> bytes:
