@@ -346,15 +346,15 @@ def e2e(bench: Bench, repeats: int, sizes: dict[str, int], queued: int) -> dict[
     return out
 
 
-def profile_worker(bench: Bench, n: int) -> dict[str, Any]:
+def profile_worker(bench: Bench, accounts: list[str], n: int, name: str) -> dict[str, Any]:
     """py-spy (installed into the venv for profiling only) on the worker during one load."""
-    path = ROOT / ".results" / "worker-profile.txt"
+    path = ROOT / ".results" / f"worker-profile-{name}.txt"
     path.parent.mkdir(exist_ok=True)
     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p",
                             str(bench.pids["worker"]), "-f", "raw", "-o", str(path), "-r", "200"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     time.sleep(1)
-    run = bench.load("connector", BIG, n)
+    run = bench.load("connector", accounts, n)
     spy.send_signal(2)
     spy.wait(30)
     return {"file": str(path), "run": run}
@@ -465,7 +465,7 @@ def main() -> int:
     parser.add_argument("--normalize-only", action="store_true")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the worker during one extra 1,000-order load "
-                        "(.results/worker-profile.txt, collapsed stacks)")  # fmt: skip
+                        "(.results/worker-profile-*.txt, collapsed stacks)")  # fmt: skip
     args = parser.parse_args()
     command = (
         "make bench"
@@ -533,7 +533,10 @@ def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool) -
         try:
             out = e2e(bench, repeats, sizes, queued)
             if profile:
-                out["profile"] = profile_worker(bench, sizes["1000_orders"])
+                out["profile"] = {
+                    "1000_orders": profile_worker(bench, BIG, sizes["1000_orders"], "1000"),
+                    "5_orders": profile_worker(bench, SMALL, sizes["5_orders"], "5"),
+                }
             return out
         finally:
             bench.close()
