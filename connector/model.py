@@ -48,7 +48,7 @@ class OrderStatus(StrEnum):
 # msgspec Structs rather than frozen dataclasses: as immutable, a quarter of the cost to build
 # (a frozen dataclass sets each of Order's 30 fields through object.__setattr__), and parsers
 # build one per open order.
-class CopyTrading(msgspec.Struct, frozen=True, kw_only=True):
+class CopyTrading(msgspec.Struct, frozen=True):
     """Copy-trading context of a follower's order, on venues that have copy trading."""
 
     trader_id: str | None = None
@@ -63,7 +63,7 @@ class CopyTrading(msgspec.Struct, frozen=True, kw_only=True):
     close_time: int | None = None
 
 
-class Order(msgspec.Struct, frozen=True, kw_only=True):
+class Order(msgspec.Struct, frozen=True):
     """One open order, normalized. Timestamps are UTC epoch milliseconds."""
 
     exchange: str
