@@ -65,7 +65,9 @@ format: setup
 	$(PY) -m ruff format connector tests scripts
 	$(PY) -m ruff check --fix connector tests scripts
 
+# ccxt is a baseline of the benchmark only: installed into the venv here, never in the lock files.
 bench: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check 'ccxt>=4.4,<4.5'
 	$(PY) scripts/bench.py
 
 clean:

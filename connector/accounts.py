@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ahocorasick_rs import AhoCorasick, Implementation
 from pydantic import ValidationError
 
 from .errors import ConfigurationError, UnknownAccount
@@ -211,19 +212,23 @@ _secrets: set[str] = set()
 # Longest first, so a secret containing another is replaced whole. Rebuilt on registration
 # (start-up) rather than sorted on every log line.
 _ordered: tuple[tuple[str, bytes], ...] = ()
+_automaton: AhoCorasick | None = None  # over _secrets; None while there are none
 _lock = threading.Lock()
 REDACTED = "***"
 
 
 def register_secrets(*secrets: Secret | None) -> None:
     """Remember secret values so :func:`redact` can scrub them from any output."""
-    global _ordered
+    global _ordered, _automaton
     with _lock:
         for s in secrets:
             # Very short values would redact ordinary text; real credentials are long.
             if s is not None and len(s.reveal()) >= 4:
                 _secrets.add(s.reveal())
         _ordered = tuple((s, s.encode()) for s in sorted(_secrets, key=len, reverse=True))
+        _automaton = (
+            AhoCorasick(list(_secrets), implementation=Implementation.DFA) if _secrets else None
+        )
 
 
 def redact(text: str) -> str:
@@ -232,6 +237,15 @@ def redact(text: str) -> str:
         if s in text:
             text = text.replace(s, REDACTED)
     return text
+
+
+def contains_secret(text: str) -> bool:
+    """Whether :func:`redact` would change ``text``: one Aho-Corasick pass (Rust, ahocorasick-rs)
+    over ``text`` for all secrets at once. A worker with many accounts holds many secrets and
+    every outgoing record is checked; one ``in`` per secret was the worker's top cost (py-spy,
+    ``make bench``), ten times this. Any occurrence yields at least one match."""
+    automaton = _automaton
+    return automaton is not None and bool(automaton.find_matches_as_indexes(text))
 
 
 def redact_bytes(data: bytes) -> bytes:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
+import msgspec
 from pydantic import BaseModel, ConfigDict
 
 
@@ -44,8 +45,10 @@ class OrderStatus(StrEnum):
     UNKNOWN = "UNKNOWN"
 
 
-@dataclass(frozen=True, slots=True)
-class CopyTrading:
+# msgspec Structs rather than frozen dataclasses: as immutable, a quarter of the cost to build
+# (a frozen dataclass sets each of Order's 30 fields through object.__setattr__), and parsers
+# build one per open order.
+class CopyTrading(msgspec.Struct, frozen=True):
     """Copy-trading context of a follower's order, on venues that have copy trading."""
 
     trader_id: str | None = None
@@ -60,8 +63,7 @@ class CopyTrading:
     close_time: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
+class Order(msgspec.Struct, frozen=True):
     """One open order, normalized. Timestamps are UTC epoch milliseconds."""
 
     exchange: str

@@ -18,18 +18,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import codec, logs
-from .accounts import Accounts, redact, redact_bytes
+from .accounts import Accounts, contains_secret, redact, redact_bytes
 from .codec import RegistryUnavailable
 from .commands import RawCommand, decode_command, safe_text, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
 from .exchanges.base import ExchangeAdapter
 from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms
+from .resilience import FetchCoalescer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,9 @@ class Pipeline:
         self.accounts = accounts
         self.adapters = adapters
         self.serializer = serializer
+        # Identical commands waiting for the same rate-limited fetch share it (see
+        # connector.resilience.coalesce).
+        self.coalescer: FetchCoalescer[FetchResult] = FetchCoalescer()
 
     async def process(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
         """One command -> its outcome. ``timestamp_ms`` is the Kafka record's timestamp, checked
@@ -162,7 +167,10 @@ class Pipeline:
             # The adapter honours the deadline itself; the outer timeout is the backstop that
             # keeps a misbehaving exchange from holding a worker slot forever.
             async with asyncio.timeout(budget + 1.0):
-                return await adapter.fetch_open_orders(account, query, deadline=deadline)
+                return await self.coalescer.run(
+                    fetch_key(query),
+                    lambda: adapter.fetch_open_orders(account, query, deadline=deadline),
+                )
         except TimeoutError:
             raise ExchangeTimeout(
                 f"no complete answer from {query.exchange} in {budget:.1f}s"
@@ -176,8 +184,11 @@ class Pipeline:
         headers = _headers(query.request_id, ex, acc)
         n = len(fetched.orders)
         outcome = Outcome(query.request_id, ex, acc, ok=True)
+        event_ids = uuid4_batch(n)
         for seq, order in enumerate(fetched.orders, start=1):
-            value = order_event(order, query, seq=seq, size=n, observed_at=observed_at)
+            value = order_event(
+                order, query, seq=seq, size=n, observed_at=observed_at, event_id=event_ids[seq - 1]
+            )
             outcome.orders.append(
                 OutputRecord(
                     "orders",
@@ -277,13 +288,43 @@ class Pipeline:
         return OutputRecord("results", key, codec.QUERY_RESULT, value, headers)
 
 
+def fetch_key(query: OrderQuery) -> tuple[str, str, str | None, str, str]:
+    """What makes two commands the same exchange request: venue, account, symbol, options."""
+    options = query.options
+    return (
+        query.exchange,
+        query.account,
+        query.symbol,
+        type(options).__qualname__,
+        options.model_dump_json(),
+    )
+
+
+def uuid4_batch(n: int) -> list[str]:
+    """``n`` random (version 4, RFC 4122 variant) UUID strings from one ``os.urandom`` call:
+    the same randomness as ``uuid.uuid4()``, a quarter of its cost on a 1,000-order snapshot."""
+    hexes = os.urandom(16 * n).hex()
+    out = []
+    for i in range(0, 32 * n, 32):
+        h = hexes[i : i + 32]
+        variant = "89ab"[int(h[16], 16) & 3]
+        out.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}")
+    return out
+
+
 def order_event(
-    order: Order, query: OrderQuery, *, seq: int, size: int, observed_at: int
+    order: Order,
+    query: OrderQuery,
+    *,
+    seq: int,
+    size: int,
+    observed_at: int,
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """Normalized order + request context -> the OrderEvent record (decimals as strings)."""
     ct = order.copy_trading
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": event_id or str(uuid.uuid4()),
         "request_id": query.request_id,
         "exchange": order.exchange,
         "account": query.account,
@@ -344,8 +385,33 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _strings(value: Any, out: list[str]) -> None:
+    for v in value.values() if isinstance(value, dict) else value:
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict | list):
+            _strings(v, out)
+
+
+def _is_clean(rec: OutputRecord) -> bool:
+    """True when sanitizing ``rec`` would change nothing: every string is encodable and holds
+    no secret. Checked on all its strings joined (a false alarm from a secret spanning two
+    strings only costs the full pass), which is several times cheaper than rebuilding it."""
+    strings = [rec.key or "", *rec.headers.values()]
+    _strings(rec.value, strings)
+    text = "\x00".join(strings)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return not contains_secret(text)
+
+
 def sanitize_record(rec: OutputRecord) -> OutputRecord:
     """Secrets redacted and text made encodable in the key, headers and every value string."""
+    if _is_clean(rec):
+        return rec  # the common case; records are not mutated after this point
     return OutputRecord(
         rec.role,
         None if rec.key is None else _clean(rec.key),

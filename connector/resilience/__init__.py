@@ -5,7 +5,9 @@
 * :mod:`.limiter` — the sliding-window client-side rate limiter, one per (venue, key);
 * :mod:`.clock` — the server-clock offset, measured from a round trip's midpoint and re-measured
   on demand (a venue's "timestamp expired" error);
-* :mod:`.cache` — the instrument (contract list) cache and its one failure policy.
+* :mod:`.cache` — the instrument (contract list) cache and its one failure policy;
+* :mod:`.coalesce` — identical concurrent commands share one fetch that starts after they all
+  arrived.
 
 A venue package composes these; it writes no retry loop, limiter, clock or cache of its own.
 """
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 from .cache import InstrumentCache
 from .clock import ServerClock
+from .coalesce import FetchCoalescer
 from .limiter import LimiterRegistry, SlidingWindowLimiter
 from .retry import RetryPolicy
 
 __all__ = [
+    "FetchCoalescer",
     "InstrumentCache",
     "LimiterRegistry",
     "RetryPolicy",

@@ -8,6 +8,9 @@ admitted. Any request's arrival lies between those two instants, so whatever the
 no ``limit + 1`` requests can arrive at the exchange inside one window. The price is a little
 throughput (one round trip per slot).
 
+A fetch whose first request waits here may be joined by identical commands (see
+:mod:`.coalesce`); the limiter says when it waits and when it admits.
+
 Waiters queue FIFO behind an :class:`asyncio.Lock`, so concurrent commands for one key are
 served in arrival order and none starves. Times come from the running loop's clock, the same
 clock as command deadlines, so tests can drive it with a virtual-time loop.
@@ -20,6 +23,7 @@ from collections import deque
 
 from .. import metrics
 from ..errors import ExchangeTimeout
+from . import coalesce
 
 
 class SlidingWindowLimiter:
@@ -50,14 +54,18 @@ class SlidingWindowLimiter:
         loop = asyncio.get_running_loop()
         started = loop.time()
         waited = self._queue.locked()  # queued behind another waiter counts as waiting
+        if waited:
+            coalesce.waiting_for_slot()  # identical commands may join this fetch meanwhile
         try:
             async with asyncio.timeout_at(deadline), self._queue:
                 while True:
                     now = loop.time()
                     if self.occupied(now) < self.limit:
                         self._in_flight += 1
+                        coalesce.admitted()  # the fetch has started: nobody may join it now
                         return
                     waited = True
+                    coalesce.waiting_for_slot()
                     # Either the oldest completed slot leaves the window, or an in-flight
                     # request completes (which only starts its own window, but wakes us to
                     # re-check in case nothing was completed before).

@@ -65,24 +65,63 @@ async def test_thirty_concurrent_commands_at_5_per_s_no_violation_full_rate(
     sandbox: dict[str, str],
     control: httpx.AsyncClient,
 ) -> None:
-    """A backlog for one account: the shared limiter keeps Bitget's 5/s and uses all of it."""
+    """A backlog of 30 different fetches for one account: the shared limiter keeps Bitget's
+    5/s and uses all of it. (Each command names another trader, so none can share a fetch:
+    identical commands would be coalesced, see the next test.)"""
     base = sandbox["CONNECTOR_BITGET_REST_URL"]
     (await control.post(f"{base}/__sandbox/reset")).raise_for_status()
     ids = [rid(f"bg-rate-{i}") for i in range(30)]
     await asyncio.gather(
-        *(commands.send(request_id=r, exchange="bitget", account="bitget-demo") for r in ids)
+        *(
+            commands.send(
+                request_id=r, exchange="bitget", account="bitget-demo", trader_id=f"90000{i:02d}"
+            )
+            for i, r in enumerate(ids)
+        )
     )
     answers = [await outputs.answer(r, timeout=120) for r in ids]
-    assert all(a.result["status"] == "OK" and a.result["order_count"] == 3 for a in answers)
+    assert all(a.result["status"] == "OK" and a.result["order_count"] == 0 for a in answers)
     stats = (await control.get(f"{base}/__sandbox/stats")).json()
     assert stats["rate_limit_violations"] == 0
     account = stats["by_account"]["bitget-demo"]
-    assert account["admitted"] == 90  # 30 commands x (a page + the empty one + older window)
+    assert account["admitted"] == 60  # 30 commands x (an empty page in each of 2 windows)
     # n requests at a full 5/s fill (n / 5) one-second windows: first to last + one window.
     used = account["admitted"] / (5 * (account["span_s"] + 1.0))
     print(f"bitget backlog: {account['admitted']} requests in {account['span_s']:.2f}s, "
           f"{used:.1%} of 5/s")  # fmt: skip
     assert used >= 0.9
+
+
+async def test_thirty_identical_concurrent_commands_share_fetches(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+) -> None:
+    """Identical commands waiting for the same rate-limited account share a fetch; each still
+    gets its own complete snapshot (own request_id, event ids, seq 1..n) and one result."""
+    base = sandbox["CONNECTOR_BITGET_REST_URL"]
+    (await control.post(f"{base}/__sandbox/reset")).raise_for_status()
+    ids = [rid(f"bg-same-{i}") for i in range(30)]
+    await asyncio.gather(
+        *(commands.send(request_id=r, exchange="bitget", account="bitget-demo") for r in ids)
+    )
+    answers = [await outputs.answer(r, timeout=120) for r in ids]
+    event_ids: set[str] = set()
+    for r, a in zip(ids, answers, strict=True):
+        assert len(a.results) == 1
+        assert a.result["status"] == "OK" and a.result["order_count"] == 3
+        assert sorted(o.value["snapshot_seq"] for o in a.orders) == [1, 2, 3]
+        assert {o.value["request_id"] for o in a.orders} == {r}
+        event_ids.update(o.value["event_id"] for o in a.orders)
+    assert len(event_ids) == 90
+    stats = (await control.get(f"{base}/__sandbox/stats")).json()
+    assert stats["rate_limit_violations"] == 0
+    admitted = stats["by_account"]["bitget-demo"]["admitted"]
+    print(f"30 identical concurrent commands: {admitted} exchange requests "
+          f"(3 per fetch, 90 without coalescing)")  # fmt: skip
+    assert admitted % 3 == 0 and admitted <= 45
 
 
 async def test_wrong_passphrase_is_auth_failed_with_bitgets_code(

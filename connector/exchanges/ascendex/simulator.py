@@ -32,9 +32,9 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import copy
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import time
@@ -262,6 +262,50 @@ def _group_accounts() -> list[SimAccount]:
     return accounts
 
 
+#: Accounts with large books, for ``make bench``: orders per snapshot, accounts of each size.
+BENCH_ACCOUNT_SIZES = (100, 1000)
+BENCH_ACCOUNTS_PER_SIZE = 4
+BENCH_ACCOUNT_GROUP = 5
+
+
+def bench_alias(n: int, copy: int) -> str:
+    return f"ascendex-bench-{n}-{copy}"
+
+
+def _bench_accounts() -> list[SimAccount]:
+    accounts = []
+    for n, copy in itertools.product(BENCH_ACCOUNT_SIZES, range(1, BENCH_ACCOUNTS_PER_SIZE + 1)):
+        alias = bench_alias(n, copy)
+        seed = hashlib.sha512(f"ascendex-sandbox:{alias}".encode()).digest()
+        account_id = f"futBench{n:05d}{copy}" + seed[:10].hex()
+        orders = [
+            _order(
+                account_id,
+                orderId=f"bench{n:05d}{copy}o{i:06d}",
+                time=1615696544843 + i,
+                lastExecTime=1615696544851 + i,
+                seqNum=i,
+                symbol=("BTC-PERP", "ETH-PERP")[i % 2],
+                side=("Buy", "Sell")[i % 2],
+                price=f"{60000 + i}.5" if i % 2 == 0 else f"{3000 + i}.25",
+                orderQty="0.0100",
+            )
+            for i in range(n)
+        ]
+        accounts.append(
+            SimAccount(
+                alias=alias,
+                api_key=base64.b32encode(seed[:20]).decode()[:32],
+                accepted_secret=base64.b64encode(seed[16:64]).decode(),
+                account_group=BENCH_ACCOUNT_GROUP,
+                futures_account_id=account_id,
+                user_uid=f"U8{copy}{n:08d}",
+                orders=orders,
+            )
+        )
+    return accounts
+
+
 def _default_accounts() -> dict[str, SimAccount]:
     accounts = [
         SimAccount(
@@ -320,6 +364,7 @@ def _default_accounts() -> dict[str, SimAccount]:
             expires_in_ms=-86_400_000,  # expired yesterday: the WebSocket login is refused
         ),
         *_group_accounts(),
+        *_bench_accounts(),
     ]
     return {a.alias: a for a in accounts}
 
@@ -984,15 +1029,34 @@ async def _on_request(state: SimState, session: _Session, message: Mapping[str, 
             )
             return
         orders = [o for o in orders if o.get("symbol") == symbol]
-    await session.send(
-        {
-            "m": "futures-open-orders",
-            "code": "0" if session.account.live_quirks else 0,  # "0" seen live (ccxt tests)
-            "id": request_id,
-            "ac": "FUTURES",
-            "data": copy.deepcopy(orders),
-        }
+    # The orders' JSON is serialized once per (account, symbol) and spliced into each reply, so
+    # the simulator is not what a benchmark of 1,000-order snapshots measures. Every reply is
+    # still fresh JSON text with this request's id.
+    code = '"0"' if session.account.live_quirks else "0"  # "0" seen live (ccxt tests)
+    data = _data_json(session.account, symbol, orders)
+    frame = (
+        f'{{"m":"futures-open-orders","code":{code},'
+        f'"id":{json.dumps(request_id)},"ac":"FUTURES","data":{data}}}'
     )
+    async with session.send_lock:
+        if not session.ws.closed:
+            await session.ws.send_str(frame)
+
+
+_DATA_CACHE: dict[tuple[int, str | None], tuple[list[dict[str, Any]], str]] = {}
+
+
+def _data_json(account: SimAccount, symbol: str | None, orders: list[dict[str, Any]]) -> str:
+    """The JSON of ``orders``; cached for the benchmark's large accounts (nothing changes their
+    orders), serialized afresh for every other account (tests may change those)."""
+    if not account.alias.startswith("ascendex-bench-"):
+        return json.dumps(orders, separators=(",", ":"))
+    key = (id(account), symbol)
+    cached = _DATA_CACHE.get(key)
+    if cached is None or cached[0] is not account.orders:
+        cached = (account.orders, json.dumps(orders, separators=(",", ":")))
+        _DATA_CACHE[key] = cached
+    return cached[1]
 
 
 async def _server_pinger(state: SimState, session: _Session) -> None:
