@@ -128,6 +128,17 @@ class Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+#: ``--connect-timeout`` of the commands that talk to the broker (query, tail, state); the default
+#: is ``connector.client.CONNECT_TIMEOUT_S`` (not imported here: the client pulls in aiokafka).
+connect_timeout_option = click.option(
+    "--connect-timeout",
+    type=Duration(),
+    default=10.0,
+    show_default=True,
+    help="how long to wait for the broker (exit 3 after)",
+)
+
+
 def _venue_port(
     ctx: click.Context, param: click.Parameter, values: Sequence[str]
 ) -> dict[str, int]:
@@ -279,13 +290,7 @@ def sandbox(
     show_default=True,
     help="JSON lines, or one readable line per record",
 )
-@click.option(
-    "--connect-timeout",
-    type=Duration(),
-    default=10.0,
-    show_default=True,
-    help="how long to wait for the broker (exit 3 after)",
-)
+@connect_timeout_option
 def query(
     exchange: str,
     account: str,
@@ -347,13 +352,7 @@ def query(
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "summary"]), default="jsonl", show_default=True
 )
-@click.option(
-    "--connect-timeout",
-    type=Duration(),
-    default=10.0,
-    show_default=True,
-    help="how long to wait for the broker (exit 3 after)",
-)
+@connect_timeout_option
 def tail(
     topic: str,
     latest: bool,
@@ -393,13 +392,7 @@ def tail(
 @click.option("--symbol", help="only this symbol's orders")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "summary"]), default="jsonl")
 @click.option("--idle-timeout", type=Duration(), default=5.0, help="stop after this silence")
-@click.option(
-    "--connect-timeout",
-    type=Duration(),
-    default=10.0,
-    show_default=True,
-    help="how long to wait for the broker (exit 3 after)",
-)
+@connect_timeout_option
 def state(
     exchange: str,
     account: str,

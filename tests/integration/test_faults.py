@@ -68,6 +68,20 @@ def _json(**fields: Any) -> bytes:
     return json.dumps(fields).encode()
 
 
+async def send_burst(stack: Stack, ids: list[str]) -> None:
+    """Publish one empty-account command per id as fast as the producer takes them, keyed over
+    16 keys so they spread across partitions; returns once the broker acknowledged them all."""
+    topic = stack.settings.topic_query_orders
+    futures = [
+        await stack.commands.producer.send(
+            topic, _json(request_id=r, exchange="ascendex", account="ascendex-empty"),
+            key=f"ascendex:acct-{i % 16}".encode(),
+        )
+        for i, r in enumerate(ids)
+    ]  # fmt: skip
+    await asyncio.gather(*futures)
+
+
 def _malformed(i: int, rnd: random.Random, secrets: list[str]) -> tuple[bytes | None, str | None]:
     """The i-th hostile command and the request_id its answer will carry (None: generated)."""
     r = f"bad-{i}"
@@ -432,15 +446,7 @@ async def test_sigkill_mid_burst_repeats_only_in_flight_commands(
     )
     await stack.outputs.answer(warm)
     ids = [rid(f"burst-{i}") for i in range(500)]
-    topic = stack.settings.topic_query_orders
-    futures = [
-        await stack.commands.producer.send(
-            topic, _json(request_id=r, exchange="ascendex", account="ascendex-empty"),
-            key=f"ascendex:acct-{i % 16}".encode(),
-        )
-        for i, r in enumerate(ids)
-    ]  # fmt: skip
-    await asyncio.gather(*futures)
+    await send_burst(stack, ids)
     await wait_count(stack.outputs, 1 + 150, timeout=120)
     stack.worker.proc.send_signal(signal.SIGKILL)
     stack.worker.proc.wait()
@@ -559,15 +565,7 @@ async def test_sigterm_mid_burst_exits_cleanly_and_loses_nothing(
 ) -> None:
     stack = await isolated_stack("sigterm")
     ids = [rid(f"term-{i}") for i in range(200)]
-    topic = stack.settings.topic_query_orders
-    futures = [
-        await stack.commands.producer.send(
-            topic, _json(request_id=r, exchange="ascendex", account="ascendex-empty"),
-            key=f"ascendex:acct-{i % 16}".encode(),
-        )
-        for i, r in enumerate(ids)
-    ]  # fmt: skip
-    await asyncio.gather(*futures)
+    await send_burst(stack, ids)
     await wait_count(stack.outputs, 50, timeout=120)
     stopped_at = time.monotonic()
     stack.worker.proc.send_signal(signal.SIGTERM)
