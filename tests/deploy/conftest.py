@@ -7,9 +7,14 @@ network), and kubernetes-validate ships the Kubernetes OpenAPI schemas in its wh
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import helm_python as helm
 import pytest
+import yaml
 
 from connector.exchanges import registry
 
@@ -17,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_TESTS = Path(__file__).resolve().parent
 CHART = ROOT / "helm" / "exchange-order-connector"
 VALUES_DIR = DEPLOY_TESTS / "values"
+RELEASE = "rel"
+NAMESPACE = "trading"
 
 #: Every CONNECTOR_* variable the worker understands: core Settings and each venue's settings.
 SETTINGS_ENV = registry.setting_names()
@@ -28,3 +35,39 @@ SECRET_NAME_MARKERS = ("PASSWORD", "SECRET", "PASSPHRASE", "API_KEY", "TOKEN", "
 @pytest.fixture(scope="session")
 def settings_env() -> frozenset[str]:
     return SETTINGS_ENV
+
+
+# --- Helm rendering, shared by the chart and monitoring tests ---------------------------------
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` deep-merged into a copy of ``base`` (Helm's own values merge)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[Any]:
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def render(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every manifest the chart renders with ``values`` (NOTES.txt left out)."""
+    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return [
+        doc
+        for path, text in sorted(manifests.items())
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]

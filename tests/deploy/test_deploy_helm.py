@@ -18,49 +18,25 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .conftest import CHART, SECRET_NAME_MARKERS, SETTINGS_ENV, VALUES_DIR
+from .conftest import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    SECRET_NAME_MARKERS,
+    SETTINGS_ENV,
+    VALUES_DIR,
+    by_kind,
+    merge,
+    render,
+)
 
 KUBE_VERSION = "1.30.0"
-RELEASE = "rel"
-NAMESPACE = "trading"
 VALUES_FILES = sorted(p.name for p in VALUES_DIR.glob("*.yaml"))
 CRD_KINDS = {"ScaledObject", "ServiceMonitor"}
 
 
 def load_values(name: str) -> dict[str, Any]:
     return yaml.safe_load((VALUES_DIR / name).read_text()) or {}
-
-
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-@pytest.fixture(scope="module")
-def chart():
-    with helm.Chart.load(CHART) as loaded:
-        yield loaded
-
-
-def render(chart, values: dict[str, Any]) -> list[dict[str, Any]]:
-    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    docs = []
-    for path, text in sorted(manifests.items()):
-        if path.endswith("NOTES.txt"):
-            continue
-        for doc in yaml.safe_load_all(text):
-            if doc:
-                docs.append(doc)
-    return docs
-
-
-def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
 
 
 def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:

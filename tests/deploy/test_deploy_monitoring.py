@@ -20,18 +20,15 @@ import jsonschema
 import kubernetes_validate
 import promql_parser
 import pytest
-import yaml
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
 from connector import metrics as connector_metrics
 
-from .conftest import CHART
+from .conftest import CHART, NAMESPACE, RELEASE, by_kind, merge, render
 
 KUBE_VERSION = "1.30.0"
-RELEASE = "rel"
-NAMESPACE = "trading"
 DASHBOARD_FILE = CHART / "dashboards" / "connector-dashboard.json"
 BASE = {"accounts": {"existingSecret": "connector-accounts"}}
 FAUST_PREFIX = "exchange_order_connector"  # config.appId, Faust's default name_prefix
@@ -195,44 +192,13 @@ def test_check_promql_can_fail():
 # --- rendering ------------------------------------------------------------------------------
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-@pytest.fixture(scope="module")
-def chart():
-    with helm.Chart.load(CHART) as loaded:
-        yield loaded
-
-
-def render(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
-    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
-    return [
-        doc
-        for path, text in sorted(manifests.items())
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
-
-
-def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [d for d in docs if d["kind"] == kind]
-
-
 def dashboard_configmap(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (cm,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
     return cm
 
 
 def rules(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    (rule,) = of_kind(docs, "PrometheusRule")
+    (rule,) = by_kind(docs, "PrometheusRule")
     return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
 
 
@@ -243,8 +209,8 @@ def rendered_on(chart) -> list[dict[str, Any]]:
 
 def test_monitoring_is_off_by_default(chart):
     docs = render(chart, BASE)
-    assert of_kind(docs, "PrometheusRule") == []
-    assert [d["metadata"]["name"] for d in of_kind(docs, "ConfigMap")] == [
+    assert by_kind(docs, "PrometheusRule") == []
+    assert [d["metadata"]["name"] for d in by_kind(docs, "ConfigMap")] == [
         f"{RELEASE}-exchange-order-connector"
     ]
 
@@ -346,7 +312,7 @@ def test_dashboard_label_namespace_and_folder_are_configurable(chart):
 
 
 def test_prometheus_rule_structure(rendered_on):
-    (rule,) = of_kind(rendered_on, "PrometheusRule")
+    (rule,) = by_kind(rendered_on, "PrometheusRule")
     jsonschema.validate(rule, PROMETHEUS_RULE_SCHEMA)
     assert rule["metadata"]["labels"]["release"] == "prometheus"
     assert rule["metadata"]["namespace"] == NAMESPACE
@@ -357,7 +323,7 @@ def test_prometheus_rule_structure(rendered_on):
 
 
 def test_prometheus_rule_schema_can_fail(rendered_on):
-    (rule,) = of_kind(rendered_on, "PrometheusRule")
+    (rule,) = by_kind(rendered_on, "PrometheusRule")
     broken = copy.deepcopy(rule)
     broken["spec"]["groups"][0]["rules"][0]["for"] = "ten minutes"
     with pytest.raises(jsonschema.ValidationError):
