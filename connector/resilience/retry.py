@@ -100,7 +100,10 @@ class RetryPolicy:
                 attempts=state.attempt_number,
             ) from exc
 
+        waiting: list[RetryCallState] = []  # the failed try the coming sleep follows
+
         async def before_sleep(state: RetryCallState) -> None:
+            waiting[:] = [state]
             exc = state.outcome.exception() if state.outcome else None
             metrics.EXCHANGE_RETRIES.labels(venue, type(exc).__name__).inc()
             log.info(
@@ -111,6 +114,14 @@ class RetryPolicy:
                 exc,
                 state.upcoming_sleep,
             )
+
+        async def sleep(seconds: float) -> None:
+            # ``stop`` allowed this sleep because it ends before the deadline, but a loaded event
+            # loop can wake late: then no further try may start, and the command ends as if the
+            # deadline had come during the wait.
+            await asyncio.sleep(seconds)
+            if waiting and loop.time() >= deadline:
+                give_up(waiting[0])
 
         attempt_number = 0
 
@@ -129,7 +140,7 @@ class RetryPolicy:
             retry=retry_if_exception(_retryable),
             wait=wait,
             stop=stop,
-            sleep=asyncio.sleep,
+            sleep=sleep,
             before_sleep=before_sleep,
             retry_error_callback=give_up,
         )
