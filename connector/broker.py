@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .kafka import ensure_topics, wait_for_broker
 from .settings import Settings
-from .statetopic import ensure_state_topic
+from .statetopic import ensure_internal_topics
 
 # Tansu reads these from the environment in preference to its flags; a stray value in the
 # caller's environment would silently move the listener.
@@ -124,8 +124,7 @@ def run_broker(settings: Settings) -> int:
     try:
         asyncio.run(_wait_started(proc, settings))
         created = asyncio.run(ensure_topics(settings))
-        if asyncio.run(ensure_state_topic(settings)):
-            created.append(settings.topic_state)
+        created += asyncio.run(ensure_internal_topics(settings))
         names = [*settings.topics.values(), settings.topic_state]
         print(
             f"broker ready on {host}:{port}; topics: "

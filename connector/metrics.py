@@ -33,6 +33,11 @@ EXCHANGE_CALL_LATENCY = Histogram(
 ORDER_EVENTS = Counter(
     "connector_order_events_published_total", "OrderEvents acknowledged by the broker", ["exchange"]
 )
+STATE_RECORDS = Counter(
+    "connector_state_records_total",
+    "Records acknowledged on the open-orders state topic (kind: upsert or tombstone)",
+    ["exchange", "kind"],
+)
 ERRORS = Counter("connector_errors_total", "ErrorEvents published, by code", ["code"])
 RATE_LIMIT_WAITS = Counter(
     "connector_rate_limiter_waits_total",

@@ -60,6 +60,10 @@ class Outcome:
     orders: list[OutputRecord] = field(default_factory=list)
     error: OutputRecord | None = None
     result: OutputRecord | None = None
+    # For the state topic (connector/state.py): the validated command of an OK snapshot (its
+    # scope) and when its fetch started (its version).
+    query: OrderQuery | None = None
+    started_at: int = 0
 
     def records(self) -> list[OutputRecord]:
         tail = [r for r in (self.error, self.result) if r is not None]
@@ -183,7 +187,7 @@ class Pipeline:
         ex, acc = query.exchange, query.account
         headers = _headers(query.request_id, ex, acc)
         n = len(fetched.orders)
-        outcome = Outcome(query.request_id, ex, acc, ok=True)
+        outcome = Outcome(query.request_id, ex, acc, ok=True, query=query, started_at=started_at)
         event_ids = uuid4_batch(n)
         for seq, order in enumerate(fetched.orders, start=1):
             value = order_event(
@@ -428,6 +432,7 @@ def sanitize(outcome: Outcome) -> Outcome:
     out.orders = [sanitize_record(r) for r in outcome.orders]
     out.error = None if outcome.error is None else sanitize_record(outcome.error)
     out.result = None if outcome.result is None else sanitize_record(outcome.result)
+    out.query, out.started_at = outcome.query, outcome.started_at
     return out
 
 

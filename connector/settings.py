@@ -22,6 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .errors import ConfigurationError
 
 ENV_PREFIX = "CONNECTOR_"
+STATE_TABLE = "open-orders-state"  # the worker's Faust table of per-account state
+SCHEDULES_TABLE = "schedules"  # the standing queries' progress (a Faust GlobalTable)
 
 
 class Settings(BaseSettings):
@@ -106,6 +108,20 @@ class Settings(BaseSettings):
     # offsets stay uncommitted). Keep it below the pod's terminationGracePeriodSeconds.
     shutdown_drain_s: float = Field(default=20.0, ge=0)
 
+    # State topic and routing (issue 13, docs/state-topic.md)
+    # Commands repartitioned by ``<exchange>:<account>``, so one worker handles an account (its
+    # state table partition and its exchange rate limits).
+    # Default: ``<app_id>-query-orders-by-account``.
+    topic_commands_by_account: str | None = None
+    # Route commands by account through that topic and keep the state in a changelog-backed
+    # Faust table. EXPERIMENTAL, off by default: see docs/state-topic.md "Status".
+    route_by_account: bool = False
+    # Producer batch size in bytes (aiokafka/Faust default 16384; 256 KB here, so a large snapshot
+    # goes out in a few batches). Set it to 1 on the embedded broker only when the experimental
+    # state table is on: it reports end offsets too low after multi-record batches, which cuts
+    # Faust's table recovery short (README "Development setup").
+    kafka_producer_max_batch_size: int = Field(default=262_144, ge=1, le=1_000_000)
+
     @field_validator("schema_registry_url")
     @classmethod
     def _registry_url(cls, v: str | None) -> str | None:
@@ -135,6 +151,25 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port...], got {v!r}")
         return v
+
+    @property
+    def commands_by_account_topic(self) -> str:
+        return self.topic_commands_by_account or f"{self.app_id}-query-orders-by-account"
+
+    @property
+    def state_table_changelog(self) -> str:
+        """Faust's name for the changelog of the worker's ``open-orders-state`` table."""
+        return f"{self.app_id}-{STATE_TABLE}-changelog"
+
+    @property
+    def schedules_changelog(self) -> str:
+        """Faust's name for the changelog of the standing queries' progress (GlobalTable)."""
+        return f"{self.app_id}-{SCHEDULES_TABLE}-changelog"
+
+    @property
+    def leader_topic(self) -> str:
+        """Faust's leader-election topic (faust/assignor/leader_assignor.py)."""
+        return f"{self.app_id}-__assignor-__leader"
 
     @property
     def topics(self) -> dict[str, str]:

@@ -60,6 +60,45 @@ async def ensure_state_topic(settings: Settings) -> bool:
         await admin.close()
 
 
+def internal_topics(settings: Settings) -> list[NewTopic]:
+    """The worker's internal topics, with the partition counts Faust requires: the commands
+    repartitioned by account and the state table's changelog (compacted) have as many
+    partitions as the command topic, so partition p of each lands on the same worker; the
+    standing queries' progress (compacted) and Faust's leader election topic have one."""
+    n, rf = settings.topic_partitions, settings.topic_replication_factor
+    return [
+        NewTopic(settings.commands_by_account_topic, n, rf),
+        NewTopic(settings.state_table_changelog, n, rf, topic_configs=STATE_TOPIC_CONFIG),
+        NewTopic(settings.schedules_changelog, 1, rf, topic_configs=STATE_TOPIC_CONFIG),
+        NewTopic(settings.leader_topic, 1, rf),
+    ]
+
+
+async def ensure_internal_topics(settings: Settings) -> list[str]:
+    """Create the state topic and the worker's internal topics if missing; returns the created.
+
+    Called by ``connector broker`` and by the worker at start (as Kafka Streams does for its
+    internal topics); on a cluster where the worker may not create topics, create them
+    beforehand with the names and configs listed in docs/state-topic.md.
+    """
+    created = [settings.topic_state] if await ensure_state_topic(settings) else []
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        for topic in internal_topics(settings):
+            if topic.name in existing:
+                continue
+            try:
+                await admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()
+
+
 async def encode_state_record(
     serializer: Serializer,
     topic: str,

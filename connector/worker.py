@@ -24,6 +24,7 @@ progress for ``liveness_stall_s``; ``/readyz`` needs the producer and the broker
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import logging.config
 import random
@@ -47,14 +48,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import metrics
 from .accounts import Accounts, load_accounts
 from .codec import RegistryUnavailable, serializer_for
-from .errors import InternalError
+from .commands import decode_command, validate_command
+from .errors import ConnectorError, InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
 from .kafka import await_broker, require_topics, ssl_context
 from .logs import logging_config
+from .model import now_ms
 from .pipeline import Outcome, OutputRecord, Pipeline
-from .settings import Settings
+from .schedules import Progress, Schedule, parse_request_id
+from .settings import SCHEDULES_TABLE, STATE_TABLE, Settings
+from .state import AccountState, Snapshot, apply_snapshot, scope_of_query, table_key
+from .statetopic import encode_state_record, ensure_internal_topics
 from .status import VenueHealth, status_document
 
 log = logging.getLogger(__name__)
@@ -126,8 +132,10 @@ class Connector:
         settings: Settings,
         accounts: Accounts,
         adapters: dict[str, ExchangeAdapter] | None = None,
+        schedules: list[Schedule] | None = None,
     ) -> None:
         self.settings = settings
+        self.schedules = schedules or []
         self.serializer = serializer_for(settings)
         self.adapters = adapters if adapters is not None else create_adapters(settings)
         # Metric label values: the configured venues and "unknown", never caller input.
@@ -141,6 +149,11 @@ class Connector:
         self._draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        # Per account: the lock that serializes applying snapshots to its state (commands of
+        # one account run concurrently). The state itself lives in ``state_table``;
+        # ``_local_state`` only serves handle() called outside an agent (unit tests).
+        self._local_state: dict[str, AccountState] = {}
+        self._state_locks: dict[str, asyncio.Lock] = {}
         self.pipeline = Pipeline(settings, accounts, self.adapters, self.serializer)
         self.app = App(
             settings.app_id,
@@ -158,10 +171,11 @@ class Connector:
             # batches split it into ~40 batches per partition, each one more object and request
             # for aiokafka; 256 KB batches (well under the broker's 1 MB limit) cut that to a few.
             # No linger: a small command is sent at once. Acks and ordering are unchanged.
-            producer_max_batch_size=256 * 1024,
+            producer_max_batch_size=settings.kafka_producer_max_batch_size,
             key_serializer="raw",
             value_serializer="raw",
-            topic_disable_leader=True,
+            # The leader topic elects the one worker that runs the standing queries' timer.
+            topic_disable_leader=not schedules,
             topic_allow_declare=False,
             topic_partitions=settings.topic_partitions,
             datadir=settings.data_dir,
@@ -178,10 +192,54 @@ class Connector:
             "results": settings.topic_results,
             "errors": settings.topic_errors,
         }
+        # Two hops, both Faust agents (docs/state-topic.md "Routing"): ``route-commands`` forwards
+        # every command, keyed or not, to the by-account topic keyed ``<exchange>:<account>``
+        # (Faust's repartitioning; the default partitioner hashes the key like Java clients);
+        # ``query-orders`` handles it there. So all commands of an account reach the worker that
+        # owns its partition: its state table partition (co-partitioned changelog) and its
+        # exchange rate limits, whatever key the caller used and however many workers run.
+        # EXPERIMENTAL, off by default (CONNECTOR_ROUTE_BY_ACCOUNT): a SIGTERM mid-burst can
+        # still lose a command across the two hops (tests/integration/test_faults.py
+        # sigterm test, 1 of 200 when enabled); see docs/state-topic.md "Status". Off, the
+        # state lives in this process (``_local_state``) and is correct for one worker.
         commands = self._topic(settings.topic_query_orders)
+        self.router: Any = None
+        self.state_table: Any = None
+        source = commands
+        if settings.route_by_account:
+            source = self._topic(settings.commands_by_account_topic)
+            self.router = self.app.agent(commands, name="route-commands", concurrency=1)(
+                self._route
+            )
+            # Per account (``<exchange>:<account>``) the state of the open-orders topic
+            # (connector/state.py), backed by its changelog so a restarted or rebalanced worker
+            # continues from it. Written only inside the query-orders agent: Faust writes a
+            # table change to the changelog partition of the event being processed.
+            self.state_table = self.app.Table(
+                STATE_TABLE,
+                default=None,
+                partitions=settings.topic_partitions,
+                schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            )
         self.agent = self.app.agent(
-            commands, name="query-orders", concurrency=settings.worker_concurrency
+            source, name="query-orders", concurrency=settings.worker_concurrency
         )(self._agent)
+        # Standing queries (connector/schedules.py): the group leader's timer publishes them; the
+        # progress per schedule (last slot published, deadline of the unanswered one) is a
+        # GlobalTable, so a new leader after a rebalance or restart continues from it.
+        self.schedule_table: Any = None
+        if self.schedules:
+            self.schedule_table = self.app.GlobalTable(
+                SCHEDULES_TABLE,
+                default=None,
+                partitions=1,
+                use_partitioner=True,
+                schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            )
+            tick_s = min(1.0, min(s.interval_s for s in self.schedules) / 4)
+            self.app.timer(interval=tick_s, on_leader=True, name="standing-queries")(
+                self._schedule_tick
+            )
         self._register_web()
         self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
 
@@ -195,9 +253,14 @@ class Connector:
                 # acks an event when the loop asks for the next one). Parked until the agent
                 # is cancelled; the offset stays uncommitted for the next owner.
                 await asyncio.Event().wait()
-            ts = event.message.timestamp
+            msg = event.message
+            ts = msg.timestamp
             try:
-                await self.handle(event.value, timestamp_ms=int(ts * 1000) if ts else None)
+                await self.handle(
+                    event.value,
+                    timestamp_ms=int(ts * 1000) if ts else None,
+                    position=(msg.partition, msg.offset),
+                )
                 # Ack now, not when this actor takes its next event (Faust's default): an idle
                 # actor would otherwise hold back the commit of an answered command, and a
                 # SIGTERM or SIGKILL would repeat it. A second ack by Faust is a no-op.
@@ -210,11 +273,120 @@ class Connector:
                 log.exception("agent failed; /healthz now fails so the worker restarts")
                 raise
 
+    async def _route(self, stream: Any) -> None:
+        """Forward each command unchanged (value, headers, timestamp) to the by-account topic and
+        wait for the broker's acknowledgement before acknowledging the command, so a command is
+        never lost between the hops (at-least-once across both)."""
+        async for event in stream.events():
+            if self._draining:  # as in _agent: leave it uncommitted for the next owner
+                await asyncio.Event().wait()
+            msg = event.message
+            key = await self._routing_key(event.value)
+            try:
+                await self._forward(event.value, key, msg)
+            except _Refused:
+                # The broker refused the forward for good (e.g. too large for the internal
+                # topic): answer it here rather than drop it; no state update.
+                ts = msg.timestamp
+                await self.handle(
+                    event.value, timestamp_ms=int(ts * 1000) if ts else None, state=False
+                )
+            except Exception as exc:  # unreachable by design, as in _agent
+                self._fatal = f"router failed: {type(exc).__name__}"
+                log.exception("router failed; /healthz now fails so the worker restarts")
+                raise
+            event.ack()
+
+    async def _routing_key(self, value: bytes | None) -> bytes | None:
+        """``<exchange>:<account>`` of a valid command, as the state table keys it; None (any
+        partition: it ends as INVALID_COMMAND) for one that does not validate."""
+        while True:
+            try:
+                raw = await decode_command(
+                    value,
+                    self.serializer,
+                    max_bytes=self.settings.command_max_bytes,
+                    max_depth=self.settings.command_max_depth,
+                )
+                query = validate_command(raw)
+            except RegistryUnavailable as exc:
+                await self.outages.wait("schema registry", exc)
+                continue
+            except ConnectorError:
+                return None
+            except Exception:  # never let a command stop the router
+                log.exception("routing key failed; forwarding unkeyed")
+                return None
+            return _utf8(table_key(query.exchange, query.account))
+
+    async def _forward(self, value: bytes | None, key: bytes | None, msg: Any) -> None:
+        headers = list(msg.headers or [])
+        topic = self.settings.commands_by_account_topic
+        while True:
+            try:
+                fut = await self.app.producer.send(topic, key, value, None, msg.timestamp, headers)
+                await fut
+                self.outages.recovered("broker")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.error(
+                        "forwarding a command refused (%s)", type(exc.__cause__ or exc).__name__
+                    )
+                    raise _Refused from exc
+                await self.outages.wait("broker", exc)
+
+    async def _schedule_tick(self, *args: Any) -> None:
+        """On the leader only: publish the standing queries that are due (one per schedule and
+        slot, none while the previous one is unanswered), each acked before it counts."""
+        app: Any = self.app
+        if self._draining or app.rebalancing or not app.tables.recovery.completed.is_set():
+            return  # the progress table may be stale until recovery is done
+        try:
+            progress = Progress({k: dict(v) for k, v in self.schedule_table.items()})
+            for cmd in progress.tick(now_ms(), self.schedules):
+                command = {k: v for k, v in cmd.command.items() if v is not None}
+                key = _utf8(table_key(command["exchange"], command["account"]))
+                fut = await app.producer.send(
+                    self.settings.topic_query_orders, key, json.dumps(command).encode(),
+                    None, None, None,
+                )  # fmt: skip
+                await fut
+                self.schedule_table[cmd.schedule_id] = progress.published(cmd)
+                log.info(
+                    "standing query published",
+                    extra={"request_id": command["request_id"], "exchange": command["exchange"],
+                           "account": command["account"]},
+                )  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an outage: the next tick tries again (same slot, same id)
+            log.warning("standing queries: publishing failed (%s)", type(exc).__name__)
+
+    def _mark_answered(self, request_id: str) -> None:
+        if self.schedule_table is None or parse_request_id(request_id) is None:
+            return
+        changed = Progress({k: dict(v) for k, v in self.schedule_table.items()}).answered(
+            request_id
+        )
+        if changed is not None:
+            self.schedule_table[changed[0]] = changed[1]
+
     def _beat(self) -> None:
         self._progress = time.monotonic()
 
-    async def handle(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
-        """Process one command and publish its outputs; returns only when they are acked."""
+    async def handle(
+        self,
+        value: bytes | None,
+        *,
+        timestamp_ms: int | None = None,
+        position: tuple[int, int] = (0, 0),
+        state: bool = True,
+    ) -> Outcome:
+        """Process one command and publish its outputs, then its state-topic records; returns
+        only when they are acked. ``position`` (partition, offset) breaks version ties."""
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
         self._pending += 1
@@ -223,6 +395,9 @@ class Connector:
         try:
             outcome = await self._process(value, timestamp_ms)
             outcome = await self.publish(outcome, value)
+            if state:
+                await self.publish_state(outcome, position)
+            self._mark_answered(outcome.request_id)
         finally:
             metrics.IN_FLIGHT.dec()
             self._pending -= 1
@@ -308,6 +483,97 @@ class Connector:
                     log.exception("publishing the FAILED outcome failed; retrying")
                     await self.outages.wait("broker", exc)
 
+    async def publish_state(self, outcome: Outcome, position: tuple[int, int]) -> None:
+        """Apply a complete OK snapshot to its account's state and publish the upserts and
+        tombstones on the state topic, after the snapshot's QueryResult (docs/state-topic.md).
+
+        A FAILED outcome changes nothing. Applying is serialized per account (the lock), so two
+        snapshots of one account finishing together neither lose an update nor interleave their
+        records; :func:`connector.state.apply_snapshot` orders them by version, so the older
+        one finishing last does not regress the state. The stored state is written only once
+        the records are acknowledged: a crash in between repeats the command, whose new
+        snapshot is applied on top of the old state, which is correct.
+        """
+        query = outcome.query
+        if not outcome.ok or query is None:
+            return
+        key = table_key(outcome.exchange, outcome.account)
+        lock = self._state_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            snap = Snapshot(
+                outcome.exchange,
+                outcome.account,
+                scope_of_query(query),
+                (outcome.started_at, *position),
+                [r.value for r in outcome.orders],
+            )
+            try:
+                applied = apply_snapshot(self._load_state(key), snap)
+            except (ValueError, KeyError, TypeError) as exc:  # a stored state we cannot read
+                ctx = {"exchange": outcome.exchange, "account": outcome.account}
+                log.error("stored state unreadable (%s); starting afresh", type(exc).__name__,
+                          extra=ctx)  # fmt: skip
+                applied = apply_snapshot(None, snap)
+            while True:
+                try:
+                    await self._send_state(applied.records, outcome)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if not is_outage(exc):
+                        log.error(
+                            "state records refused by the broker (%s); state not updated",
+                            type(exc.__cause__ or exc).__name__,
+                            extra={"request_id": outcome.request_id},
+                        )
+                        return
+                    what = "schema registry" if isinstance(exc, RegistryUnavailable) else "broker"
+                    await self.outages.wait(what, exc)
+            await self._store_state(key, applied.state)
+        label = outcome.exchange if outcome.exchange in self.venues else "unknown"
+        if applied.upserts:
+            metrics.STATE_RECORDS.labels(label, "upsert").inc(len(applied.upserts))
+        if applied.tombstones:
+            metrics.STATE_RECORDS.labels(label, "tombstone").inc(len(applied.tombstones))
+
+    def _load_state(self, key: str) -> AccountState | None:
+        if key in self._local_state or self.state_table is None:
+            return self._local_state.get(key)
+        value: AccountState | None = self.state_table.get(key)
+        return value
+
+    async def _store_state(self, key: str, value: AccountState) -> None:
+        if self.state_table is None or faust.current_event() is None:  # no table / no agent
+            self._local_state[key] = value
+            return
+        self.state_table[key] = value
+        # Faust sends the changelog record in the background and flushes before committing;
+        # flushing here makes sure it is out before the command is acknowledged, so a worker
+        # killed right after the ack never restarts from a table that misses this snapshot
+        # (the repeat would then fetch with no previous state and retire nothing).
+        await self.app.producer.flush()
+
+    async def _send_state(self, records: list[Any], outcome: Outcome) -> None:
+        producer = self.app.producer
+        topic = self.settings.topic_state
+        futures: list[Any] = []
+        failure: BaseException | None = None
+        try:
+            for rec in records:
+                key, value, headers = await encode_state_record(
+                    self.serializer, topic, rec, request_id=outcome.request_id,
+                    exchange=outcome.exchange, account=outcome.account,
+                )  # fmt: skip
+                futures.append(await producer.send(topic, key, value, None, None, headers))
+        except Exception as exc:
+            failure = exc
+        if futures:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failure = failure or next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
+
     async def _send_batch(self, records: list[OutputRecord]) -> None:
         """Send ``records`` and wait for every acknowledgement. Every future is awaited, even
         after a failure, so no exception is left unretrieved."""
@@ -342,11 +608,19 @@ class Connector:
         """Liveness: the agent's actors are running and pending work is making progress."""
         if self._fatal:
             return False, self._fatal
-        agent: Any = self.agent
-        if agent.started:
-            live = len([a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()])
-            if live < self.settings.worker_concurrency:
-                return False, f"{self.settings.worker_concurrency - live} agent actors are dead"
+        agents: list[tuple[Any, int]] = [(self.agent, self.settings.worker_concurrency)]
+        if self.router is not None:
+            agents.append((self.router, 1))
+        for agent, want in agents:
+            if agent.started:
+                live = len(
+                    [a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()]
+                )
+                if live < want:
+                    return (
+                        False,
+                        f"{want - live} {getattr(agent, 'name', '')} agent actors are dead",
+                    )
         stall = self.settings.liveness_stall_s
         idle = time.monotonic() - self._progress
         if self._pending and idle > stall:
@@ -558,15 +832,21 @@ def run_worker(settings: Settings) -> None:
     if not settings.accounts_file:
         raise ConfigurationError("CONNECTOR_ACCOUNTS_FILE: required for the worker")
     accounts = load_accounts(settings.accounts_file)
+    schedules = load_checked_schedules(settings, accounts)
     # Broker absent at start is an outage like any other: wait (serving /healthz meanwhile)
     # instead of letting Faust give up after its first connection attempt.
     logging.config.dictConfig(logging_config(settings.log_level, settings.log_format))
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(_await_broker_serving_health(settings))
+        # Faust may not declare topics (topic_allow_declare=False): create the state topic and
+        # the internal ones (by-account commands, table changelog) if missing.
+        created = loop.run_until_complete(ensure_internal_topics(settings))
+        if created:
+            log.info("created topics: %s", ", ".join(created))
     finally:
         loop.close()
-    connector = Connector(settings, accounts)
+    connector = Connector(settings, accounts, schedules=schedules)
     worker = _Worker(
         connector.app,
         ready=ready_line(settings, accounts, connector.venues),
@@ -576,6 +856,32 @@ def run_worker(settings: Settings) -> None:
         redirect_stdouts=False,
     )
     worker.execute_from_commandline()
+
+
+def load_checked_schedules(settings: Settings, accounts: Accounts) -> list[Schedule]:
+    """The schedules file, each entry checked as the command it will publish and against the
+    accounts file: a problem fails at start with one line naming the entry."""
+    from .commands import RawCommand
+    from .errors import ConfigurationError
+    from .schedules import SETTING, load_schedules
+
+    if not settings.schedules_file:
+        return []
+    schedules = load_schedules(settings.schedules_file)
+    for i, s in enumerate(schedules):
+        command = {"request_id": "check", "exchange": s.exchange, "account": s.account,
+                   **s.filters}  # fmt: skip
+        try:
+            validate_command(RawCommand(command))
+            accounts.get(s.exchange, s.account)
+        except ConnectorError as exc:
+            where = f"{SETTING}: schedules[{i}] ({s.exchange}:{s.account})"
+            raise ConfigurationError(f"{where}: {exc}") from None
+    return schedules
+
+
+class _Refused(Exception):
+    """The broker refused a forwarded command for good."""
 
 
 def _utf8(text: str) -> bytes:

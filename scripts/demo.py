@@ -90,6 +90,39 @@ def query(env: dict[str, str], args: list[str], expect: int) -> list[str]:
     return lines
 
 
+def state_step(env: dict[str, str]) -> None:
+    """An order of bitget-demo closes on the (sandbox) exchange; the next snapshot retires it
+    on the compacted state topic with a tombstone, and `connector state` no longer lists it."""
+    import httpx
+
+    base = env["CONNECTOR_BITGET_REST_URL"]
+    rows = httpx.get(f"{base}/__sandbox/orders", params={"account": "bitget-demo"}).json()["rows"]
+    gone = rows[0]["trackingNo"]
+    print(f"\nOrder {gone} of bitget-demo is closed on the exchange (sandbox control API).")
+    httpx.post(f"{base}/__sandbox/orders", json={"account": "bitget-demo", "remove": [gone]})
+    query(env, ["--exchange", "bitget", "--account", "bitget-demo"], expect=0)
+    args = ["state", "--exchange", "bitget", "--account", "bitget-demo", "--format", "summary",
+            "--idle-timeout", "3"]  # fmt: skip
+    print(f"\n$ connector {' '.join(args)}")
+    # State records follow the QueryResult: read again until the tombstone is there (bounded).
+    for _ in range(20):
+        out = subprocess.run([*CONNECTOR, *args], env=env, capture_output=True, text=True,
+                             check=False)  # fmt: skip
+        if out.returncode == 0 and gone not in out.stdout and "1 tombstones" in out.stdout:
+            break
+    else:
+        print(out.stdout, out.stderr, file=sys.stderr)
+        raise SystemExit(f"the state topic never retired order {gone}")
+    print("  " + out.stdout.rstrip().replace("\n", "\n  "))
+    topic = env.get("CONNECTOR_TOPIC_STATE", "open-orders")
+    print(f"\n$ connector tail {topic} --idle-timeout 2   (the tombstone: a null value)")
+    tail = subprocess.run([*CONNECTOR, "tail", topic, "--idle-timeout", "2"], env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    for line in tail.stdout.splitlines():
+        if gone in line and '"value": null' in line:
+            print("  " + line)
+
+
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="connector-demo-"))
     port = free_port()
@@ -147,6 +180,8 @@ def main() -> int:
             )
         query(env, ["--exchange", "ascendex", "--account", "ascendex-badkey"], expect=1)
         query(env, ["--exchange", "ascendex", "--account", "no-such-account"], expect=1)
+        if "CONNECTOR_BITGET_REST_URL" in env:
+            state_step(env)  # last: the state topic after an order was closed
         if worker.poll() is not None:
             raise SystemExit("the worker died; see " + str(worker_log))
         print("\nDemo complete: every command ended in exactly one QueryResult.")

@@ -19,6 +19,7 @@ import pytest
 from connector.broker import start_tansu
 from connector.kafka import ensure_topics, wait_for_broker
 from connector.settings import Settings
+from connector.statetopic import ensure_state_topic
 
 from .harness import (
     PY,
@@ -65,6 +66,7 @@ def kafka_env(bootstrap: str) -> dict[str, str]:
         "CONNECTOR_TOPIC_ORDERS": f"it-{RUN}-orders",
         "CONNECTOR_TOPIC_RESULTS": f"it-{RUN}-order-query-results",
         "CONNECTOR_TOPIC_ERRORS": f"it-{RUN}-order-errors",
+        "CONNECTOR_TOPIC_STATE": f"it-{RUN}-open-orders",
         # The embedded broker completes a group join only after session_timeout/2.
         "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6",
         "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
@@ -88,6 +90,7 @@ def settings(kafka_env: dict[str, str]) -> Settings:
 async def topics(settings: Settings) -> list[str]:
     await wait_for_broker(settings, timeout=30)
     await ensure_topics(settings)
+    await ensure_state_topic(settings)
     return list(settings.topics.values())
 
 
@@ -185,6 +188,7 @@ async def isolated_stack(
         settings = settings_from_env(env)
         await wait_for_broker(settings)
         await ensure_topics(settings)
+        await ensure_state_topic(settings)
         worker = start_worker(env, tmp_path / f"worker-{tag}.log")
         await wait_ready(worker)
         outputs = Outputs(settings)

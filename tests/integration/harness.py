@@ -278,6 +278,7 @@ def isolated_env(
         "CONNECTOR_TOPIC_ORDERS": f"it-{suffix}-orders",
         "CONNECTOR_TOPIC_RESULTS": f"it-{suffix}-order-query-results",
         "CONNECTOR_TOPIC_ERRORS": f"it-{suffix}-order-errors",
+        "CONNECTOR_TOPIC_STATE": f"it-{suffix}-open-orders",
         "CONNECTOR_WEB_PORT": str(free_port()),
         "CONNECTOR_DATA_DIR": str(data_dir),
         **extra,

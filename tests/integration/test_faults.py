@@ -23,6 +23,7 @@ import pytest
 
 from connector import codec
 from connector.kafka import ensure_topics, wait_for_broker
+from connector.statetopic import ensure_internal_topics
 
 from .faults import (
     Broker,
@@ -390,6 +391,9 @@ async def test_broker_stopped_and_restarted_mid_commands(
     up_at = time.monotonic()
     await wait_for_broker(stack.settings)
     await ensure_topics(stack.settings)
+    # ...and the state topic and the worker's internal ones (by-account commands, changelog):
+    # the in-memory broker lost them all, and a producer does not auto-create them there.
+    await ensure_internal_topics(stack.settings)
     # The restarted in-memory broker starts every offset at 0 again: read it from the start
     # with a new collector (the old one is positioned past the old offsets).
     outputs = Outputs(stack.settings)

@@ -93,6 +93,7 @@ async def test_schema_registry_mode(isolated_stack: Callable[..., Awaitable[Stac
         assert set(state.subjects) == {
             f"{stack.settings.topic_orders}-value",
             f"{stack.settings.topic_results}-value",
+            f"{stack.settings.topic_state}-value",  # the state topic's upserts (OrderEvent)
         }
         # An Avro command in Confluent framing is accepted too.
         serializer = codec.Serializer(url)
@@ -163,6 +164,7 @@ async def test_worker_survives_a_broker_restart(
     stop and start it: readiness drops while it is down, and the worker serves again after."""
     from connector.broker import start_tansu
     from connector.kafka import ensure_topics, wait_for_broker
+    from connector.statetopic import ensure_internal_topics
 
     from .harness import free_port, stop_process
 
@@ -182,6 +184,7 @@ async def test_worker_survives_a_broker_restart(
         broker = start_tansu("127.0.0.1", port)
         await wait_for_broker(stack.settings)
         await ensure_topics(stack.settings)  # in-memory storage: the restart lost them
+        await ensure_internal_topics(stack.settings)  # with the worker's internal topics
         await _wait_readyz(stack.worker, 200)
         second = await stack.commands.send(
             request_id=rid("after"), exchange="ascendex", account="ascendex-demo"

@@ -47,7 +47,14 @@ Control API on the same server (faults affect the tracking-orders endpoint, exce
   run-wide, or ``{"accounts": {alias: {...}}}`` per account.
 * ``GET /__sandbox/stats`` -> ``{"requests", "rate_limit_violations", "by_account"}``; each
   account also reports ``admitted`` and ``span_s`` (first to last admitted orders request).
-* ``POST /__sandbox/reset`` clears faults, configuration, counters and rate-limit windows.
+* ``POST /__sandbox/reset`` clears faults, configuration, counters and rate-limit windows, and
+  restores every account's original rows.
+* ``GET /__sandbox/orders?account=<alias>`` -> ``{"rows": [...]}``; ``POST /__sandbox/orders``
+  with ``{"account": alias, "remove": [trackingNo, ...], "upsert": [row, ...]}`` changes an
+  account's open orders at runtime (a row replaces the row with the same ``trackingNo``, or is
+  appended), so tests and the demo can show orders added, changed and closed between snapshots;
+  ``"hold_next_ms": ms`` holds the account's next orders answer that long *after* its rows were
+  read (a snapshot that started first and finishes last).
 
 Demo accounts (see :func:`demo_accounts`): ``bitget-demo`` (3 rows, BTCUSDT + ETHUSDT, one trader,
 one row partly closed, one row using the docs' ``openPriceAvg`` spelling), ``bitget-empty``,
@@ -322,6 +329,7 @@ class SimAccount:
     passphrase: str
     uid: str
     rows: list[dict[str, Any]]
+    original_rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -378,6 +386,7 @@ class SimState:
     by_account: dict[str, dict[str, int]] = field(default_factory=dict)
     admitted: dict[str, list[float]] = field(default_factory=dict)
     windows: dict[str, deque[float]] = field(default_factory=dict)
+    hold_ms: dict[str, int] = field(default_factory=dict)  # one-shot, by alias
 
     def behaviour_of(self, alias: str) -> Behaviour:
         return self.per_account.get(alias, self.behaviour)
@@ -397,6 +406,12 @@ class SimState:
         self.rate_limit_violations = 0
         self.by_account.clear()
         self.windows.clear()
+        self.hold_ms.clear()
+        for account in self.accounts.values():
+            account.rows = [dict(r) for r in account.original_rows]
+
+    def by_alias(self, alias: str) -> SimAccount | None:
+        return next((a for a in self.accounts.values() if a.alias == alias), None)
 
 
 def _load_orders_file(path: str) -> dict[str, list[dict[str, Any]]]:
@@ -437,6 +452,7 @@ def _build_state(orders_file: str | None) -> SimState:
             passphrase=creds["passphrase"],
             uid=creds["uid"],
             rows=rows,
+            original_rows=[dict(r) for r in rows],
         )
     return SimState(accounts=accounts)
 
@@ -630,6 +646,9 @@ async def handle_current_orders(request: web.Request) -> web.Response:
     if faults.malformed_next > 0:
         faults.malformed_next -= 1
         text = text[: max(1, len(text) // 2)]
+    hold = state.hold_ms.pop(account.alias, 0)
+    if hold > 0:
+        await asyncio.sleep(hold / 1000)
     return web.Response(text=text, content_type="application/json")
 
 
@@ -760,6 +779,40 @@ async def handle_stats(request: web.Request) -> web.Response:
     )
 
 
+async def handle_get_orders(request: web.Request) -> web.Response:
+    account = _state(request).by_alias(request.query.get("account", ""))
+    if account is None:
+        return web.json_response({"error": "unknown account"}, status=404)
+    return web.json_response({"rows": account.rows})
+
+
+async def handle_set_orders(request: web.Request) -> web.Response:
+    try:
+        spec = await request.json()
+        if not isinstance(spec, dict):
+            raise ValueError("body must be a JSON object")
+        account = _state(request).by_alias(str(spec.get("account", "")))
+        if account is None:
+            return web.json_response({"error": "unknown account"}, status=404)
+        remove = {str(t) for t in spec.get("remove", [])}
+        upsert = [{str(k): _wire(v) for k, v in dict(r).items()} for r in spec.get("upsert", [])]
+        hold = int(spec.get("hold_next_ms", 0))
+    except (TypeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    rows = [r for r in account.rows if str(r.get("trackingNo")) not in remove]
+    for new in upsert:
+        tn = str(new.get("trackingNo"))
+        idx = next((i for i, r in enumerate(rows) if str(r.get("trackingNo")) == tn), None)
+        if idx is None:
+            rows.append(new)
+        else:
+            rows[idx] = {**rows[idx], **new}
+    account.rows = rows
+    if hold > 0:
+        _state(request).hold_ms[account.alias] = hold
+    return web.json_response({"rows": rows})
+
+
 async def handle_reset(request: web.Request) -> web.Response:
     _state(request).reset()
     return web.json_response({"ok": True})
@@ -779,4 +832,6 @@ def create_app(orders_file: str | None = None) -> web.Application:
     app.router.add_post("/__sandbox/config", handle_config)
     app.router.add_get("/__sandbox/stats", handle_stats)
     app.router.add_post("/__sandbox/reset", handle_reset)
+    app.router.add_get("/__sandbox/orders", handle_get_orders)
+    app.router.add_post("/__sandbox/orders", handle_set_orders)
     return app

@@ -1,0 +1,76 @@
+"""Routing by account (CONNECTOR_ROUTE_BY_ACCOUNT, experimental), through the broker with real
+worker processes: unkeyed commands for one Bitget account, across two workers, keep the account
+within Bitget's rate limit, because every command of an account is handled by the worker owning
+its by-account partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .harness import Stack, free_port, rid, start_worker, stop_process, wait_ready
+from .test_state_worker import ACC
+
+pytestmark = pytest.mark.integration
+
+
+async def readyz_reason(port: int) -> str:
+    async with httpx.AsyncClient(timeout=5) as http:
+        reason: str = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()["reason"]
+        return reason
+
+
+async def test_unkeyed_commands_across_two_workers_keep_bitget_within_its_limit(
+    isolated_stack: Callable[..., Awaitable[Stack]],
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    stack = await isolated_stack("two", CONNECTOR_ROUTE_BY_ACCOUNT="true")
+    env2 = {
+        **stack.env,
+        "CONNECTOR_WEB_PORT": str(free_port()),
+        "CONNECTOR_DATA_DIR": str(tmp_path / "data-two-2"),
+    }
+    second = start_worker(env2, tmp_path / "worker-two-2.log")
+    try:
+        await wait_ready(second)
+
+        async def both_assigned() -> None:
+            # Polls the other processes' readiness: no event to wait on across processes.
+            while True:
+                reasons = [await readyz_reason(w.web_port) for w in (stack.worker, second)]
+                if all(r.endswith("partitions assigned") and r[0].isdigit() for r in reasons):
+                    return
+                await asyncio.sleep(0.2)
+
+        await asyncio.wait_for(both_assigned(), 90)
+        base = sandbox["CONNECTOR_BITGET_REST_URL"]
+        (await control.post(f"{base}/__sandbox/reset")).raise_for_status()
+        ids = [rid(f"two-{i}") for i in range(24)]
+        for request_id in ids:  # unkeyed: the caller's key would spread them over partitions
+            command = {"request_id": request_id, "exchange": "bitget", "account": ACC}
+            await stack.commands.send_raw(json.dumps(command).encode(), key=None)
+        answers = [await stack.outputs.answer(r, timeout=120) for r in ids]
+        assert all(a.result["status"] == "OK" for a in answers)
+        stats = (await control.get(f"{base}/__sandbox/stats")).json()
+        assert stats["rate_limit_violations"] == 0
+        assert stats["by_account"][ACC]["admitted"] == 3 * len(ids)
+        # All of them were handled by one worker: the owner of the account's partition.
+        handled = [
+            sum(
+                "command answered" in line and any(r in line for r in ids)
+                for line in w.log_text().splitlines()
+            )
+            for w in (stack.worker, second)
+        ]
+        assert sorted(handled) == [0, len(ids)], handled
+    finally:
+        stop_process(second.proc)
+        second.log_file.close()
