@@ -1,18 +1,46 @@
-"""A Faust Kafka transport whose consumer long-poll wait is configurable.
+"""The Faust Kafka transport, with two corrections for this connector.
 
-faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for its consumer. Against Apache Kafka that
-is harmless: the broker answers a waiting fetch as soon as data arrives. The embedded development
-broker (Tansu) answers only when the wait expires, which adds up to 1.5 s to every command. The
-wait is therefore a setting (``CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS``) whose default is Faust's own
-1500 ms; the demo, tests and benchmarks lower it for the embedded broker only.
+**Configurable long-poll wait.** faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for its
+consumer. Against Apache Kafka that is harmless: the broker answers a waiting fetch as soon as
+data arrives. The embedded development broker (Tansu) answers only when the wait expires, which
+adds up to 1.5 s to every command. The wait is therefore a setting
+(``CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS``) whose default is Faust's own 1500 ms; the demo, tests and
+benchmarks lower it for the embedded broker only.
+
+**No commit past an unfinished command.** Faust commits, per partition, the end of the first run
+of consecutive acknowledged offsets (``Consumer._new_offset``). Its only guard against a run that
+does not start where the last commit ended is ``min(acked) - committed > 1``, which is off by
+one (``committed`` is the *next* offset to read) and absent before the first commit. With
+concurrent actors, commands finish out of order: with offset 10 still being fetched from a slow
+exchange and 11 answered, Faust commits 12, and a worker killed before 10 is answered loses
+command 10 for good (measured: tests/integration/test_faults.py
+``test_killed_with_a_slow_command_in_flight_loses_nothing``). :func:`commit_blocked` is the
+missing rule: nothing is committed for a partition while a message below its first acknowledged
+offset is still unacknowledged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+def commit_blocked(acked: Iterable[int], pending: Iterable[int], committed: int | None) -> bool:
+    """True when committing the first run of ``acked`` offsets would pass a ``pending`` one.
+
+    ``pending`` are the offsets delivered to the agent and not yet acknowledged; ``committed``
+    is the partition's committed offset (the next to read), or None before the first commit.
+    Messages are delivered in offset order, so every offset below an acknowledged one was
+    delivered: it is either committed, acknowledged, or pending.
+    """
+    first = min(acked, default=None)
+    if first is None:
+        return False
+    floor = -1 if committed is None else committed
+    return any(floor <= p < first for p in pending)
 
 
 def _thread_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.AIOKafkaConsumerThread]:
@@ -32,6 +60,18 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
     class TunedConsumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> Any:
             return thread_class(self, loop=self.loop, beacon=self.beacon)
+
+        def _new_offset(self, tp: Any) -> int | None:
+            acked = self._acked[tp]
+            if acked:
+                # Faust's Cython fast path acknowledges without calling Consumer.ack, so the
+                # pending offsets come from its own weak set of tracked, unacknowledged messages.
+                pending = [m.offset for m in list(self._unacked_messages)
+                           if m.tp == tp and not m.acked]  # fmt: skip
+                if pending and commit_blocked(acked, pending, self._committed_offset[tp]):
+                    return None
+            offset: int | None = super()._new_offset(tp)
+            return offset
 
     class Transport(faust_aiokafka.Transport):
         Consumer = TunedConsumer
