@@ -15,6 +15,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from .errors import ConfigurationError
 from .settings import ENV_PREFIX, Settings
@@ -184,3 +185,21 @@ async def require_topics(settings: Settings) -> None:
             f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "
             "(create them, or point the settings at existing topics)"
         )
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key``: murmur2, as Java clients,
+    aiokafka and librdkafka's ``murmur2_random`` compute it."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+async def partition_counts(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """Partition count per existing topic among ``topics`` (absent topics are left out)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {d["topic"]: len(d["partitions"]) for d in described if d.get("partitions")}

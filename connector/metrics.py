@@ -33,6 +33,11 @@ EXCHANGE_CALL_LATENCY = Histogram(
 ORDER_EVENTS = Counter(
     "connector_order_events_published_total", "OrderEvents acknowledged by the broker", ["exchange"]
 )
+COMMANDS_FORWARDED = Counter(
+    "connector_commands_forwarded_total",
+    "Commands forwarded to the by-account topic because they were not on their account's "
+    "partition (unkeyed, another key, or another partitioner)",
+)
 STATE_RECORDS = Counter(
     "connector_state_records_total",
     "Records acknowledged on the open-orders state topic (kind: upsert or tombstone)",

@@ -113,13 +113,10 @@ class Settings(BaseSettings):
     # state table partition and its exchange rate limits).
     # Default: ``<app_id>-query-orders-by-account``.
     topic_commands_by_account: str | None = None
-    # Route commands by account through that topic and keep the state in a changelog-backed
-    # Faust table. EXPERIMENTAL, off by default: see docs/state-topic.md "Status".
-    route_by_account: bool = False
     # Producer batch size in bytes (aiokafka/Faust default 16384; 256 KB here, so a large snapshot
-    # goes out in a few batches). Set it to 1 on the embedded broker only when the experimental
-    # state table is on: it reports end offsets too low after multi-record batches, which cuts
-    # Faust's table recovery short (README "Development setup").
+    # goes out in a few batches). Set it to 1 on the embedded broker when a restarted worker must
+    # recover its state table: that broker reports end offsets too low after multi-record
+    # batches, which cuts Faust's table recovery short (README "Development setup").
     kafka_producer_max_batch_size: int = Field(default=262_144, ge=1, le=1_000_000)
 
     @field_validator("schema_registry_url")

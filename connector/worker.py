@@ -53,7 +53,7 @@ from .errors import ConnectorError, InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
-from .kafka import await_broker, require_topics, ssl_context
+from .kafka import await_broker, partition_counts, partition_for, require_topics, ssl_context
 from .logs import logging_config
 from .model import now_ms
 from .pipeline import Outcome, OutputRecord, Pipeline
@@ -133,6 +133,7 @@ class Connector:
         accounts: Accounts,
         adapters: dict[str, ExchangeAdapter] | None = None,
         schedules: list[Schedule] | None = None,
+        direct_partitions: int | None = None,
     ) -> None:
         self.settings = settings
         self.schedules = schedules or []
@@ -192,35 +193,36 @@ class Connector:
             "results": settings.topic_results,
             "errors": settings.topic_errors,
         }
-        # Two hops, both Faust agents (docs/state-topic.md "Routing"): ``route-commands`` forwards
-        # every command, keyed or not, to the by-account topic keyed ``<exchange>:<account>``
-        # (Faust's repartitioning; the default partitioner hashes the key like Java clients);
-        # ``query-orders`` handles it there. So all commands of an account reach the worker that
-        # owns its partition: its state table partition (co-partitioned changelog) and its
-        # exchange rate limits, whatever key the caller used and however many workers run.
-        # EXPERIMENTAL, off by default (CONNECTOR_ROUTE_BY_ACCOUNT): a SIGTERM mid-burst can
-        # still lose a command across the two hops (tests/integration/test_faults.py
-        # sigterm test, 1 of 200 when enabled); see docs/state-topic.md "Status". Off, the
-        # state lives in this process (``_local_state``) and is correct for one worker.
-        commands = self._topic(settings.topic_query_orders)
-        self.router: Any = None
+        # Routing by account (docs/state-topic.md "Routing"): every command of an account is
+        # handled on the partition ``partition_for(<exchange>:<account>)`` of the command topic
+        # or of the by-account topic (same partition count, so Faust assigns partition p of
+        # both, and of the state table's changelog, to one worker). A command already on its
+        # account's partition (keyed ``<exchange>:<account>`` by a murmur2 partitioner, as Java
+        # clients do) is handled where it is; any other (unkeyed, other key, other partitioner)
+        # is forwarded to the by-account topic first (Faust-style repartitioning, one extra
+        # hop). So an account's state and its exchange rate limits live on one worker, whatever
+        # key the caller used and however many workers run.
+        # ``direct_partitions``: the partition count when the command topic's equals the
+        # by-account topic's (run_worker checks it at start); None forwards every command.
+        self.direct_partitions = direct_partitions
         self.state_table: Any = None
-        source = commands
-        if settings.route_by_account:
-            source = self._topic(settings.commands_by_account_topic)
-            self.router = self.app.agent(commands, name="route-commands", concurrency=1)(
-                self._route
-            )
-            # Per account (``<exchange>:<account>``) the state of the open-orders topic
-            # (connector/state.py), backed by its changelog so a restarted or rebalanced worker
-            # continues from it. Written only inside the query-orders agent: Faust writes a
-            # table change to the changelog partition of the event being processed.
-            self.state_table = self.app.Table(
-                STATE_TABLE,
-                default=None,
-                partitions=settings.topic_partitions,
-                schema=faust.Schema(key_serializer="json", value_serializer="json"),
-            )
+        # Per account (``<exchange>:<account>``) the state of the open-orders topic
+        # (connector/state.py), backed by its changelog so a restarted or rebalanced worker
+        # continues from it. Written only inside the agent: Faust writes a table change to the
+        # changelog partition of the event being processed, which routing makes the key's own.
+        self.state_table = self.app.Table(
+            STATE_TABLE,
+            default=None,
+            partitions=settings.topic_partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        )
+        source = self.app.topic(
+            settings.topic_query_orders,
+            settings.commands_by_account_topic,
+            key_serializer="raw",
+            value_serializer="raw",
+            internal=False,
+        )
         self.agent = self.app.agent(
             source, name="query-orders", concurrency=settings.worker_concurrency
         )(self._agent)
@@ -256,11 +258,16 @@ class Connector:
             msg = event.message
             ts = msg.timestamp
             try:
-                await self.handle(
-                    event.value,
-                    timestamp_ms=int(ts * 1000) if ts else None,
-                    position=(msg.partition, msg.offset),
-                )
+                where = "here"
+                if msg.topic != self.settings.commands_by_account_topic:
+                    where = await self._route(event.value, msg)
+                if where != "forwarded":
+                    await self.handle(
+                        event.value,
+                        timestamp_ms=int(ts * 1000) if ts else None,
+                        position=(msg.partition, msg.offset),
+                        state=where == "here",
+                    )
                 # Ack now, not when this actor takes its next event (Faust's default): an idle
                 # actor would otherwise hold back the commit of an answered command, and a
                 # SIGTERM or SIGKILL would repeat it. A second ack by Faust is a no-op.
@@ -273,29 +280,25 @@ class Connector:
                 log.exception("agent failed; /healthz now fails so the worker restarts")
                 raise
 
-    async def _route(self, stream: Any) -> None:
-        """Forward each command unchanged (value, headers, timestamp) to the by-account topic and
-        wait for the broker's acknowledgement before acknowledging the command, so a command is
-        never lost between the hops (at-least-once across both)."""
-        async for event in stream.events():
-            if self._draining:  # as in _agent: leave it uncommitted for the next owner
-                await asyncio.Event().wait()
-            msg = event.message
-            key = await self._routing_key(event.value)
-            try:
-                await self._forward(event.value, key, msg)
-            except _Refused:
-                # The broker refused the forward for good (e.g. too large for the internal
-                # topic): answer it here rather than drop it; no state update.
-                ts = msg.timestamp
-                await self.handle(
-                    event.value, timestamp_ms=int(ts * 1000) if ts else None, state=False
-                )
-            except Exception as exc:  # unreachable by design, as in _agent
-                self._fatal = f"router failed: {type(exc).__name__}"
-                log.exception("router failed; /healthz now fails so the worker restarts")
-                raise
-            event.ack()
+    async def _route(self, value: bytes | None, msg: Any) -> str:
+        """Where a command from the command topic is handled: ``"here"`` when it is on its
+        account's partition already, ``"forwarded"`` once the by-account topic acknowledged
+        its copy (so it is never lost between the hops), ``"stateless"`` when it has no account
+        to route by (it ends as INVALID_COMMAND anyway) or the broker refused the forward for
+        good (then it is answered here, without a state update, rather than dropped)."""
+        key = await self._routing_key(value)
+        if key is None:
+            return "stateless"
+        n = self.settings.topic_partitions
+        partition = partition_for(key, n)
+        if self.direct_partitions == n and msg.partition == partition:
+            return "here"
+        try:
+            await self._forward(value, key, partition, msg)
+        except _Refused:
+            return "stateless"
+        metrics.COMMANDS_FORWARDED.inc()
+        return "forwarded"
 
     async def _routing_key(self, value: bytes | None) -> bytes | None:
         """``<exchange>:<account>`` of a valid command, as the state table keys it; None (any
@@ -314,17 +317,19 @@ class Connector:
                 continue
             except ConnectorError:
                 return None
-            except Exception:  # never let a command stop the router
-                log.exception("routing key failed; forwarding unkeyed")
+            except Exception:  # never let a command stop the agent
+                log.exception("routing key failed; handling the command without state")
                 return None
             return _utf8(table_key(query.exchange, query.account))
 
-    async def _forward(self, value: bytes | None, key: bytes | None, msg: Any) -> None:
+    async def _forward(self, value: bytes | None, key: bytes, partition: int, msg: Any) -> None:
         headers = list(msg.headers or [])
         topic = self.settings.commands_by_account_topic
         while True:
             try:
-                fut = await self.app.producer.send(topic, key, value, None, msg.timestamp, headers)
+                fut = await self.app.producer.send(
+                    topic, key, value, partition, msg.timestamp, headers
+                )
                 await fut
                 self.outages.recovered("broker")
                 return
@@ -608,19 +613,11 @@ class Connector:
         """Liveness: the agent's actors are running and pending work is making progress."""
         if self._fatal:
             return False, self._fatal
-        agents: list[tuple[Any, int]] = [(self.agent, self.settings.worker_concurrency)]
-        if self.router is not None:
-            agents.append((self.router, 1))
-        for agent, want in agents:
-            if agent.started:
-                live = len(
-                    [a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()]
-                )
-                if live < want:
-                    return (
-                        False,
-                        f"{want - live} {getattr(agent, 'name', '')} agent actors are dead",
-                    )
+        agent: Any = self.agent
+        if agent.started:
+            live = len([a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()])
+            if live < self.settings.worker_concurrency:
+                return False, f"{self.settings.worker_concurrency - live} agent actors are dead"
         stall = self.settings.liveness_stall_s
         idle = time.monotonic() - self._progress
         if self._pending and idle > stall:
@@ -844,9 +841,10 @@ def run_worker(settings: Settings) -> None:
         created = loop.run_until_complete(ensure_internal_topics(settings))
         if created:
             log.info("created topics: %s", ", ".join(created))
+        direct = loop.run_until_complete(check_routing_partitions(settings))
     finally:
         loop.close()
-    connector = Connector(settings, accounts, schedules=schedules)
+    connector = Connector(settings, accounts, schedules=schedules, direct_partitions=direct)
     worker = _Worker(
         connector.app,
         ready=ready_line(settings, accounts, connector.venues),
@@ -856,6 +854,33 @@ def run_worker(settings: Settings) -> None:
         redirect_stdouts=False,
     )
     worker.execute_from_commandline()
+
+
+async def check_routing_partitions(settings: Settings) -> int | None:
+    """The by-account topic and the state table's changelog must have
+    ``CONNECTOR_TOPIC_PARTITIONS`` partitions (Faust co-partitions them; a mismatch would put
+    an account's state on another worker): otherwise fail at start with one line. Returns that
+    count when the command topic has it too, so commands already on their account's partition
+    are handled without the extra hop; None when every command must be forwarded."""
+    from .errors import ConfigurationError
+
+    n = settings.topic_partitions
+    names = [settings.commands_by_account_topic, settings.state_table_changelog]
+    counts = await partition_counts(settings, [settings.topic_query_orders, *names])
+    for name in names:
+        if counts.get(name, n) != n:
+            raise ConfigurationError(
+                f"CONNECTOR_TOPIC_PARTITIONS: {n}, but topic {name!r} has {counts[name]} "
+                "partitions; they must be equal (docs/state-topic.md)"
+            )
+    if counts.get(settings.topic_query_orders) == n:
+        return n
+    log.warning(
+        "command topic %r has %s partitions, not CONNECTOR_TOPIC_PARTITIONS=%s: every command "
+        "is forwarded to %r (one extra hop)", settings.topic_query_orders,
+        counts.get(settings.topic_query_orders), n, settings.commands_by_account_topic,
+    )  # fmt: skip
+    return None
 
 
 def load_checked_schedules(settings: Settings, accounts: Accounts) -> list[Schedule]:
