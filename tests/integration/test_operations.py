@@ -14,6 +14,7 @@ from connector import codec
 from tests.support.registry import start_registry
 
 from .harness import Commands, Outputs, Stack, Worker, rid, start_worker
+from .test_state_worker import StateRecords
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +91,13 @@ async def test_schema_registry_mode(isolated_stack: Callable[..., Awaitable[Stac
         assert answer.result["status"] == "OK" and answer.orders
         raw = [m for m in stack.outputs.raw if dict(m.headers)["request_id"] == request_id.encode()]
         assert raw and all(m.value[:1] == b"\x00" for m in raw)
+        # The state topic's records follow the QueryResult: wait for them, then its subject.
+        records = StateRecords(stack.settings)
+        await records.start()
+        try:
+            await records.wait(request_id, len(answer.orders))
+        finally:
+            await records.stop()
         assert set(state.subjects) == {
             f"{stack.settings.topic_orders}-value",
             f"{stack.settings.topic_results}-value",
