@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,17 @@ from connector.kafka import consumer_kwargs
 from connector.settings import Settings
 from connector.statetopic import read_state
 
-from .harness import Answer, Commands, Outputs, Worker, rid
+from .harness import (
+    Answer,
+    Commands,
+    Outputs,
+    Stack,
+    Worker,
+    free_port,
+    rid,
+    start_worker,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +277,46 @@ async def test_older_snapshot_finishing_last_leaves_the_newer_state(
     table = await read_state(state.settings, "bitget", ACC, idle_timeout=5)
     assert table is not None
     assert {v["order_id"] for v in table.orders.values()} == {r["trackingNo"] for r in rows[1:]}
+
+
+async def test_worker_killed_between_snapshots_continues_from_its_table(
+    isolated_stack: Callable[..., Awaitable[Stack]], venue: Venue, tmp_path: Path
+) -> None:
+    """SIGKILL after a snapshot, change the venue, start a new worker with an empty data
+    directory: it recovers the account's state from the table's changelog, so the removed order
+    is retired. (Without the table the new worker would know no previous snapshot, and the
+    removed order would stay open on the topic for good.) The embedded broker needs
+    CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE=1 for table recovery (README "Development setup")."""
+    stack = await isolated_stack("restart", CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE="1")
+    state = StateRecords(stack.settings)
+    await state.start()
+    try:
+        rows = await venue.rows()
+        first, answer = await snapshot(stack.commands, stack.outputs, "st-before-kill")
+        assert answer.result["status"] == "OK"
+        await state.wait(first, len(rows))
+        stack.worker.proc.kill()
+        await asyncio.to_thread(stack.worker.proc.wait, 30)
+        gone = rows[0]["trackingNo"]
+        await venue.change(remove=[gone])
+
+        env = {**stack.env, "CONNECTOR_WEB_PORT": str(free_port()),
+               "CONNECTOR_DATA_DIR": str(tmp_path / "data-restart-2")}  # fmt: skip
+        stack.worker = start_worker(env, tmp_path / "worker-restart-2.log")
+        await wait_ready(stack.worker)
+        second, answer = await snapshot(stack.commands, stack.outputs, "st-after-kill")
+        assert answer.result["status"] == "OK" and answer.result["order_count"] == len(rows) - 1
+        await state.wait(second, len(rows) - 1)  # the remaining orders
+        # A barrier: once a later snapshot's records are out, every earlier one's are.
+        barrier, _ = await snapshot(stack.commands, stack.outputs, "st-barrier")
+        await state.wait(barrier, len(rows) - 1)
+        # The killed worker may not have committed the first command; its repeat then reads the
+        # recovered table too and retires the order before the second snapshot does. Either
+        # way: exactly one retirement, and the topic read as a table is the venue's orders.
+        tombstones = [d for d, raw in state.records if raw is None]
+        assert [d.key for d in tombstones] == [f"bitget:{ACC}:{gone}"]
+        table = await read_state(stack.settings, "bitget", ACC, idle_timeout=5)
+        assert table is not None
+        assert {v["order_id"] for v in table.orders.values()} == {r["trackingNo"] for r in rows[1:]}
+    finally:
+        await state.stop()
