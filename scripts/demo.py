@@ -134,6 +134,9 @@ def main() -> int:
         "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
         # Dev-only: the embedded broker answers a waiting fetch only when the wait expires.
         "CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS": "50",
+        # Dev-only: one record per produce batch, so the embedded broker's end offsets are right
+        # and Faust recovers the state table fully after a restart (docs/state-topic.md).
+        "CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE": "1",
         "CONNECTOR_LOG_FORMAT": "text",
     }
     procs: list[subprocess.Popen[str]] = []
