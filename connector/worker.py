@@ -552,12 +552,29 @@ class Connector:
         if self.state_table is None or faust.current_event() is None:  # no table / no agent
             self._local_state[key] = value
             return
-        self.state_table[key] = value
-        # Faust sends the changelog record in the background and flushes before committing;
-        # flushing here makes sure it is out before the command is acknowledged, so a worker
-        # killed right after the ack never restarts from a table that misses this snapshot
-        # (the repeat would then fetch with no previous state and retire nothing).
-        await self.app.producer.flush()
+        # What ``table[key] = value`` does, but keeping the changelog record's future (Faust's
+        # own drops it: a failed send would be an "exception never retrieved" and a silently
+        # stale table after a restart). It is acknowledged before the command is, so a worker
+        # killed right after the ack restarts from a table that has this snapshot; a broker
+        # outage is waited out like any other.
+        table = self.state_table
+        table.data[key] = value
+        partition = table.partition_for_key(key)
+        while True:
+            try:
+                await table.send_changelog(partition, key, value)
+                self.outages.recovered("broker")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_outage(exc):
+                    log.error(
+                        "state table change refused by the broker (%s)",
+                        type(exc.__cause__ or exc).__name__,
+                    )
+                    return
+                await self.outages.wait("broker", exc)
 
     async def _send_state(self, records: list[Any], outcome: Outcome) -> None:
         producer = self.app.producer
