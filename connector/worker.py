@@ -30,6 +30,8 @@ import logging.config
 import random
 import sys
 import time
+import zlib
+from collections import OrderedDict
 from typing import Any
 
 import faust
@@ -155,6 +157,10 @@ class Connector:
         # ``_local_state`` only serves handle() called outside an agent (unit tests).
         self._local_state: dict[str, AccountState] = {}
         self._state_locks: dict[str, asyncio.Lock] = {}
+        # Records this process has started handling, by identity (see _agent): Faust can deliver
+        # a record twice around a rebalance (fetched before its post-recovery seek and again
+        # after it). Bounded; the value says whether the first delivery was answered.
+        self._handled: OrderedDict[tuple[Any, ...], asyncio.Future[bool]] = OrderedDict()
         self.pipeline = Pipeline(settings, accounts, self.adapters, self.serializer)
         self.app = App(
             settings.app_id,
@@ -257,6 +263,20 @@ class Connector:
                 await asyncio.Event().wait()
             msg = event.message
             ts = msg.timestamp
+            # Topic, partition and offset, plus timestamp and checksum: the embedded broker
+            # restarts offsets at 0 after a restart, and a new record must never look repeated.
+            identity = (msg.topic, msg.partition, msg.offset, ts, zlib.crc32(event.value or b""))
+            first = self._handled.get(identity)
+            if first is not None and await asyncio.shield(first):
+                # A redelivery of a record this process answered: acking it again is a no-op.
+                log.info("record redelivered by the consumer, already answered; skipped",
+                         extra={"partition": msg.partition, "offset": msg.offset})  # fmt: skip
+                event.ack()
+                continue
+            done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._handled[identity] = done
+            while len(self._handled) > _HANDLED_MAX:
+                self._handled.popitem(last=False)
             try:
                 where = "here"
                 if msg.topic != self.settings.commands_by_account_topic:
@@ -272,6 +292,7 @@ class Connector:
                 # actor would otherwise hold back the commit of an answered command, and a
                 # SIGTERM or SIGKILL would repeat it. A second ack by Faust is a no-op.
                 event.ack()
+                done.set_result(True)
             except Exception as exc:
                 # Unreachable by design (handle answers or waits). If it happens anyway, do not
                 # move on: that would acknowledge an unanswered command. Fail liveness so the
@@ -279,6 +300,9 @@ class Connector:
                 self._fatal = f"agent failed: {type(exc).__name__}"
                 log.exception("agent failed; /healthz now fails so the worker restarts")
                 raise
+            finally:
+                if not done.done():  # failed or cancelled: a redelivery is handled afresh
+                    done.set_result(False)
 
     async def _route(self, value: bytes | None, msg: Any) -> str:
         """Where a command from the command topic is handled: ``"here"`` when it is on its
@@ -920,6 +944,9 @@ def load_checked_schedules(settings: Settings, accounts: Accounts) -> list[Sched
             where = f"{SETTING}: schedules[{i}] ({s.exchange}:{s.account})"
             raise ConfigurationError(f"{where}: {exc}") from None
     return schedules
+
+
+_HANDLED_MAX = 4096  # records remembered per process for redelivery detection
 
 
 class _Refused(Exception):

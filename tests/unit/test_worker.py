@@ -130,3 +130,49 @@ async def test_outputs_the_broker_refuses_become_a_failed_answer(tmp_path: Any) 
     topics = [t for t, *_ in producer.sent]
     assert topics == [c.settings.topic_errors, c.settings.topic_results]
     assert codec.decode_single_object(producer.sent[-1][2])[1]["status"] == "FAILED"
+
+
+class FakeEvent:
+    def __init__(self, topic: str, offset: int, value: bytes, timestamp: float = 1.0) -> None:
+        from types import SimpleNamespace
+
+        self.value = value
+        self.message = SimpleNamespace(
+            topic=topic, partition=0, offset=offset, timestamp=timestamp, headers=[]
+        )
+        self.acks = 0
+
+    def ack(self) -> bool:
+        self.acks += 1
+        return True
+
+
+class FakeStream:
+    def __init__(self, events: list[FakeEvent]) -> None:
+        self._events = events
+
+    async def events(self) -> Any:
+        for e in self._events:
+            yield e
+
+
+async def test_a_record_redelivered_to_the_same_worker_is_answered_once(tmp_path: Any) -> None:
+    """Faust can deliver a record twice around a rebalance (fetched before its post-recovery
+    seek and again after it): the worker answers it once and acknowledges both deliveries. A
+    different record at the same offset (the embedded broker restarts offsets at 0) is new."""
+    from connector import codec
+
+    producer = FakeProducer()
+    c = with_producer(connector(tmp_path), producer)
+    topic = c.settings.commands_by_account_topic
+    cmd = b'{"request_id": "r1", "exchange": "ascendex", "account": "a"}'
+    other = b'{"request_id": "r2", "exchange": "ascendex", "account": "a"}'
+    events = [FakeEvent(topic, 7, cmd), FakeEvent(topic, 7, cmd), FakeEvent(topic, 7, other, 2.0)]
+    await c._agent(FakeStream(events))
+    results = [
+        codec.decode_single_object(v)[1]
+        for t, _k, v, _h in producer.sent
+        if t == c.settings.topic_results
+    ]
+    assert [r["request_id"] for r in results] == ["r1", "r2"]
+    assert [e.acks for e in events] == [1, 1, 1]
