@@ -193,8 +193,11 @@ class Watcher:
                         self.done[rid] = now
                         self.results[rid] = self.results.get(rid, 0) + 1
                         if msg.topic() == self._decoded:
-                            _, rec = codec.decode_single_object(msg.value())
-                            self.answers[rid] = (rec["status"], rec["order_count"])
+                            try:
+                                _, rec = codec.decode_single_object(msg.value())
+                                self.answers[rid] = (rec["status"], rec["order_count"])
+                            except (codec.DecodeError, KeyError):
+                                self.answers[rid] = ("undecodable", -1)
                     else:
                         self.events[rid] = self.events.get(rid, 0) + 1
 
@@ -324,7 +327,9 @@ class Bench:
 
 def cpu_seconds(pid: int) -> float:
     """CPU time of a process and its live descendants (``connector broker`` runs Tansu as a
-    child process)."""
+    child process); of this process alone (its librdkafka clients), not of the stack it runs."""
+    if pid == os.getpid():
+        return sum(os.times()[:2])
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
