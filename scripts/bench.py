@@ -692,6 +692,12 @@ def report(results: dict[str, Any], command: str) -> str:
         row("worker RSS", f"idle {r['idle']:.0f} MB, peak {r['peak_after_heavy_cases']:.0f} MB"
             + (f", {q['commands']} queued: max {q['rss_mb_max_sampled']:.0f} MB" if q else ""),
             "", r["peak_overall"] / r["idle"], "bounded", True)  # fmt: skip
+        if so:
+            lines += ["", "The 5-order row sends all its commands for one account (`ascendex-demo`), so "
+                      "commands waiting for the exchange share fetches (the requests count of the "
+                      "WebSockets row); the naive worker fetches once per command. As many commands over "
+                      "eight accounts (the scale-out case, one worker, 8 partitions): "
+                      f"{so['5_orders']['scale1']['commands_per_s']:.0f} commands/s."]  # fmt: skip
         cases = ("1000_orders", "100_orders", "5_orders")
         cpu = {c: {w: e[c][w]["sandbox_cpu_share"] for w in ("connector", "naive")} for c in cases}
         top = max(v for c in cpu.values() for v in c.values())
