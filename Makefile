@@ -66,9 +66,10 @@ format: setup
 	$(PY) -m ruff check --fix connector tests scripts
 
 # ccxt is a baseline of the benchmark only: installed into the venv here, never in the lock files.
+# BENCH_ARGS: e.g. --quick while developing (the table then names the exact command).
 bench: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check 'ccxt>=4.4,<4.5'
-	$(PY) scripts/bench.py
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -12,13 +12,21 @@ machine, exact command) and .results/bench.json.
 2. end to end, measured from outside with librdkafka clients (confluent-kafka): the embedded
    broker, the sandbox and one connector worker, against the naive Faust worker of
    scripts/bench_naive.py (new WebSocket per command, json + fastavro, one awaited send per
-   event) on its own topics: 1,000-, 100- and 5-order snapshots, order events/s and commands/s.
+   event, the snapshot's acks awaited before its result) on its own topics: 1,000-, 100- and
+   5-order snapshots, order events/s and commands/s.
 3. latency: commands at 50/s, p50/p99 from command produced to QueryResult consumed, with 0 ms
    and 50 ms of simulated exchange latency (the sandbox's ``delay_ms``).
 4. exchange side: WebSockets the sandbox accepted during the connector's runs, per account.
 5. memory: the worker's RSS idle, peak after the heavy cases, and peak with 10,000 commands
    queued (``--queued``).
-The sandbox's CPU use is reported, to show it is not the bottleneck.
+6. Bitget, on the same worker: the exchange requests of 30 identical concurrent commands
+   (coalescing), and a backlog of commands for one account that cannot share a fetch
+   (``--backlog``): share of the configured request rate used, and violations (HTTP 429).
+7. scale out: one connector worker against two (own consumer groups, own 8-partition command
+   topics, interleaved), 1,000-order (events/s) and 5-order (commands/s) snapshots, with the CPU
+   each process used, since on a small machine the cores bound the ratio.
+The CPU of the sandbox, the broker and the workers is reported for every case, to show what
+bounds the measurement (the sandbox must not).
 """
 
 from __future__ import annotations
@@ -59,8 +67,16 @@ from connector.settings import Settings  # noqa: E402
 BIG = [asc_sim.bench_alias(1000, c) for c in range(1, asc_sim.BENCH_ACCOUNTS_PER_SIZE + 1)]
 MID = [asc_sim.bench_alias(100, c) for c in range(1, asc_sim.BENCH_ACCOUNTS_PER_SIZE + 1)]
 SMALL = ["ascendex-demo"]  # 5 orders
+# Scale-out: eight accounts of each size, account i's commands on partition i of an 8-partition
+# command topic, so any even split of the partitions gives two workers the same load. The four
+# 1,000-order bench accounts, plus sandbox group accounts given books by the sandbox's
+# --orders-file (scale_orders_file): four copies of the 1,000-order book, eight 5-order books.
+SCALE_PARTITIONS = 8
+SCALE_BIG = [*BIG, *(asc_sim.group_alias(n) for n in range(1, 5))]
+SCALE_SMALL = [asc_sim.group_alias(n) for n in range(5, 13)]
 BENCH_LIMITS = {"connect_limit": 10**9, "req_level1": 10**9, "req_level2": 10**9,
-                "admin_level1": 10**9, "admin_level2": 10**9}  # fmt: skip
+                "admin_level1": 10**9, "admin_level2": 10**9,
+                "max_sessions_per_group": 10**6}  # fmt: skip
 
 
 def median(xs: list[float]) -> float:
@@ -153,12 +169,15 @@ class Watcher:
         self.result_topics = {topics["connector_results"], topics["naive_results"], topics["ping"]}
         self.events: dict[str, int] = {}
         self.done: dict[str, float] = {}
+        self.results: dict[str, int] = {}  # QueryResults per request_id (the contract: one)
+        self.answers: dict[str, tuple[str, int]] = {}  # the connector's: (status, order_count)
+        self._decoded = topics["connector_results"]
         self._lock = threading.Lock()
         self._stop = False
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex}",
                                    "auto.offset.reset": "earliest", "enable.auto.commit": False,
                                    "fetch.wait.max.ms": 20})  # fmt: skip
-        self._consumer.subscribe(list(topics.values()))
+        self._consumer.subscribe([t for k, t in topics.items() if not k.endswith("_commands")])
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -172,6 +191,13 @@ class Watcher:
                 with self._lock:
                     if msg.topic() in self.result_topics:
                         self.done[rid] = now
+                        self.results[rid] = self.results.get(rid, 0) + 1
+                        if msg.topic() == self._decoded:
+                            try:
+                                _, rec = codec.decode_single_object(msg.value())
+                                self.answers[rid] = (rec["status"], rec["order_count"])
+                            except (codec.DecodeError, KeyError):
+                                self.answers[rid] = ("undecodable", -1)
                     else:
                         self.events[rid] = self.events.get(rid, 0) + 1
 
@@ -190,6 +216,19 @@ class Watcher:
         missing = sum(r not in self.done for r in ids)
         raise TimeoutError(f"{missing} of {len(ids)} commands unanswered after {timeout}s")
 
+    def complete(self, ids: list[str], timeout: float = 30) -> bool:
+        """After ``wait``: whether each command got status OK, exactly one QueryResult and as many
+        OrderEvents as its result counts (events and results are on different topics, so the
+        last events may be consumed just after the result)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                ok = all(self.answers.get(r, ("", -1))[0] == "OK" and self.results.get(r) == 1
+                         and self.events.get(r, 0) == self.answers[r][1] for r in ids)  # fmt: skip
+            if ok or time.monotonic() > deadline:
+                return ok
+            time.sleep(0.05)
+
     def close(self) -> None:
         self._stop = True
         self._thread.join()
@@ -206,29 +245,42 @@ class Bench:
         self.producer = Producer({"bootstrap.servers": env["CONNECTOR_KAFKA_BOOTSTRAP"],
                                   "linger.ms": 5, "acks": "all"})  # fmt: skip
         self.watcher = Watcher(env["CONNECTOR_KAFKA_BOOTSTRAP"], topics)
-        self.sandbox_url = env["CONNECTOR_ASCENDEX_REST_URL"]
 
-    def send(self, who: str, account: str, rid: str) -> float:
-        topic = self.topics["connector_commands" if who == "connector" else "naive_commands"]
-        value = json.dumps({"request_id": rid, "exchange": "ascendex", "account": account})
-        self.producer.produce(topic, value.encode(), key=f"ascendex:{account}".encode())
+    def send(self, who: str, account: str, rid: str, partition: int | None = None,
+             exchange: str = "ascendex", **extra: str) -> float:  # fmt: skip
+        """One command on ``who``'s command topic (connector, naive, scale1, scale2), keyed
+        ``exchange:account`` as producers do; ``partition`` pins it (the scale-out case)."""
+        topic = self.topics[f"{who}_commands"]
+        value = json.dumps({"request_id": rid, "exchange": exchange, "account": account, **extra})
+        key = f"{exchange}:{account}".encode()
+        if partition is None:
+            self.producer.produce(topic, value.encode(), key=key)
+        else:
+            self.producer.produce(topic, value.encode(), key=key, partition=partition)
         self.producer.poll(0)
         return time.perf_counter()
 
-    def load(self, who: str, accounts: list[str], n: int) -> dict[str, float]:
-        """``n`` commands at once, round-robin over ``accounts``; events/s and commands/s."""
+    def load(self, who: str, accounts: list[str], n: int,
+             pinned: bool = False) -> dict[str, Any]:  # fmt: skip
+        """``n`` commands at once, round-robin over ``accounts``; events/s and commands/s, and
+        the CPU each process of the stack used meanwhile (share of one core), and the whole
+        machine's (cores busy, other jobs included). ``pinned``: account i on partition i."""
         ids = [f"{who}-{uuid.uuid4().hex}" for _ in range(n)]
-        cpu0 = cpu_seconds(self.pids["sandbox"])
+        cpu0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        busy0 = machine_busy()
         t0 = time.perf_counter()
         for i, rid in enumerate(ids):
-            self.send(who, accounts[i % len(accounts)], rid)
+            j = i % len(accounts)
+            self.send(who, accounts[j], rid, partition=j if pinned else None)
         self.producer.flush()
         self.watcher.wait(ids)
         elapsed = max(self.watcher.done[r] for r in ids) - t0
         events = sum(self.watcher.events.get(r, 0) for r in ids)
+        cpu = {name: (cpu_seconds(pid) - cpu0[name]) / elapsed for name, pid in self.pids.items()
+               if name in cpu0}  # fmt: skip
         return {"seconds": elapsed, "events_per_s": events / elapsed, "commands_per_s": n / elapsed,
-                "events": events,
-                "sandbox_cpu_share": (cpu_seconds(self.pids["sandbox"]) - cpu0) / elapsed}  # fmt: skip
+                "events": events, "sandbox_cpu_share": cpu["sandbox"], "cpu_share": cpu,
+                "machine_cores_busy": machine_busy(busy0)}  # fmt: skip
 
     def latency(self, who: str, rate: float, seconds: float) -> dict[str, float]:
         """Commands at ``rate``/s, round-robin over the 5- and 100-order accounts; p50/p99 from
@@ -258,11 +310,14 @@ class Bench:
         q = statistics.quantiles(lat, n=100)
         return {"p50_ms": q[49], "p99_ms": q[98], "commands": n}
 
-    async def sandbox(self, method: str, path: str, body: Any = None) -> Any:
+    async def sandbox(
+        self, method: str, path: str, body: Any = None, venue: str = "ASCENDEX"
+    ) -> Any:
         import httpx
 
+        base = self.env[f"CONNECTOR_{venue}_REST_URL"]
         async with httpx.AsyncClient(timeout=10) as http:
-            r = await http.request(method, f"{self.sandbox_url}{path}", json=body)
+            r = await http.request(method, f"{base}{path}", json=body)
             r.raise_for_status()
             return r.json()
 
@@ -271,8 +326,31 @@ class Bench:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process and its live descendants (``connector broker`` runs Tansu as a
+    child process); of this process alone (its librdkafka clients), not of the stack it runs."""
+    if pid == os.getpid():
+        return sum(os.times()[:2])
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy(since: tuple[float, float] | None = None) -> Any:
+    """/proc/stat: (busy, total) jiffies now; with ``since``, the cores busy in between (every
+    process on the machine, the other jobs sharing it included)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total, busy = sum(f[:8]), sum(f[:8]) - f[3] - f[4]  # minus idle and iowait
+    if since is None:
+        return (busy, total)
+    return (busy - since[0]) / max(1, total - since[1]) * (os.cpu_count() or 1)
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
@@ -309,7 +387,15 @@ def e2e(bench: Bench, repeats: int, sizes: dict[str, int], queued: int) -> dict[
                     sessions["commands"] += n
                 print(f"  {name} {who}: {runs[who][-1]['events_per_s']:.0f} events/s, "
                       f"{runs[who][-1]['commands_per_s']:.0f} commands/s", flush=True)  # fmt: skip
-        med = {who: {k: median([r[k] for r in rs]) for k in rs[0]} for who, rs in runs.items()}
+        med: dict[str, dict[str, Any]] = {
+            who: {k: median([r[k] for r in rs]) for k in rs[0] if k != "cpu_share"}
+            | {
+                "cpu_share": {
+                    k: median([r["cpu_share"][k] for r in rs]) for k in rs[0]["cpu_share"]
+                }
+            }
+            for who, rs in runs.items()
+        }
         ratios = [
             c["events_per_s"] / b["events_per_s"]
             for c, b in zip(runs["connector"], runs["naive"], strict=True)
@@ -346,6 +432,133 @@ def e2e(bench: Bench, repeats: int, sizes: dict[str, int], queued: int) -> dict[
     return out
 
 
+# --- 6. scale out ---------------------------------------------------------------------------
+
+
+def scale_orders_file(path: Path) -> None:
+    """The books of the scale-out case's extra accounts, for ``connector sandbox --orders-file``
+    (JSON is YAML): copies of the first 1,000-order bench book and 5-order books, each row with
+    the account's own accountId."""
+    accounts = asc_sim._default_accounts()
+    big = accounts[BIG[0]].orders
+    books: dict[str, list[dict[str, Any]]] = {}
+    for n, alias in enumerate(SCALE_BIG[len(BIG) :], 1):
+        acc = accounts[alias].futures_account_id
+        books[alias] = [
+            {**row, "accountId": acc, "orderId": f"s{n}{row['orderId']}"} for row in big
+        ]
+    for n, alias in enumerate(SCALE_SMALL, 1):
+        acc = accounts[alias].futures_account_id
+        books[alias] = [asc_sim._order(acc, orderId=f"scale{n:02d}o{i:06d}", time=1615696544843 + i,
+                                       lastExecTime=1615696544851 + i, seqNum=i,
+                                       symbol=("BTC-PERP", "ETH-PERP")[i % 2],
+                                       side=("Buy", "Sell")[i % 2],
+                                       price=f"{60000 + i}.5" if i % 2 == 0 else f"{3000 + i}.25",
+                                       orderQty="0.0100") for i in range(5)]  # fmt: skip
+    path.write_text(json.dumps({"ascendex": books}))
+
+
+def scale_out(bench: Bench, start_worker: Any, stop_worker: Any, repeats: int,
+              sizes: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    """One connector worker (consumer group ``bench-scale-1``) against two (``bench-scale-2``),
+    each group on its own 8-partition command topic, interleaved, same loads."""
+    names = {"scale1": ["scale1"], "scale2": ["scale2a", "scale2b"]}
+    for who, workers in names.items():
+        for name in workers:
+            start_worker(name, f"bench-{who}", bench.topics[f"{who}_commands"])
+    try:
+        # Warm up: sessions, caches, and the second group's rebalance: both of its workers must
+        # have a share of the partitions (seen as CPU used by each) before anything is measured.
+        split = 0.0
+        for _attempt in range(10):
+            bench.load("scale1", SCALE_BIG + SCALE_SMALL, 2 * SCALE_PARTITIONS)
+            warm = bench.load("scale2", SCALE_BIG, 2 * SCALE_PARTITIONS, pinned=True)
+            a, b = warm["cpu_share"]["scale2a"], warm["cpu_share"]["scale2b"]
+            split = min(a, b) / max(a + b, 1e-9)
+            if split >= 0.3:
+                break
+            time.sleep(3)
+        bench.load("scale2", SCALE_SMALL, 2 * SCALE_PARTITIONS, pinned=True)
+        out: dict[str, Any] = {"partitions": SCALE_PARTITIONS, "warm_cpu_split": split}
+        cases = {"1000_orders": (SCALE_BIG, sizes["1000_orders"], "events_per_s"),
+                 "5_orders": (SCALE_SMALL, sizes["5_orders"], "commands_per_s")}  # fmt: skip
+        for case, (accounts, n, metric) in cases.items():
+            runs: dict[str, list[dict[str, Any]]] = {"scale1": [], "scale2": []}
+            for _ in range(repeats):
+                for who in runs:
+                    runs[who].append(bench.load(who, accounts, n, pinned=True))
+                    r = runs[who][-1]
+                    cpu = ", ".join(f"{k} {v:.0%}" for k, v in r["cpu_share"].items() if v >= 0.01)
+                    print(f"  scale-out {case} {who}: {r[metric]:.0f} {metric.replace('_per_s', '/s')}; "
+                          f"CPU {cpu}; machine {r['machine_cores_busy']:.2f} cores busy", flush=True)  # fmt: skip
+            med = {}
+            for who, rs in runs.items():
+                keep = ["scale1", "broker", "sandbox", "bench clients"] if who == "scale1" else \
+                    ["scale2a", "scale2b", "broker", "sandbox", "bench clients"]  # fmt: skip
+                med[who] = {"events_per_s": median([r["events_per_s"] for r in rs]),
+                            "commands_per_s": median([r["commands_per_s"] for r in rs]),
+                            "machine_cores_busy": median([r["machine_cores_busy"] for r in rs]),
+                            "cpu_share": {k: median([r["cpu_share"][k] for r in rs]) for k in keep}}  # fmt: skip
+            ratios = [
+                t[metric] / o[metric] for o, t in zip(runs["scale1"], runs["scale2"], strict=True)
+            ]
+            out[case] = {"commands": n, "metric": metric, **med, "ratio": median(ratios)}
+        return out
+    finally:
+        for workers in names.values():
+            for name in workers:
+                stop_worker(name)
+
+
+# --- 7. Bitget: coalescing and backlog --------------------------------------------------------
+
+
+def bitget(bench: Bench, backlog: int) -> dict[str, Any]:
+    """On the connector's worker, against the Bitget sandbox (5 requests per rolling second per
+    account, 429 and a violation counted beyond): the exchange requests of 30 identical
+    concurrent commands (one fetch alone first, for its cost), then ``backlog`` commands for one
+    account that cannot share a fetch (each names another trader): share of the configured rate
+    used, violations."""
+    from connector.exchanges.bitget.config import BitgetSettings
+
+    rate = BitgetSettings().rate_limit_per_s
+    account = "bitget-demo"
+
+    def run(extras: list[dict[str, str]]) -> tuple[list[str], dict[str, Any]]:
+        asyncio.run(bench.sandbox("POST", "/__sandbox/reset", venue="BITGET"))
+        ids = [f"bitget-{uuid.uuid4().hex}" for _ in extras]
+        for rid, extra in zip(ids, extras, strict=True):
+            bench.send("connector", account, rid, exchange="bitget", **extra)
+        bench.producer.flush()
+        bench.watcher.wait(ids)
+        stats = asyncio.run(bench.sandbox("GET", "/__sandbox/stats", venue="BITGET"))
+        return ids, stats
+
+    one_ids, one = run([{}])
+    per_fetch = one["by_account"][account]["admitted"]
+    bench.watcher.complete(one_ids)
+    events_each = bench.watcher.answers[one_ids[0]][1]
+    ids, same = run([{}] * 30)
+    admitted = same["by_account"][account]["admitted"]
+    coalescing = {
+        "commands": 30, "requests": admitted, "requests_per_fetch": per_fetch,
+        "fetches": admitted / per_fetch, "requests_without_coalescing": 30 * per_fetch,
+        "violations": same["rate_limit_violations"], "events_per_command": events_each,
+        "every_command_own_events_and_one_result": bench.watcher.complete(ids)
+        and all(bench.watcher.answers[r][1] == events_each for r in ids),
+    }  # fmt: skip
+    print(f"  bitget coalescing: {coalescing}", flush=True)
+    many_ids, many = run([{"trader_id": f"90000{i:02d}"} for i in range(backlog)])
+    acc = many["by_account"][account]
+    out = {"commands": backlog, "configured_rate_per_s": rate, "requests": acc["admitted"],
+           "span_s": acc["span_s"], "violations": many["rate_limit_violations"],
+           "all_answered_ok": bench.watcher.complete(many_ids),
+           # n requests at the full rate fill n / rate one-second windows: first to last + one.
+           "rate_used": acc["admitted"] / (rate * (acc["span_s"] + 1.0))}  # fmt: skip
+    print(f"  bitget backlog: {out}", flush=True)
+    return {"coalescing": coalescing, "backlog": out}
+
+
 def profile_worker(bench: Bench, accounts: list[str], n: int, name: str) -> dict[str, Any]:
     """py-spy (installed into the venv for profiling only) on the worker during one load."""
     path = ROOT / ".results" / f"worker-profile-{name}.txt"
@@ -360,12 +573,15 @@ def profile_worker(bench: Bench, accounts: list[str], n: int, name: str) -> dict
     return {"file": str(path), "run": run}
 
 
-def create_topics(bootstrap: str, names: list[str], partitions: int = 4) -> None:
+def create_topics(bootstrap: str, names: list[str], partitions: int = 4,
+                  wide: frozenset[str] = frozenset()) -> None:  # fmt: skip
+    """Topics with ``partitions`` partitions; the ``wide`` ones with SCALE_PARTITIONS."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
-    new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+    new = [NewTopic(n, SCALE_PARTITIONS if n in wide else partitions, 1)
+           for n in names if n not in existing]  # fmt: skip
     for fut in admin.create_topics(new).values() if new else ():
         fut.result()
 
@@ -377,7 +593,10 @@ def machine() -> dict[str, Any]:
     model = next((line.split(":", 1)[1].strip() for line in
                   Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
                  platform.processor())  # fmt: skip
+    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal:"))  # fmt: skip
     return {"cpus": os.cpu_count(), "cpu": model, "python": sys.version.split()[0],
+            "memory_gib": round(mem / 2**20, 1),
             "os": platform.platform(), "load_avg_at_start": os.getloadavg(),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
 
@@ -391,7 +610,8 @@ def report(results: dict[str, Any], command: str) -> str:
         f"Command: `{command}` ({results['repeats']} repeats, medians; connector and baseline",
         "interleaved in the same run). Written by scripts/bench.py; figures in .results/bench.json.",
         "",
-        f"Machine: {m['cpus']} CPUs ({m['cpu']}), Python {m['python']}, {m['os']}; load average",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m.get('memory_gib', '?')} GiB, Python "
+        f"{m['python']}, {m['os']}; load average",
         f"at start {tuple(round(x, 2) for x in m['load_avg_at_start'])} (shared with other jobs:",
         "absolute numbers are noisy, ratios are the figures).",
         "",
@@ -437,23 +657,110 @@ def report(results: dict[str, Any], command: str) -> str:
         row("WebSockets opened by the connector's runs (9 warm accounts)", f"{s['connections']}",
             f"{s['requests']} requests for {s['commands']} commands", None,
             "one per account (0 new once warm)", s["connections"] == 0)  # fmt: skip
+        b = e.get("bitget")
+        if b:
+            c = b["coalescing"]
+            row("coalescing: 30 identical concurrent Bitget commands (one account)",
+                f"{c['requests']} exchange requests ({c['fetches']:g} fetches of "
+                f"{c['requests_per_fetch']}); {c['violations']} violations",
+                f"{c['requests_without_coalescing']} requests without coalescing (30 fetches)",
+                c["requests_without_coalescing"] / max(1, c["requests"]),
+                "waiting identical commands share a fetch (< 30 fetches); each its own "
+                f"events ({c['events_per_command']}) and one result; 0 violations",
+                c["fetches"] < 30 and c["every_command_own_events_and_one_result"]
+                and c["violations"] == 0)  # fmt: skip
+            k = b["backlog"]
+            row(f"Bitget backlog, one account ({k['commands']} commands that cannot share a fetch)",
+                f"{k['rate_used']:.1%} of the configured {k['configured_rate_per_s']} requests/s "
+                f"({k['requests']} requests in {k['span_s']:.1f} s); {k['violations']} violations",
+                "", None, ">= 90% of the configured rate, 0 violations",
+                k["rate_used"] >= 0.9 and k["violations"] == 0 and k["all_answered_ok"])  # fmt: skip
+        so = e.get("scale_out")
+        if so:
+            for case, what, unit in (("1000_orders", "1,000-order", "events/s"),
+                                     ("5_orders", "5-order", "commands/s")):  # fmt: skip
+                x = so[case]
+                metric = x["metric"]
+                row(f"scale out, {what} snapshots: 2 workers vs 1 ({so['partitions']} partitions)",
+                    f"2 workers {x['scale2'][metric]:.0f} {unit} (machine "
+                    f"{x['scale2']['machine_cores_busy']:.2f} of {m['cpus']} cores busy)",
+                    f"1 worker {x['scale1'][metric]:.0f} {unit} (machine "
+                    f"{x['scale1']['machine_cores_busy']:.2f} cores busy)", x["ratio"], ">= 1.7x",
+                    x["ratio"] >= 1.7)  # fmt: skip
         r = e["worker_rss_mb"]
         q = e.get("queued")
         row("worker RSS", f"idle {r['idle']:.0f} MB, peak {r['peak_after_heavy_cases']:.0f} MB"
             + (f", {q['commands']} queued: max {q['rss_mb_max_sampled']:.0f} MB" if q else ""),
             "", r["peak_overall"] / r["idle"], "bounded", True)  # fmt: skip
-        cpu = max(e[c][w]["sandbox_cpu_share"] for c in ("1000_orders", "100_orders", "5_orders")
-                  for w in ("connector", "naive"))  # fmt: skip
-        lines += ["", f"Sandbox CPU: at most {cpu:.0%} of one core in any case (median run), "
-                  "so it is not the bottleneck."]  # fmt: skip
-    lines += ["", "Added latency = p99 of the command's latency - the simulated exchange latency - "
-              "two broker hops (p50; a command crosses the broker twice).", ""]  # fmt: skip
-    lines += ["", "The sandbox's per-IP limits (45 WebSocket upgrades per 5 minutes, 10,000 requests",
-              "a minute) are lifted for the run: the naive baseline opens a WebSocket per command",
-              "and would be banned by the real exchange within seconds."]  # fmt: skip
-    lines += ["", "Not measured by this script: scale-out to two workers, the Bitget backlog rate",
-              "(tests/integration/test_bitget_e2e.py prints it) and the exchange requests of 30",
-              "identical concurrent commands (same file, coalescing test).", ""]  # fmt: skip
+        if so:
+            lines += ["", "The 5-order row sends all its commands for one account (`ascendex-demo`), so "
+                      "commands waiting for the exchange share fetches (the requests count of the "
+                      "WebSockets row); the naive worker fetches once per command. As many commands over "
+                      "eight accounts (the scale-out case, one worker, 8 partitions): "
+                      f"{so['5_orders']['scale1']['commands_per_s']:.0f} commands/s."]  # fmt: skip
+        cases = ("1000_orders", "100_orders", "5_orders")
+        cpu = {c: {w: e[c][w]["sandbox_cpu_share"] for w in ("connector", "naive")} for c in cases}
+        top = max(v for c in cpu.values() for v in c.values())
+        low = min(e[c]["connector"]["cpu_share"]["worker"] for c in cases)
+        verdict = (f"at most {top:.0%} of one core, against at least {low:.0%} for the connector's "
+                   "worker: the sandbox is not the bottleneck" if top < low / 2 else
+                   f"up to {top:.0%} of one core: it may bound some cases")  # fmt: skip
+        lines += ["", "## CPU", "",
+                  "Sandbox CPU (share of one core during the load, median run): "
+                  + "; ".join(f"{c.replace('_', ' ')}: {v['connector']:.0%} with the connector, "
+                              f"{v['naive']:.0%} with the naive worker" for c, v in cpu.items())
+                  + f"; {verdict}.", ""]  # fmt: skip
+        for c in cases:
+            w = e[c]["connector"].get("cpu_share")
+            if w:
+                lines.append(f"- {c.replace('_', ' ')}, connector run: worker {w['worker']:.0%}, "
+                             f"broker {w['broker']:.0%}, sandbox {w['sandbox']:.0%}, bench clients "
+                             f"{w['bench clients']:.0%} of one core; "
+                             f"machine {e[c]['connector']['machine_cores_busy']:.2f} of "
+                             f"{m['cpus']} cores busy (other jobs included)")  # fmt: skip
+        if so:
+            lines += ["", f"Scale out (median run, share of one core; the machine has {m['cpus']} "
+                      "cores for the broker, the sandbox and the workers, and other jobs):"]  # fmt: skip
+            for case in ("1000_orders", "5_orders"):
+                for who in ("scale1", "scale2"):
+                    x = so[case][who]
+                    cpu_txt = ", ".join(f"{k} {v:.0%}" for k, v in x["cpu_share"].items())
+                    cores = sum(v for k, v in x["cpu_share"].items() if k.startswith("scale"))
+                    per = cores / x[so[case]["metric"]] * 1e6
+                    unit = "event" if so[case]["metric"] == "events_per_s" else "command"
+                    lines.append(f"- {case.replace('_', ' ')}, {who[-1]} worker(s): {cpu_txt}; "
+                                 f"workers {cores:.2f} cores, {per:.0f} µs of worker CPU per {unit}; "
+                                 f"machine {x['machine_cores_busy']:.2f} cores busy")  # fmt: skip
+    lines += ["", "## Definitions", "",
+              "- **events/s, commands/s**: order events (and commands answered) counted by a",
+              "  librdkafka consumer outside the stack, from the first command produced to the last",
+              "  QueryResult consumed; `n` commands produced at once, round-robin over the accounts.",
+              "- **Naive baseline** (scripts/bench_naive.py, a Faust worker on its own topics,",
+              "  concurrency 8): per command a new AscendEX WebSocket (connect, auth, one request,",
+              "  close), `json.loads`, a dict per order encoded with fastavro, one awaited",
+              "  `topic.send` per event (buffered by the producer), the snapshot's acks awaited",
+              "  together, then the QueryResult sent and its ack awaited (acks=all). No validation,",
+              "  exact decimals, sanitizing, retries or session reuse.",
+              "- **Added latency** = p99 of the command's latency (command produced to QueryResult",
+              "  consumed, commands at 50/s) - the simulated exchange latency - two broker hops",
+              "  (p50 of one record produced and consumed; a command crosses the broker twice).",
+              "- **Scale out**: consumer group `bench-scale-1` (one worker) and `bench-scale-2` (two",
+              "  workers), each on its own 8-partition command topic, same loads, interleaved; eight",
+              "  accounts per size, account i's commands on partition i, so any even split of the",
+              "  partitions gives the two workers the same load. Extra accounts get their books from",
+              "  the sandbox's `--orders-file` (copies of the 1,000-order bench book, 5-order books).",
+              "- **CPU**: share of one core each process used during a load (the broker with its",
+              "  Tansu child; *bench clients*: this script's librdkafka producer and the consumer",
+              "  counting every event); *machine cores busy*: all processes, other jobs included.",
+              "- **Coalescing**: 30 identical commands (Bitget, `bitget-demo`) produced at once; exchange",
+              "  requests counted by the sandbox; one command alone first gives a fetch's cost.",
+              "- **Bitget backlog**: commands for one account, each naming another trader (so none can",
+              "  share a fetch), produced at once; rate used = requests / (configured rate x (first to",
+              "  last request + 1 s)); violations = requests the sandbox answered 429.",
+              "", "The sandbox's per-IP limits (45 WebSocket upgrades per 5 minutes, 10,000 requests",
+              "a minute, 20 sessions per account group) are lifted for the run: the naive baseline",
+              "opens a WebSocket per command and would be banned by the real exchange within seconds,",
+              "and the scale-out case runs three more workers with their own sessions.", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -463,6 +770,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small loads, for development")
     parser.add_argument("--queued", type=int, default=10_000)
     parser.add_argument("--normalize-only", action="store_true")
+    parser.add_argument("--backlog", type=int, default=20,
+                        help="Bitget commands for one account that cannot share a fetch")  # fmt: skip
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the worker during one extra 1,000-order load "
                         "(.results/worker-profile-*.txt, collapsed stacks)")  # fmt: skip
@@ -479,7 +788,11 @@ def main() -> int:
     print(json.dumps(results["normalize"], indent=2), flush=True)
     if not args.normalize_only:
         results["e2e"] = run_stack(
-            args.repeats, sizes, 0 if args.quick else args.queued, args.profile
+            args.repeats,
+            sizes,
+            0 if args.quick else args.queued,
+            args.profile,
+            6 if args.quick else args.backlog,
         )
     out = ROOT / ".results" / "bench.json"
     out.parent.mkdir(exist_ok=True)
@@ -491,7 +804,8 @@ def main() -> int:
     return 0
 
 
-def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool) -> dict[str, Any]:
+def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool,
+              backlog: int) -> dict[str, Any]:  # fmt: skip
     work = Path(tempfile.mkdtemp(prefix="connector-bench-"))
     port = free_port()
     env = {**os.environ, "CONNECTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
@@ -500,19 +814,24 @@ def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool) -
     topics = {"connector_commands": "query-orders", "connector_orders": "orders",
               "connector_results": "order-query-results", "naive_commands": "naive-query-orders",
               "naive_orders": "naive-orders", "naive_results": "naive-results",
-              "ping": "bench-ping"}  # fmt: skip
+              "ping": "bench-ping", "scale1_commands": "scale1-query-orders",
+              "scale2_commands": "scale2-query-orders"}  # fmt: skip
     procs: list[subprocess.Popen[str]] = []
     try:
         broker = subprocess.Popen([*CONNECTOR, "broker"], env=env, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
         procs.append(broker)
         wait_line(broker, "broker ready", 60)
-        create_topics(env["CONNECTOR_KAFKA_BOOTSTRAP"],
-                      [*topics.values(), "order-errors"])  # fmt: skip
-        sandbox = subprocess.Popen([*CONNECTOR, "sandbox", "--workdir", str(work)], env=env, text=True,
+        create_topics(env["CONNECTOR_KAFKA_BOOTSTRAP"], [*topics.values(), "order-errors"],
+                      wide=frozenset({topics["scale1_commands"], topics["scale2_commands"]}))  # fmt: skip
+        scale_orders_file(work / "scale-orders.json")
+        sandbox = subprocess.Popen([*CONNECTOR, "sandbox", "--workdir", str(work), "--orders-file",
+                                    str(work / "scale-orders.json")], env=env, text=True,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
         procs.append(sandbox)
-        env.update(dict(t.split("=", 1) for t in shlex.split(wait_line(sandbox, "CONNECTOR_", 30))))
+        env.update(
+            dict(t.split("=", 1) for t in shlex.split(wait_line(sandbox, "CONNECTOR_", 120)))
+        )
         env.update(
             {"CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(work / "data")}
         )
@@ -528,10 +847,30 @@ def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool) -
                                  stdout=(work / "naive.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
         procs.append(naive)
         bench = Bench({k: v for k, v in env.items() if k.startswith("CONNECTOR_")}, topics,
-                      {"worker": worker.pid, "naive": naive.pid, "sandbox": sandbox.pid})  # fmt: skip
+                      {"worker": worker.pid, "naive": naive.pid, "sandbox": sandbox.pid,
+                       "broker": broker.pid, "bench clients": os.getpid()})  # fmt: skip
         bench.watcher.procs = procs
+        scale: dict[str, subprocess.Popen[str]] = {}
+
+        def start_worker(name: str, app_id: str, topic: str) -> None:
+            wenv = {**env, "CONNECTOR_APP_ID": app_id, "CONNECTOR_TOPIC_QUERY_ORDERS": topic,
+                    "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(work / name)}  # fmt: skip
+            scale[name] = subprocess.Popen([*CONNECTOR, "worker"], env=wenv, text=True,
+                                           stdout=(work / f"{name}.log").open("w"),
+                                           stderr=subprocess.STDOUT)  # fmt: skip
+            procs.append(scale[name])
+            bench.pids[name] = scale[name].pid
+
+        def stop_worker(name: str) -> None:
+            proc = scale.pop(name)
+            bench.pids.pop(name)
+            procs.remove(proc)
+            stop(proc)
+
         try:
             out = e2e(bench, repeats, sizes, queued)
+            out["bitget"] = bitget(bench, backlog)
+            out["scale_out"] = scale_out(bench, start_worker, stop_worker, repeats, sizes)
             if profile:
                 out["profile"] = {
                     "1000_orders": profile_worker(bench, BIG, sizes["1000_orders"], "1000"),
