@@ -663,6 +663,16 @@ class Connector:
         idle = time.monotonic() - self._progress
         if self._pending and idle > stall:
             return False, f"{self._pending} commands pending, no progress for {idle:.0f}s"
+        # Faust's table recovery blocks every command until it is done, and it can wait forever
+        # for changelog records a broker lost (seen on the embedded broker, whose in-memory
+        # storage a restart wipes): past the same stall limit, a restart (a fresh recovery) is
+        # the way out.
+        recovery: Any = getattr(self.app.tables, "recovery", None)
+        started = getattr(recovery, "_recovery_started_at", None)
+        if getattr(recovery, "in_recovery", False) and started is not None:
+            recovering = time.monotonic() - started
+            if recovering > stall:
+                return False, f"state table recovery stuck for {recovering:.0f}s"
         return True, "ok"
 
     async def ready(self) -> tuple[bool, str]:

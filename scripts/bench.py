@@ -60,6 +60,7 @@ from connector.exchanges._json import decode  # noqa: E402
 from connector.exchanges.ascendex import parsing as asc  # noqa: E402
 from connector.exchanges.ascendex import simulator as asc_sim  # noqa: E402
 from connector.exchanges.ascendex.schemas import OpenOrdersReply  # noqa: E402
+from connector.kafka import partition_for  # noqa: E402
 from connector.model import FetchResult, OrderQuery  # noqa: E402
 from connector.pipeline import Pipeline  # noqa: E402
 from connector.settings import Settings  # noqa: E402
@@ -67,13 +68,33 @@ from connector.settings import Settings  # noqa: E402
 BIG = [asc_sim.bench_alias(1000, c) for c in range(1, asc_sim.BENCH_ACCOUNTS_PER_SIZE + 1)]
 MID = [asc_sim.bench_alias(100, c) for c in range(1, asc_sim.BENCH_ACCOUNTS_PER_SIZE + 1)]
 SMALL = ["ascendex-demo"]  # 5 orders
-# Scale-out: eight accounts of each size, account i's commands on partition i of an 8-partition
-# command topic, so any even split of the partitions gives two workers the same load. The four
+# Scale-out: eight accounts of each size on an 8-partition command topic, one account per
+# partition (its own: murmur2 of ``ascendex:<account>``, where the worker handles an account's
+# commands), so any even split of the partitions gives two workers the same load. The four
 # 1,000-order bench accounts, plus sandbox group accounts given books by the sandbox's
 # --orders-file (scale_orders_file): four copies of the 1,000-order book, eight 5-order books.
 SCALE_PARTITIONS = 8
-SCALE_BIG = [*BIG, *(asc_sim.group_alias(n) for n in range(1, 5))]
-SCALE_SMALL = [asc_sim.group_alias(n) for n in range(5, 13)]
+
+
+def _home(account: str) -> int:
+    return partition_for(f"ascendex:{account}".encode(), SCALE_PARTITIONS)
+
+
+def _one_per_partition(taken: list[str], exclude: set[str]) -> list[str]:
+    """Sandbox group accounts that, with ``taken``, put one account on every partition."""
+    free = set(range(SCALE_PARTITIONS)) - {_home(a) for a in taken}
+    picked: list[str] = []
+    for n in range(1, asc_sim.GROUP_ACCOUNT_COUNT + 1):
+        alias = asc_sim.group_alias(n)
+        if alias not in exclude and _home(alias) in free:
+            free.discard(_home(alias))
+            picked.append(alias)
+    assert not free, f"no sandbox group account for partitions {sorted(free)}"
+    return picked
+
+
+SCALE_BIG = [*BIG, *_one_per_partition(BIG, set())]
+SCALE_SMALL = _one_per_partition([], set(SCALE_BIG))
 BENCH_LIMITS = {"connect_limit": 10**9, "req_level1": 10**9, "req_level2": 10**9,
                 "admin_level1": 10**9, "admin_level2": 10**9,
                 "max_sessions_per_group": 10**6}  # fmt: skip
@@ -242,8 +263,13 @@ class Bench:
         self.env = env
         self.topics = topics
         self.pids = pids
+        # murmur2_random: the Java client's partitioner, so a command keyed
+        # ``<exchange>:<account>`` lands on its account's partition and the worker handles it
+        # there, without forwarding it (docs/state-topic.md "Routing"); librdkafka's default
+        # (CRC32) would cost every command an extra hop.
         self.producer = Producer({"bootstrap.servers": env["CONNECTOR_KAFKA_BOOTSTRAP"],
-                                  "linger.ms": 5, "acks": "all"})  # fmt: skip
+                                  "linger.ms": 5, "acks": "all",
+                                  "partitioner": "murmur2_random"})  # fmt: skip
         self.watcher = Watcher(env["CONNECTOR_KAFKA_BOOTSTRAP"], topics)
 
     def send(self, who: str, account: str, rid: str, partition: int | None = None,
@@ -264,14 +290,15 @@ class Bench:
              pinned: bool = False) -> dict[str, Any]:  # fmt: skip
         """``n`` commands at once, round-robin over ``accounts``; events/s and commands/s, and
         the CPU each process of the stack used meanwhile (share of one core), and the whole
-        machine's (cores busy, other jobs included). ``pinned``: account i on partition i."""
+        machine's (cores busy, other jobs included). ``pinned``: on the account's own partition of
+        an 8-partition topic (the scale-out case)."""
         ids = [f"{who}-{uuid.uuid4().hex}" for _ in range(n)]
         cpu0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         busy0 = machine_busy()
         t0 = time.perf_counter()
         for i, rid in enumerate(ids):
             j = i % len(accounts)
-            self.send(who, accounts[j], rid, partition=j if pinned else None)
+            self.send(who, accounts[j], rid, partition=_home(accounts[j]) if pinned else None)
         self.producer.flush()
         self.watcher.wait(ids)
         elapsed = max(self.watcher.done[r] for r in ids) - t0
@@ -601,6 +628,17 @@ def machine() -> dict[str, Any]:
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
 
 
+def forwarded(web_port: str) -> float:
+    """``connector_commands_forwarded_total`` of the connector's worker (its /metrics)."""
+    import httpx
+
+    text = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("connector_commands_forwarded_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def report(results: dict[str, Any], command: str) -> str:
     m = results["machine"]
     n = results["normalize"]
@@ -698,6 +736,11 @@ def report(results: dict[str, Any], command: str) -> str:
                       "WebSockets row); the naive worker fetches once per command. As many commands over "
                       "eight accounts (the scale-out case, one worker, 8 partitions): "
                       f"{so['5_orders']['scale1']['commands_per_s']:.0f} commands/s."]  # fmt: skip
+        if "forwarded" in e:
+            lines += ["", f"Commands the connector's worker forwarded to its by-account topic in "
+                      f"these cases: {e['forwarded']:.0f} (the bench keys commands "
+                      "`ascendex:<account>` with librdkafka's `murmur2_random` partitioner, so "
+                      "each lands on its account's partition and is handled there)."]  # fmt: skip
         cases = ("1000_orders", "100_orders", "5_orders")
         cpu = {c: {w: e[c][w]["sandbox_cpu_share"] for w in ("connector", "naive")} for c in cases}
         top = max(v for c in cpu.values() for v in c.values())
@@ -746,7 +789,7 @@ def report(results: dict[str, Any], command: str) -> str:
               "  (p50 of one record produced and consumed; a command crosses the broker twice).",
               "- **Scale out**: consumer group `bench-scale-1` (one worker) and `bench-scale-2` (two",
               "  workers), each on its own 8-partition command topic, same loads, interleaved; eight",
-              "  accounts per size, account i's commands on partition i, so any even split of the",
+              "  accounts per size, one on each partition (its own), so any even split of the",
               "  partitions gives the two workers the same load. Extra accounts get their books from",
               "  the sandbox's `--orders-file` (copies of the 1,000-order bench book, 5-order books).",
               "- **CPU**: share of one core each process used during a load (the broker with its",
@@ -854,6 +897,7 @@ def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool,
 
         def start_worker(name: str, app_id: str, topic: str) -> None:
             wenv = {**env, "CONNECTOR_APP_ID": app_id, "CONNECTOR_TOPIC_QUERY_ORDERS": topic,
+                    "CONNECTOR_TOPIC_PARTITIONS": str(SCALE_PARTITIONS),
                     "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(work / name)}  # fmt: skip
             scale[name] = subprocess.Popen([*CONNECTOR, "worker"], env=wenv, text=True,
                                            stdout=(work / f"{name}.log").open("w"),
@@ -869,6 +913,7 @@ def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool,
 
         try:
             out = e2e(bench, repeats, sizes, queued)
+            out["forwarded"] = forwarded(env["CONNECTOR_WEB_PORT"])
             out["bitget"] = bitget(bench, backlog)
             out["scale_out"] = scale_out(bench, start_worker, stop_worker, repeats, sizes)
             if profile:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -46,6 +48,16 @@ class Broker:
         if self.proc is not None:
             stop_process(self.proc)
             self.proc = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker stops answering but keeps its connections and its data (a long
+        pause, a hung host); :meth:`thaw` resumes it where it was."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
     def kill(self) -> None:
         """SIGKILL: the broker is gone at once (a crash, not a clean shutdown)."""

@@ -176,3 +176,17 @@ async def test_a_record_redelivered_to_the_same_worker_is_answered_once(tmp_path
     ]
     assert [r["request_id"] for r in results] == ["r1", "r2"]
     assert [e.acks for e in events] == [1, 1, 1]
+
+
+async def test_table_recovery_stuck_past_the_stall_limit_fails_liveness(tmp_path: Any) -> None:
+    from types import SimpleNamespace
+
+    c = connector(tmp_path, liveness_stall_s=5)
+    recovery = SimpleNamespace(in_recovery=True, _recovery_started_at=time.monotonic() - 2)
+    c.app.tables._recovery = recovery  # type: ignore[attr-defined]  # what .recovery returns
+    assert c.alive()[0]  # recovering for 2 s: fine
+    recovery._recovery_started_at = time.monotonic() - 60
+    ok, reason = c.alive()
+    assert not ok and "recovery stuck" in reason
+    recovery.in_recovery = False
+    assert c.alive()[0]
