@@ -21,11 +21,14 @@ offset is still unacknowledged.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+log = logging.getLogger(__name__)
 
 
 def commit_blocked(acked: Iterable[int], pending: Iterable[int], committed: int | None) -> bool:
@@ -72,6 +75,12 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
                     return None
             offset: int | None = super()._new_offset(tp)
             return offset
+
+        async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
+            log.warning("offset gap %s:%s %d..%d (read offset %s, committed %s)", tp.topic,
+                        tp.partition, offset_from, offset_to, self._read_offset.get(tp),
+                        self._committed_offset.get(tp))  # fmt: skip
+            await super()._add_gap(tp, offset_from, offset_to)
 
     class Transport(faust_aiokafka.Transport):
         Consumer = TunedConsumer

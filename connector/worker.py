@@ -258,8 +258,12 @@ class Connector:
         async for event in stream.events():
             if self._draining:
                 # Shutting down: do not start this command, and do not let Faust ack it (it
-                # acks an event when the loop asks for the next one). Parked until the agent
-                # is cancelled; the offset stays uncommitted for the next owner.
+                # acks an event when the loop asks for the next one, and again when the agent
+                # is cancelled: the stream generator's ``finally`` acks the current event, which
+                # a later commit would then skip: a lost command). The extra references keep
+                # every such ack from being final. Parked until the agent is cancelled; the
+                # offset stays uncommitted for the next owner.
+                event.message.incref(1 << 30)
                 await asyncio.Event().wait()
             msg = event.message
             ts = msg.timestamp
@@ -270,7 +274,8 @@ class Connector:
             if first is not None and await asyncio.shield(first):
                 # A redelivery of a record this process answered: acking it again is a no-op.
                 log.info("record redelivered by the consumer, already answered; skipped",
-                         extra={"partition": msg.partition, "offset": msg.offset})  # fmt: skip
+                         extra={"topic": msg.topic, "partition": msg.partition,
+                                "offset": msg.offset})  # fmt: skip
                 event.ack()
                 continue
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -287,6 +292,7 @@ class Connector:
                         timestamp_ms=int(ts * 1000) if ts else None,
                         position=(msg.partition, msg.offset),
                         state=where == "here",
+                        topic=msg.topic,
                     )
                 # Ack now, not when this actor takes its next event (Faust's default): an idle
                 # actor would otherwise hold back the commit of an answered command, and a
@@ -322,6 +328,9 @@ class Connector:
         except _Refused:
             return "stateless"
         metrics.COMMANDS_FORWARDED.inc()
+        log.debug("command forwarded to its account's partition",
+                  extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                         "to_partition": partition})  # fmt: skip
         return "forwarded"
 
     async def _routing_key(self, value: bytes | None) -> bytes | None:
@@ -413,9 +422,11 @@ class Connector:
         timestamp_ms: int | None = None,
         position: tuple[int, int] = (0, 0),
         state: bool = True,
+        topic: str | None = None,
     ) -> Outcome:
         """Process one command and publish its outputs, then its state-topic records; returns
-        only when they are acked. ``position`` (partition, offset) breaks version ties."""
+        only when they are acked. ``position`` (partition, offset) breaks version ties; with
+        ``topic`` it names the command's record in the "command answered" line."""
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
         self._pending += 1
@@ -450,8 +461,10 @@ class Connector:
                 "request_id": outcome.request_id,
                 "exchange": outcome.exchange,
                 "account": outcome.account,
+                **({"topic": topic, "partition": position[0], "offset": position[1]}
+                   if topic is not None else {}),
             },
-        )
+        )  # fmt: skip
         return outcome
 
     async def _process(self, value: bytes | None, timestamp_ms: int | None) -> Outcome:
@@ -771,8 +784,8 @@ class Connector:
             consumer: Any = self.app.consumer
             log.debug(
                 "shutdown: acked-but-uncommitted %s, committed %s",
-                {tp.partition: len(v) for tp, v in consumer._acked.items() if v},
-                {tp.partition: o for tp, o in consumer._committed_offset.items()},
+                {f"{tp.topic}:{tp.partition}": len(v) for tp, v in consumer._acked.items() if v},
+                {f"{tp.topic}:{tp.partition}": o for tp, o in consumer._committed_offset.items()},
             )
         except Exception:  # noqa: S110 - Faust internals; diagnostics only
             pass
