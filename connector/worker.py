@@ -51,7 +51,7 @@ from .errors import InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
-from .kafka import await_broker, require_topics, ssl_context
+from .kafka import await_broker, kafka_partitioner, require_topics, ssl_context
 from .logs import logging_config
 from .pipeline import Outcome, OutputRecord, Pipeline
 from .settings import Settings
@@ -159,6 +159,8 @@ class Connector:
             # for aiokafka; 256 KB batches (well under the broker's 1 MB limit) cut that to a few.
             # No linger: a small command is sent at once. Acks and ordering are unchanged.
             producer_max_batch_size=256 * 1024,
+            # aiokafka's partitioning rule with a compiled murmur2 (same partitions).
+            producer_partitioner=kafka_partitioner,
             key_serializer="raw",
             value_serializer="raw",
             topic_disable_leader=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from connector import codec
 
@@ -44,6 +45,12 @@ async def test_open_orders_become_a_complete_snapshot(
         assert v["raw"] and json.loads(v["raw"])["orderId"] == v["order_id"]
         assert v["observed_at"] >= result["started_at"]
     assert answer.results[0].key == "ascendex:ascendex-demo"
+    # Each key on the partition aiokafka's default partitioner (Kafka's murmur2 rule) picks.
+    for m in [*orders, *answer.results]:
+        all_partitions = list(range(outputs.partition_count(m.topic)))
+        assert m.key is not None and len(all_partitions) > 1
+        expected = DefaultPartitioner()(m.key.encode(), all_partitions, all_partitions)
+        assert m.partition == expected, m.key
     # The result is published only after every order event was acknowledged.
     assert answer.timestamp(answer.results[0]) >= max(answer.timestamp(o) for o in orders)
     statuses = {o.value["status"] for o in orders}
