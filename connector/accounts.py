@@ -24,6 +24,7 @@ A top-level mapping without the ``accounts:`` wrapper is accepted too.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -213,13 +214,16 @@ _secrets: set[str] = set()
 # (start-up) rather than sorted on every log line.
 _ordered: tuple[tuple[str, bytes], ...] = ()
 _automaton: AhoCorasick | None = None  # over _secrets; None while there are none
+# Whether every secret reads the same inside a JSON string: none holds a character JSON escapes
+# (quote, backslash, control characters). See :func:`secrets_survive_json`.
+_json_safe = True
 _lock = threading.Lock()
 REDACTED = "***"
 
 
 def register_secrets(*secrets: Secret | None) -> None:
     """Remember secret values so :func:`redact` can scrub them from any output."""
-    global _ordered, _automaton
+    global _ordered, _automaton, _json_safe
     with _lock:
         for s in secrets:
             # Very short values would redact ordinary text; real credentials are long.
@@ -229,6 +233,7 @@ def register_secrets(*secrets: Secret | None) -> None:
         _automaton = (
             AhoCorasick(list(_secrets), implementation=Implementation.DFA) if _secrets else None
         )
+        _json_safe = not any(_JSON_ESCAPED.search(s) for s in _secrets)
 
 
 def redact(text: str) -> str:
@@ -237,6 +242,17 @@ def redact(text: str) -> str:
         if s in text:
             text = text.replace(s, REDACTED)
     return text
+
+
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
+def secrets_survive_json() -> bool:
+    """True when no secret holds a character a JSON encoder escapes (``"``, ``\\``, U+0000 to
+    U+001F). JSON escaping maps each character on its own, so then any string holding a secret
+    still holds it verbatim once JSON-encoded, and :func:`contains_secret` may scan the JSON
+    of a whole record at once (connector/pipeline.py)."""
+    return _json_safe
 
 
 def contains_secret(text: str) -> bool:

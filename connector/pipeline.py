@@ -24,8 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from . import codec, logs
-from .accounts import Accounts, contains_secret, redact, redact_bytes
+from .accounts import Accounts, contains_secret, redact, redact_bytes, secrets_survive_json
 from .codec import RegistryUnavailable
 from .commands import RawCommand, decode_command, safe_text, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
@@ -35,6 +37,7 @@ from .resilience import FetchCoalescer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+_json_encode = msgspec.json.Encoder().encode
 
 Role = Literal["orders", "results", "errors"]
 MAX_MESSAGE_CHARS = 2000
@@ -395,8 +398,20 @@ def _strings(value: Any, out: list[str]) -> None:
 
 def _is_clean(rec: OutputRecord) -> bool:
     """True when sanitizing ``rec`` would change nothing: every string is encodable and holds
-    no secret. Checked on all its strings joined (a false alarm from a secret spanning two
-    strings only costs the full pass), which is several times cheaper than rebuilding it."""
+    no secret. Checked on all its strings at once (a false alarm from a secret spanning two
+    strings only costs the full pass), which is several times cheaper than rebuilding it.
+
+    The strings are gathered by msgspec's JSON encoder (C) when the secrets allow it
+    (:func:`~connector.accounts.secrets_survive_json`): a string holding a secret holds it
+    verbatim in its JSON form, and text UTF-8 cannot encode makes the encoder raise. Otherwise,
+    or if the encoder refuses a value, by walking the record."""
+    if secrets_survive_json():
+        try:
+            text = _json_encode((rec.key, rec.headers, rec.value)).decode("utf-8")
+        except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
+            pass
+        else:
+            return not contains_secret(text)
     strings = [rec.key or "", *rec.headers.values()]
     _strings(rec.value, strings)
     text = "\x00".join(strings)
