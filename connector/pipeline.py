@@ -407,7 +407,9 @@ def _is_clean(rec: OutputRecord) -> bool:
     or if the encoder refuses a value, by walking the record."""
     if secrets_survive_json():
         try:
-            text = _json_encode((rec.key, rec.headers, rec.value)).decode("utf-8")
+            text = _json_encode((rec.key, [*rec.headers.values()], [*rec.value.values()])).decode(
+                "utf-8"
+            )
         except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
             pass
         else:
