@@ -158,11 +158,17 @@ def decimal_or_none(value: object, *, zero_is_null: bool = False) -> Decimal | N
     Raises ValueError for text that is not a number, so a corrupt payload is reported rather than
     silently published as null.
     """
-    s = text_or_none(value)
-    if s is None:
-        return None
-    if isinstance(value, float):
-        raise ValueError(f"refusing float {value!r}: decimals must arrive as strings")
+    if isinstance(value, str):  # the usual case, text_or_none inlined
+        s = value.strip()
+        if s in PLACEHOLDERS:
+            return None
+    else:
+        text = text_or_none(value)
+        if text is None:
+            return None
+        if isinstance(value, float):
+            raise ValueError(f"refusing float {value!r}: decimals must arrive as strings")
+        s = text
     try:
         d = Decimal(s)
     except InvalidOperation as exc:
@@ -176,6 +182,8 @@ def decimal_or_none(value: object, *, zero_is_null: bool = False) -> Decimal | N
 
 def millis_or_none(value: object, *, zero_is_null: bool = True) -> int | None:
     """Epoch-millisecond timestamp from an int or numeric string; "0"/placeholders -> None."""
+    if type(value) is int:  # the usual case (not a bool: that is refused below)
+        return None if zero_is_null and value == 0 else value
     s = text_or_none(value)
     if s is None:
         return None

@@ -1,14 +1,16 @@
-"""canonical_decimal's fast path (the Decimal's own text) gives exactly the exact path's answer."""
+"""The decimal helpers' fast paths give exactly the answers (and errors) of the general path."""
 
 from __future__ import annotations
 
-from decimal import Decimal, localcontext
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation, localcontext
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.model import canonical_decimal
+from connector.exchanges._json import DecimalText
+from connector.model import canonical_decimal, decimal_or_none, millis_or_none, text_or_none
 
 
 def exact(d: Decimal) -> str:
@@ -55,3 +57,74 @@ def test_a_lower_context_precision_takes_the_exact_path() -> None:
     with localcontext() as ctx:
         ctx.prec = 5
         assert canonical_decimal(d) == exact(d) == "1.2346"
+
+
+# --- decimal_or_none / millis_or_none fast paths: same answers (and errors) as before --------
+
+PLACEHOLDER_TEXTS = ["", " ", "NULL_VAL", "None", "null", "NULL", " 0 ", "0", "-0.000"]
+
+
+def reference_decimal_or_none(value: object, *, zero_is_null: bool = False) -> Decimal | None:
+    """decimal_or_none as it was before its str fast path."""
+    s = text_or_none(value)
+    if s is None:
+        return None
+    if isinstance(value, float):
+        raise ValueError(f"refusing float {value!r}: decimals must arrive as strings")
+    try:
+        d = Decimal(s)
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal: {s!r}") from exc
+    if not d.is_finite():
+        raise ValueError(f"not a finite decimal: {s!r}")
+    if zero_is_null and d == 0:
+        return None
+    return d
+
+
+def reference_millis_or_none(value: object, *, zero_is_null: bool = True) -> int | None:
+    s = text_or_none(value)
+    if s is None:
+        return None
+    try:
+        ms = int(s)
+    except ValueError as exc:
+        raise ValueError(f"not a millisecond timestamp: {s!r}") from exc
+    if zero_is_null and ms == 0:
+        return None
+    return ms
+
+
+def outcome(fn: Callable[..., object], value: object, **kw: bool) -> tuple[str, object]:
+    try:
+        result = fn(value, **kw)
+    except ValueError as exc:
+        return "error", str(exc)
+    return "ok", (result, type(result))
+
+
+anything = st.one_of(
+    texts,
+    st.sampled_from([*PLACEHOLDER_TEXTS, "NaN", "inf", "-Infinity", "sNaN", "1e5", " 12 ", "x"]),
+    st.text(max_size=12),
+    st.builds(DecimalText, texts),
+    st.integers(),
+    st.booleans(),
+    st.floats(allow_nan=True),
+    st.decimals(),
+    st.none(),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=anything, zero_is_null=st.booleans())
+def test_decimal_or_none_unchanged(value: object, zero_is_null: bool) -> None:
+    got = outcome(decimal_or_none, value, zero_is_null=zero_is_null)
+    assert got == outcome(reference_decimal_or_none, value, zero_is_null=zero_is_null)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(value=anything, zero_is_null=st.booleans())
+def test_millis_or_none_unchanged(value: object, zero_is_null: bool) -> None:
+    got = outcome(millis_or_none, value, zero_is_null=zero_is_null)
+    assert got == outcome(reference_millis_or_none, value, zero_is_null=zero_is_null)
