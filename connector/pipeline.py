@@ -184,7 +184,9 @@ class Pipeline:
     def _ok(self, query: OrderQuery, fetched: FetchResult, started_at: int) -> Outcome:
         observed_at = now_ms()
         ex, acc = query.exchange, query.account
-        headers = _headers(query.request_id, ex, acc)
+        # One headers dict for the whole snapshot (records are never mutated; the worker
+        # encodes it once for all of them).
+        headers = {**_headers(query.request_id, ex, acc), "schema": codec.ORDER_EVENT}
         n = len(fetched.orders)
         outcome = Outcome(query.request_id, ex, acc, ok=True)
         event_ids = uuid4_batch(n)
@@ -194,11 +196,7 @@ class Pipeline:
             )
             outcome.orders.append(
                 OutputRecord(
-                    "orders",
-                    f"{ex}:{acc}:{order.order_id}",
-                    codec.ORDER_EVENT,
-                    value,
-                    {**headers, "schema": codec.ORDER_EVENT},
+                    "orders", f"{ex}:{acc}:{order.order_id}", codec.ORDER_EVENT, value, headers
                 )
             )
         outcome.result = self._result(
@@ -326,6 +324,20 @@ def order_event(
 ) -> dict[str, Any]:
     """Normalized order + request context -> the OrderEvent record (decimals as strings)."""
     ct = order.copy_trading
+    dec = canonical_decimal  # inlined None checks: this runs once per published order
+    price, qty, filled, remaining = (
+        order.price,
+        order.quantity,
+        order.filled_quantity,
+        order.remaining_quantity,
+    )
+    avg, stop, fee, lev, margin = (
+        order.average_fill_price,
+        order.stop_price,
+        order.fee,
+        order.leverage,
+        order.margin,
+    )
     return {
         "event_id": event_id or str(uuid.uuid4()),
         "request_id": query.request_id,
@@ -341,16 +353,16 @@ def order_event(
         "position_side": _enum(order.position_side),
         "order_type": _enum(order.order_type),
         "status": order.status.value,
-        "price": _dec(order.price),
-        "quantity": _dec(order.quantity),
-        "filled_quantity": _dec(order.filled_quantity),
-        "remaining_quantity": _dec(order.remaining_quantity),
-        "average_fill_price": _dec(order.average_fill_price),
-        "stop_price": _dec(order.stop_price),
-        "fee": _dec(order.fee),
+        "price": None if price is None else dec(price),
+        "quantity": None if qty is None else dec(qty),
+        "filled_quantity": None if filled is None else dec(filled),
+        "remaining_quantity": None if remaining is None else dec(remaining),
+        "average_fill_price": None if avg is None else dec(avg),
+        "stop_price": None if stop is None else dec(stop),
+        "fee": None if fee is None else dec(fee),
         "fee_asset": order.fee_asset,
-        "leverage": _dec(order.leverage),
-        "margin": _dec(order.margin),
+        "leverage": None if lev is None else dec(lev),
+        "margin": None if margin is None else dec(margin),
         "created_at": order.created_at,
         "updated_at": order.updated_at,
         "observed_at": observed_at,

@@ -334,12 +334,14 @@ class Connector:
         failure: BaseException | None = None
         try:
             encoded: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+            last: tuple[dict[str, str] | None, list[tuple[str, bytes]]] = (None, [])
             for rec in records:
                 topic = self.topic_names[rec.role]
                 value = await self.serializer.encode(topic, rec.schema, rec.value)
                 key = _utf8(rec.key) if rec.key is not None else None
-                headers = [(k, _utf8(v)) for k, v in rec.headers.items()]
-                encoded.append((topic, key, value, headers))
+                if rec.headers is not last[0]:  # a snapshot's events share one headers dict
+                    last = (rec.headers, [(k, _utf8(v)) for k, v in rec.headers.items()])
+                encoded.append((topic, key, value, last[1]))
             groups = await self._by_partition(encoded)
             for (topic, partition), items in groups.items():
                 if partition is None or len(items) < BATCH_MIN_RECORDS:
