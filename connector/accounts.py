@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ahocorasick_rs import AhoCorasick, Implementation
+from ahocorasick_rs import AhoCorasick, BytesAhoCorasick, Implementation
 from pydantic import ValidationError
 
 from .errors import ConfigurationError, UnknownAccount
@@ -214,6 +214,7 @@ _secrets: set[str] = set()
 # (start-up) rather than sorted on every log line.
 _ordered: tuple[tuple[str, bytes], ...] = ()
 _automaton: AhoCorasick | None = None  # over _secrets; None while there are none
+_bytes_automaton: BytesAhoCorasick | None = None  # the same over their UTF-8 bytes
 # Whether every secret reads the same inside a JSON string: none holds a character JSON escapes
 # (quote, backslash, control characters). See :func:`secrets_survive_json`.
 _json_safe = True
@@ -223,7 +224,7 @@ REDACTED = "***"
 
 def register_secrets(*secrets: Secret | None) -> None:
     """Remember secret values so :func:`redact` can scrub them from any output."""
-    global _ordered, _automaton, _json_safe
+    global _ordered, _automaton, _bytes_automaton, _json_safe
     with _lock:
         for s in secrets:
             # Very short values would redact ordinary text; real credentials are long.
@@ -232,6 +233,11 @@ def register_secrets(*secrets: Secret | None) -> None:
         _ordered = tuple((s, s.encode()) for s in sorted(_secrets, key=len, reverse=True))
         _automaton = (
             AhoCorasick(list(_secrets), implementation=Implementation.DFA) if _secrets else None
+        )
+        _bytes_automaton = (
+            BytesAhoCorasick([b for _, b in _ordered], implementation=Implementation.DFA)
+            if _secrets
+            else None
         )
         _json_safe = not any(_JSON_ESCAPED.search(s) for s in _secrets)
 
@@ -262,6 +268,14 @@ def contains_secret(text: str) -> bool:
     ``make bench``), ten times this. Any occurrence yields at least one match."""
     automaton = _automaton
     return automaton is not None and bool(automaton.find_matches_as_indexes(text))
+
+
+def contains_secret_utf8(data: bytes) -> bool:
+    """:func:`contains_secret` for UTF-8 ``data``, without decoding it (a third cheaper per
+    character). The same answer as on the decoded text: a secret's UTF-8 starts with a lead
+    byte, so its bytes can only match at a character boundary of valid UTF-8."""
+    automaton = _bytes_automaton
+    return automaton is not None and bool(automaton.find_matches_as_indexes(data))
 
 
 def redact_bytes(data: bytes) -> bytes:

@@ -27,7 +27,14 @@ from typing import Any, Literal
 import msgspec
 
 from . import codec, logs
-from .accounts import Accounts, contains_secret, redact, redact_bytes, secrets_survive_json
+from .accounts import (
+    Accounts,
+    contains_secret,
+    contains_secret_utf8,
+    redact,
+    redact_bytes,
+    secrets_survive_json,
+)
 from .codec import RegistryUnavailable
 from .commands import RawCommand, decode_command, safe_text, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
@@ -419,13 +426,11 @@ def _is_clean(rec: OutputRecord) -> bool:
     or if the encoder refuses a value, by walking the record."""
     if secrets_survive_json():
         try:
-            text = _json_encode((rec.key, [*rec.headers.values()], [*rec.value.values()])).decode(
-                "utf-8"
-            )
+            data = _json_encode((rec.key, [*rec.headers.values()], [*rec.value.values()]))
         except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
             pass
         else:
-            return not contains_secret(text)
+            return not contains_secret_utf8(data)
     strings = [rec.key or "", *rec.headers.values()]
     _strings(rec.value, strings)
     text = "\x00".join(strings)

@@ -4,9 +4,17 @@ unencodable string through; the slow path still redacts and escapes."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connector import accounts, codec
-from connector.accounts import REDACTED, Secret, contains_secret, register_secrets
+from connector.accounts import (
+    REDACTED,
+    Secret,
+    contains_secret,
+    contains_secret_utf8,
+    register_secrets,
+)
 from connector.pipeline import OutputRecord, _is_clean, sanitize_record
 
 SECRET = "fast-path-secret-0123456789abcdef"
@@ -56,7 +64,7 @@ def test_an_unencodable_string_is_escaped() -> None:
 @pytest.fixture
 def registry_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets registered by the test are forgotten afterwards (the registry is process-wide)."""
-    for name in ("_secrets", "_ordered", "_automaton", "_json_safe"):
+    for name in ("_secrets", "_ordered", "_automaton", "_bytes_automaton", "_json_safe"):
         value = getattr(accounts, name)
         monkeypatch.setattr(accounts, name, set(value) if isinstance(value, set) else value)
 
@@ -91,3 +99,30 @@ def test_an_unencodable_string_is_never_clean(registry_restored: None) -> None:
     register_secrets(Secret(SECRET))
     assert not _is_clean(record(copy_trading={"trader_name": "x\udc80"}))
     assert not _is_clean(OutputRecord("orders", "k\ud800", codec.ORDER_EVENT, {}, {}))
+
+
+# The registry is restored after the test, not between examples: registering the same three
+# secrets again is harmless, and both scans always see the same set.
+@settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    inside=st.booleans(),
+    secret=st.sampled_from(["ünïcode-sécret-ключ", "plain-secret-value-99", "秘密の鍵-0123"]),
+)
+def test_utf8_scan_agrees_with_the_text_scan(
+    registry_restored: None, before: str, after: str, inside: bool, secret: str
+) -> None:
+    register_secrets(Secret(secret))
+    text = before + (secret if inside else secret[:-1]) + after
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # not encodable: never scanned as bytes (the JSON encoder refuses it)
+    assert contains_secret_utf8(data) == contains_secret(text)
+    if inside:
+        assert contains_secret_utf8(data)
