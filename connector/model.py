@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, getcontext
 from enum import StrEnum
 
 import msgspec
@@ -158,11 +158,17 @@ def decimal_or_none(value: object, *, zero_is_null: bool = False) -> Decimal | N
     Raises ValueError for text that is not a number, so a corrupt payload is reported rather than
     silently published as null.
     """
-    s = text_or_none(value)
-    if s is None:
-        return None
-    if isinstance(value, float):
-        raise ValueError(f"refusing float {value!r}: decimals must arrive as strings")
+    if isinstance(value, str):  # the usual case, text_or_none inlined
+        s = value.strip()
+        if s in PLACEHOLDERS:
+            return None
+    else:
+        text = text_or_none(value)
+        if text is None:
+            return None
+        if isinstance(value, float):
+            raise ValueError(f"refusing float {value!r}: decimals must arrive as strings")
+        s = text
     try:
         d = Decimal(s)
     except InvalidOperation as exc:
@@ -176,6 +182,8 @@ def decimal_or_none(value: object, *, zero_is_null: bool = False) -> Decimal | N
 
 def millis_or_none(value: object, *, zero_is_null: bool = True) -> int | None:
     """Epoch-millisecond timestamp from an int or numeric string; "0"/placeholders -> None."""
+    if type(value) is int:  # the usual case (not a bool: that is refused below)
+        return None if zero_is_null and value == 0 else value
     s = text_or_none(value)
     if s is None:
         return None
@@ -188,8 +196,28 @@ def millis_or_none(value: object, *, zero_is_null: bool = True) -> int | None:
     return ms
 
 
+_LAST_DIGITS = frozenset("123456789")
+#: Decimal's default context precision: a text of at most this many characters has at most this
+#: many digits, so ``normalize()`` would not round it.
+_FAST_MAX_LEN = 28
+
+
 def canonical_decimal(d: Decimal) -> str:
-    """Canonical decimal string: no exponent, no trailing zeros (``0.0010000`` -> ``0.001``)."""
+    """Canonical decimal string: no exponent, no trailing zeros (``0.0010000`` -> ``0.001``).
+
+    Fast path: a Decimal made from already-canonical exchange text (``60000.5``, ``0.01``: no
+    exponent, not ending in 0, no NaN) prints as exactly that text, so ``str(d)`` is the answer
+    without building the normalized Decimal. Everything else takes the exact path;
+    tests/unit/test_model_decimal.py checks that both agree."""
+    s = str(d)
+    if (
+        s[-1] in _LAST_DIGITS
+        and len(s) <= _FAST_MAX_LEN
+        and "E" not in s
+        and "N" not in s
+        and getcontext().prec >= _FAST_MAX_LEN
+    ):
+        return s
     n = d.normalize()
     if n == 0:
         return "0"

@@ -24,8 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
+
 from . import codec, logs
-from .accounts import Accounts, contains_secret, redact, redact_bytes
+from .accounts import (
+    Accounts,
+    contains_secret,
+    contains_secret_utf8,
+    redact,
+    redact_bytes,
+    secrets_survive_json,
+)
 from .codec import RegistryUnavailable
 from .commands import RawCommand, decode_command, safe_text, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
@@ -35,6 +44,7 @@ from .resilience import FetchCoalescer
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+_json_encode = msgspec.json.Encoder().encode
 
 Role = Literal["orders", "results", "errors"]
 MAX_MESSAGE_CHARS = 2000
@@ -185,7 +195,9 @@ class Pipeline:
     def _ok(self, query: OrderQuery, fetched: FetchResult, started_at: int) -> Outcome:
         observed_at = now_ms()
         ex, acc = query.exchange, query.account
-        headers = _headers(query.request_id, ex, acc)
+        # One headers dict for the whole snapshot (records are never mutated; the worker
+        # encodes it once for all of them).
+        headers = {**_headers(query.request_id, ex, acc), "schema": codec.ORDER_EVENT}
         n = len(fetched.orders)
         outcome = Outcome(query.request_id, ex, acc, ok=True, query=query, started_at=started_at)
         event_ids = uuid4_batch(n)
@@ -195,11 +207,7 @@ class Pipeline:
             )
             outcome.orders.append(
                 OutputRecord(
-                    "orders",
-                    f"{ex}:{acc}:{order.order_id}",
-                    codec.ORDER_EVENT,
-                    value,
-                    {**headers, "schema": codec.ORDER_EVENT},
+                    "orders", f"{ex}:{acc}:{order.order_id}", codec.ORDER_EVENT, value, headers
                 )
             )
         outcome.result = self._result(
@@ -327,6 +335,20 @@ def order_event(
 ) -> dict[str, Any]:
     """Normalized order + request context -> the OrderEvent record (decimals as strings)."""
     ct = order.copy_trading
+    dec = canonical_decimal  # inlined None checks: this runs once per published order
+    price, qty, filled, remaining = (
+        order.price,
+        order.quantity,
+        order.filled_quantity,
+        order.remaining_quantity,
+    )
+    avg, stop, fee, lev, margin = (
+        order.average_fill_price,
+        order.stop_price,
+        order.fee,
+        order.leverage,
+        order.margin,
+    )
     return {
         "event_id": event_id or str(uuid.uuid4()),
         "request_id": query.request_id,
@@ -342,16 +364,16 @@ def order_event(
         "position_side": _enum(order.position_side),
         "order_type": _enum(order.order_type),
         "status": order.status.value,
-        "price": _dec(order.price),
-        "quantity": _dec(order.quantity),
-        "filled_quantity": _dec(order.filled_quantity),
-        "remaining_quantity": _dec(order.remaining_quantity),
-        "average_fill_price": _dec(order.average_fill_price),
-        "stop_price": _dec(order.stop_price),
-        "fee": _dec(order.fee),
+        "price": None if price is None else dec(price),
+        "quantity": None if qty is None else dec(qty),
+        "filled_quantity": None if filled is None else dec(filled),
+        "remaining_quantity": None if remaining is None else dec(remaining),
+        "average_fill_price": None if avg is None else dec(avg),
+        "stop_price": None if stop is None else dec(stop),
+        "fee": None if fee is None else dec(fee),
         "fee_asset": order.fee_asset,
-        "leverage": _dec(order.leverage),
-        "margin": _dec(order.margin),
+        "leverage": None if lev is None else dec(lev),
+        "margin": None if margin is None else dec(margin),
         "created_at": order.created_at,
         "updated_at": order.updated_at,
         "observed_at": observed_at,
@@ -399,8 +421,20 @@ def _strings(value: Any, out: list[str]) -> None:
 
 def _is_clean(rec: OutputRecord) -> bool:
     """True when sanitizing ``rec`` would change nothing: every string is encodable and holds
-    no secret. Checked on all its strings joined (a false alarm from a secret spanning two
-    strings only costs the full pass), which is several times cheaper than rebuilding it."""
+    no secret. Checked on all its strings at once (a false alarm from a secret spanning two
+    strings only costs the full pass), which is several times cheaper than rebuilding it.
+
+    The strings are gathered by msgspec's JSON encoder (C) when the secrets allow it
+    (:func:`~connector.accounts.secrets_survive_json`): a string holding a secret holds it
+    verbatim in its JSON form, and text UTF-8 cannot encode makes the encoder raise. Otherwise,
+    or if the encoder refuses a value, by walking the record."""
+    if secrets_survive_json():
+        try:
+            data = _json_encode((rec.key, [*rec.headers.values()], [*rec.value.values()]))
+        except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
+            pass
+        else:
+            return not contains_secret_utf8(data)
     strings = [rec.key or "", *rec.headers.values()]
     _strings(rec.value, strings)
     text = "\x00".join(strings)

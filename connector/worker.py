@@ -55,7 +55,14 @@ from .errors import ConnectorError, InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
-from .kafka import await_broker, partition_counts, partition_for, require_topics, ssl_context
+from .kafka import (
+    await_broker,
+    kafka_partitioner,
+    partition_counts,
+    partition_for,
+    require_topics,
+    ssl_context,
+)
 from .logs import logging_config
 from .model import now_ms
 from .pipeline import Outcome, OutputRecord, Pipeline
@@ -69,6 +76,11 @@ log = logging.getLogger(__name__)
 
 READY_BROKER_TIMEOUT_S = 2.0
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+# Publishing (Connector._send_batch): records for one partition sent as a record batch from
+# this many on; values above MAX_BATCHED_VALUE keep the producer's per-record path (and its
+# max_request_size check).
+BATCH_MIN_RECORDS = 16
+MAX_BATCHED_VALUE = 128 * 1024
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -179,6 +191,8 @@ class Connector:
             # for aiokafka; 256 KB batches (well under the broker's 1 MB limit) cut that to a few.
             # No linger: a small command is sent at once. Acks and ordering are unchanged.
             producer_max_batch_size=settings.kafka_producer_max_batch_size,
+            # aiokafka's partitioning rule with a compiled murmur2 (same partitions).
+            producer_partitioner=kafka_partitioner,
             key_serializer="raw",
             value_serializer="raw",
             # The leader topic elects the one worker that runs the standing queries' timer.
@@ -635,24 +649,38 @@ class Connector:
 
     async def _send_batch(self, records: list[OutputRecord]) -> None:
         """Send ``records`` and wait for every acknowledgement. Every future is awaited, even
-        after a failure, so no exception is left unretrieved."""
+        after a failure, so no exception is left unretrieved.
+
+        Records are partitioned here, by the producer's own rule (:func:`kafka_partitioner`
+        over the producer's metadata), so the same keys land on the same partitions. Where one
+        partition gets at least ``BATCH_MIN_RECORDS`` of them (a large snapshot), they go as
+        aiokafka record batches (``create_batch``/``send_batch``): one future per batch
+        instead of one per record, which was the costliest part of publishing after encoding.
+        Fewer records per partition (a small snapshot, a QueryResult) go one by one through
+        ``producer.send`` and join the batch the producer is already filling, as before. Either
+        way a partition's records are appended in order and this returns only once every one
+        of them is acknowledged (acks=all).
+        """
         producer = self.app.producer
         futures: list[Any] = []
         failure: BaseException | None = None
         try:
+            encoded: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
+            last: tuple[dict[str, str] | None, list[tuple[str, bytes]]] = (None, [])
             for rec in records:
                 topic = self.topic_names[rec.role]
                 value = await self.serializer.encode(topic, rec.schema, rec.value)
-                futures.append(
-                    await producer.send(
-                        topic,
-                        _utf8(rec.key) if rec.key is not None else None,
-                        value,
-                        None,
-                        None,
-                        [(k, _utf8(v)) for k, v in rec.headers.items()],
-                    )
-                )
+                key = _utf8(rec.key) if rec.key is not None else None
+                if rec.headers is not last[0]:  # a snapshot's events share one headers dict
+                    last = (rec.headers, [(k, _utf8(v)) for k, v in rec.headers.items()])
+                encoded.append((topic, key, value, last[1]))
+            groups = await self._by_partition(encoded)
+            for (topic, partition), items in groups.items():
+                if partition is None or len(items) < BATCH_MIN_RECORDS:
+                    for key, value, headers in items:
+                        futures.append(await producer.send(topic, key, value, None, None, headers))
+                else:
+                    futures += await self._send_record_batches(topic, partition, items)
         except Exception as exc:
             failure = exc
         if futures:
@@ -660,6 +688,62 @@ class Connector:
             failure = failure or next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             raise failure
+
+    async def _by_partition(
+        self, encoded: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]
+    ) -> dict[tuple[str, int | None], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]]:
+        """Records grouped by (topic, partition), in order. Partition None = leave it to
+        ``producer.send`` (all of them, when a record has no key or a value too large for a
+        batch: those keep exactly the producer's own path, size checks included)."""
+        unsplit: dict[
+            tuple[str, int | None], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+        ] = {}
+        for topic, key, value, headers in encoded:
+            unsplit.setdefault((topic, None), []).append((key, value, headers))
+        if len(encoded) < BATCH_MIN_RECORDS or any(
+            key is None or len(value) > MAX_BATCHED_VALUE for _, key, value, _ in encoded
+        ):
+            return unsplit
+        aio = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        for topic, _ in unsplit:
+            await aio.client._wait_on_metadata(topic)
+            cluster = aio.client.cluster
+            everyone = list(cluster.partitions_for_topic(topic) or ())
+            if not everyone:  # no metadata after all: the producer's path reports it
+                return unsplit
+            partitions[topic] = (
+                everyone,
+                list(cluster.available_partitions_for_topic(topic) or ()),
+            )
+        groups: dict[
+            tuple[str, int | None], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
+        ] = {}
+        for topic, key, value, headers in encoded:
+            partition = kafka_partitioner(key, *partitions[topic])
+            groups.setdefault((topic, partition), []).append((key, value, headers))
+        return groups
+
+    async def _send_record_batches(
+        self,
+        topic: str,
+        partition: int,
+        items: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+    ) -> list[Any]:
+        """``items`` as aiokafka record batches of at most the producer's batch size; one
+        future per batch. The batches are left open, so other commands' records sent meanwhile
+        may join them, as they would join any batch of the producer."""
+        aio = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        futures = []
+        builder = aio.create_batch()
+        for key, value, headers in items:
+            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                futures.append(await aio.send_batch(builder, topic, partition=partition))
+                builder = aio.create_batch()
+                # An empty batch always takes one record (aiokafka's DefaultRecordBatchBuilder).
+                builder.append(timestamp=None, key=key, value=value, headers=headers)
+        futures.append(await aio.send_batch(builder, topic, partition=partition))
+        return futures
 
     # --- health and metrics --------------------------------------------------------------------
 

@@ -122,6 +122,10 @@ class Outputs:
     _task: asyncio.Task[None] | None = None
     _consumer: AIOKafkaConsumer | None = None
 
+    def partition_count(self, topic: str) -> int:
+        assert self._consumer is not None
+        return len(self._consumer.partitions_for_topic(topic) or ())
+
     async def start(self) -> None:
         s = self.settings
         self._consumer = AIOKafkaConsumer(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from connector import codec
 
@@ -44,6 +46,12 @@ async def test_open_orders_become_a_complete_snapshot(
         assert v["raw"] and json.loads(v["raw"])["orderId"] == v["order_id"]
         assert v["observed_at"] >= result["started_at"]
     assert answer.results[0].key == "ascendex:ascendex-demo"
+    # Each key on the partition aiokafka's default partitioner (Kafka's murmur2 rule) picks.
+    for m in [*orders, *answer.results]:
+        all_partitions = list(range(outputs.partition_count(m.topic)))
+        assert m.key is not None and len(all_partitions) > 1
+        expected = DefaultPartitioner()(m.key.encode(), all_partitions, all_partitions)
+        assert m.partition == expected, m.key
     # The result is published only after every order event was acknowledged.
     assert answer.timestamp(answer.results[0]) >= max(answer.timestamp(o) for o in orders)
     statuses = {o.value["status"] for o in orders}
@@ -51,6 +59,40 @@ async def test_open_orders_become_a_complete_snapshot(
     assert {o.value["unified_symbol"] for o in orders if o.value["symbol"] == "BTC-PERP"} == {
         "BTC/USDT:USDT"
     }
+
+
+async def test_large_snapshot_published_as_record_batches_is_complete_and_in_order(
+    worker: Worker, commands: Commands, outputs: Outputs
+) -> None:
+    """100 orders: about 25 per partition, so they go as aiokafka record batches (see
+    Connector._send_batch). Same keys, partitions, headers and per-partition order as one send
+    per record, and the result only after every event was acknowledged."""
+    account = "ascendex-bench-100-1"
+    request_id = await commands.send(
+        request_id=rid("asc-big"), exchange="ascendex", account=account
+    )
+    answer = await outputs.answer(request_id)
+    orders = answer.orders
+    assert answer.result["status"] == "OK"
+    assert answer.result["order_count"] == len(orders) == 100
+    assert sorted(o.value["snapshot_seq"] for o in orders) == list(range(1, 101))
+    per_partition: dict[int, list[Any]] = {}
+    for o in orders:
+        assert o.key == f"ascendex:{account}:{o.value['order_id']}"
+        assert o.headers == {"request_id": request_id, "exchange": "ascendex", "account": account,
+                             "schema": codec.ORDER_EVENT}  # fmt: skip
+        all_partitions = list(range(outputs.partition_count(o.topic)))
+        expected = DefaultPartitioner()(o.key.encode(), all_partitions, all_partitions)
+        assert o.partition == expected
+        per_partition.setdefault(o.partition, []).append(o)
+    assert len(per_partition) > 1
+    for events in per_partition.values():
+        # Within a partition, offsets follow snapshot order (the order the pipeline built them).
+        by_offset = sorted(events, key=lambda o: o.offset)
+        assert [o.value["snapshot_seq"] for o in by_offset] == sorted(
+            o.value["snapshot_seq"] for o in events
+        )
+    assert answer.timestamp(answer.results[0]) >= max(answer.timestamp(o) for o in orders)
 
 
 async def test_symbol_filter(worker: Worker, commands: Commands, outputs: Outputs) -> None:

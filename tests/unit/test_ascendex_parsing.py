@@ -228,3 +228,15 @@ def test_account_info_error_and_garbage() -> None:
         parse_account_info(
             decode(AccountInfoReply, '{"code": 0, "data": {"accountGroup": "seven"}}', "t")
         )
+
+
+@pytest.mark.parametrize(
+    "value", [None, "NULL_VAL", "", "Post", "post", "ReduceOnly", "PosStopMkt", "Liquidation",
+              "SomethingNew", " Post "],
+)  # fmt: skip
+def test_exec_inst_cache_gives_what_parse_exec_inst_gives(value: str | None) -> None:
+    from connector.exchanges.ascendex import parsing
+
+    first = parsing._intent(value)
+    assert first == parsing.parse_exec_inst(value)
+    assert parsing._intent(value) is first  # cached: Intent is immutable, shared safely

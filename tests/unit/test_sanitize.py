@@ -3,9 +3,19 @@ unencodable string through; the slow path still redacts and escapes."""
 
 from __future__ import annotations
 
-from connector import codec
-from connector.accounts import REDACTED, Secret, contains_secret, register_secrets
-from connector.pipeline import OutputRecord, sanitize_record
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connector import accounts, codec
+from connector.accounts import (
+    REDACTED,
+    Secret,
+    contains_secret,
+    contains_secret_utf8,
+    register_secrets,
+)
+from connector.pipeline import OutputRecord, _is_clean, sanitize_record
 
 SECRET = "fast-path-secret-0123456789abcdef"
 
@@ -49,3 +59,70 @@ def test_an_unencodable_string_is_escaped() -> None:
     out = sanitize_record(rec)
     assert out.value["symbol"] == "BTC\\ud800"
     assert sanitize_record(record(symbol="BTC-é")).value["symbol"] == "BTC-é"
+
+
+@pytest.fixture
+def registry_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Secrets registered by the test are forgotten afterwards (the registry is process-wide)."""
+    for name in ("_secrets", "_ordered", "_automaton", "_bytes_automaton", "_json_safe"):
+        value = getattr(accounts, name)
+        monkeypatch.setattr(accounts, name, set(value) if isinstance(value, set) else value)
+
+
+def test_the_json_scan_finds_a_secret_in_every_kind_of_place(registry_restored: None) -> None:
+    register_secrets(Secret(SECRET))
+    assert accounts.secrets_survive_json()
+    for rec in (
+        record(raw=f'{{"clientOrderId":"{SECRET}"}}'),  # escaped quotes around it
+        record(symbol=f'a"b\\c\n{SECRET}\x01é'),  # escapes and non-ASCII before it
+        record(copy_trading={"trader_name": f"x{SECRET}y"}),
+        record(exec_instructions=["ok", SECRET]),
+        record(command=b"bytes are not scanned", message=SECRET),
+    ):
+        assert not _is_clean(rec)
+        assert SECRET not in repr(sanitize_record(rec).value)
+
+
+@pytest.mark.parametrize(
+    "secret", ['quote"in-secret-0123', "back\\slash-secret-0123", "tab\tsecret-01"]
+)
+def test_a_secret_json_would_escape_is_still_found(registry_restored: None, secret: str) -> None:
+    register_secrets(Secret(secret))
+    assert not accounts.secrets_survive_json()  # so the record is walked, not JSON-encoded
+    for rec in (record(raw=f"x{secret}y"), record(copy_trading={"trader_id": secret})):
+        assert not _is_clean(rec)
+        out = sanitize_record(rec)
+        assert secret not in repr(out.value) and REDACTED in repr(out.value)
+
+
+def test_an_unencodable_string_is_never_clean(registry_restored: None) -> None:
+    register_secrets(Secret(SECRET))
+    assert not _is_clean(record(copy_trading={"trader_name": "x\udc80"}))
+    assert not _is_clean(OutputRecord("orders", "k\ud800", codec.ORDER_EVENT, {}, {}))
+
+
+# The registry is restored after the test, not between examples: registering the same three
+# secrets again is harmless, and both scans always see the same set.
+@settings(
+    max_examples=500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    inside=st.booleans(),
+    secret=st.sampled_from(["ünïcode-sécret-ключ", "plain-secret-value-99", "秘密の鍵-0123"]),
+)
+def test_utf8_scan_agrees_with_the_text_scan(
+    registry_restored: None, before: str, after: str, inside: bool, secret: str
+) -> None:
+    register_secrets(Secret(secret))
+    text = before + (secret if inside else secret[:-1]) + after
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return  # not encodable: never scanned as bytes (the JSON encoder refuses it)
+    assert contains_secret_utf8(data) == contains_secret(text)
+    if inside:
+        assert contains_secret_utf8(data)

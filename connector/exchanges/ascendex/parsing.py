@@ -327,6 +327,21 @@ def parse_exec_inst(value: object) -> Intent:
     )
 
 
+# parse_exec_inst per distinct execInst text (a few dozen values in practice): Intent is
+# immutable, so one instance serves every order with that value.
+_INTENTS: dict[str | None, Intent] = {}
+_MAX_INTENTS = 1024
+
+
+def _intent(value: str | None) -> Intent:
+    intent = _INTENTS.get(value)
+    if intent is None:
+        intent = parse_exec_inst(value)
+        if len(_INTENTS) < _MAX_INTENTS:
+            _INTENTS[value] = intent
+    return intent
+
+
 class MalformedOrder(ValueError):
     """A row that cannot be normalized; wrapped into a typed error by :func:`parse_open_orders`."""
 
@@ -402,7 +417,7 @@ def parse_order(
     # "0" average price means "nothing filled yet"; it is never a real fill price.
     avg_px = _decimal(row, "avgFilledPx", zero_is_null=True)
     product = text_or_none(row.ac) or text_or_none(ac)
-    intent = parse_exec_inst(row.execInst)
+    intent = _intent(row.execInst)
     if not intent.known:
         log.warning("ascendex: undocumented execInst %r on order %s", row.execInst, order_id)
     return Order(
