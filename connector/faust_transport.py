@@ -17,11 +17,22 @@ command 10 for good (measured: tests/integration/test_faults.py
 ``test_killed_with_a_slow_command_in_flight_loses_nothing``). :func:`commit_blocked` is the
 missing rule: nothing is committed for a partition while a message below its first acknowledged
 offset is still unacknowledged.
+
+**No gap where nothing is missing.** Faust treats offsets its fetcher jumped over as
+acknowledged ("gaps": compacted records, transaction markers), judged against its read offset.
+After a rebalance it resets that read offset to the committed offset (the post-recovery seek)
+while the fetcher may still be delivering a batch fetched before the seek; the next record of
+that batch then looks like a jump, and the records in between, delivered but possibly still
+queued for the agent, count as acknowledged. A commit then passes them, and a worker stopped
+before it reaches them loses them (seen: one command of 200 lost in the SIGTERM fault test).
+:class:`ReadOffsets` remembers the highest offset delivered since the partition was assigned,
+and a gap counts only above it, and never includes the record being delivered.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -44,6 +55,37 @@ def commit_blocked(acked: Iterable[int], pending: Iterable[int], committed: int 
         return False
     floor = -1 if committed is None else committed
     return any(floor <= p < first for p in pending)
+
+
+class ReadOffsets(defaultdict[Any, "int | None"]):
+    """Faust's per-partition read offsets (``Consumer._read_offset``), also keeping in
+    ``delivered`` the highest offset set since the partition was assigned. Faust's seek to the
+    committed offsets replaces the read offsets with ``update()``, which leaves ``delivered`` as
+    it was; a revocation pops the partition, which forgets it."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None)
+        self.delivered: dict[Any, int] = {}
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        super().__setitem__(tp, offset)
+        if offset is not None and offset > self.delivered.get(tp, -1):
+            self.delivered[tp] = offset
+
+    def pop(self, tp: Any, *default: Any) -> Any:
+        self.delivered.pop(tp, None)
+        return super().pop(tp, *default)
+
+
+def gap_to_record(
+    offset_from: int, offset_to: int, delivered: int | None
+) -> tuple[int, int] | None:
+    """The offsets Faust may treat as skipped when it sees a jump from ``offset_from - 1`` to
+    ``offset_to`` (the record being delivered), inclusive, or None: only offsets above every
+    offset already ``delivered``, and not ``offset_to`` itself."""
+    start = offset_from if delivered is None else max(offset_from, delivered + 1)
+    end = offset_to - 1
+    return (start, end) if start <= end else None
 
 
 def _thread_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.AIOKafkaConsumerThread]:
@@ -76,11 +118,18 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
             offset: int | None = super()._new_offset(tp)
             return offset
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._read_offset = ReadOffsets()
+
         async def _add_gap(self, tp: Any, offset_from: int, offset_to: int) -> None:
-            log.warning("offset gap %s:%s %d..%d (read offset %s, committed %s)", tp.topic,
-                        tp.partition, offset_from, offset_to, self._read_offset.get(tp),
-                        self._committed_offset.get(tp))  # fmt: skip
-            await super()._add_gap(tp, offset_from, offset_to)
+            offsets = self._read_offset
+            delivered = offsets.delivered.get(tp) if isinstance(offsets, ReadOffsets) else None
+            gap = gap_to_record(offset_from, offset_to, delivered)
+            log.debug("offset jump %s:%s to %d after %s: gap %s", tp.topic, tp.partition,
+                      offset_to, offset_from - 1, gap)  # fmt: skip
+            if gap is not None:
+                await super()._add_gap(tp, *gap)
 
     class Transport(faust_aiokafka.Transport):
         Consumer = TunedConsumer

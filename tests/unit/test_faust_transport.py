@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from weakref import WeakSet
 
+from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
+from intervaltree import IntervalTree
 
-from connector.faust_transport import commit_blocked, transport_class
+from connector.faust_transport import ReadOffsets, commit_blocked, gap_to_record, transport_class
 
 TP0 = TP("query-orders", 0)
 
@@ -64,3 +66,64 @@ def test_consumer_commits_as_faust_does_when_nothing_is_in_the_way() -> None:
     later = _Msg(TP0, 14)
     consumer = _consumer(committed=10, acked=[10, 11, 12], pending=[later])
     assert consumer._new_offset(TP0) == 13
+
+
+# --- gaps: offsets Faust treats as skipped by the fetcher ------------------------------------
+
+
+def test_a_real_jump_is_a_gap_without_the_record_being_delivered() -> None:
+    # Read up to 10, next record 15 (11-14 compacted away or transaction markers).
+    assert gap_to_record(11, 15, delivered=10) == (11, 14)
+    assert gap_to_record(11, 15, delivered=None) == (11, 14)
+    assert gap_to_record(11, 12, delivered=10) == (11, 11)
+
+
+def test_a_jump_over_offsets_already_delivered_is_no_gap() -> None:
+    # The post-recovery seek reset the read offset to 65 while a batch fetched before it was
+    # still being delivered: 66-70 were delivered (maybe still queued for the agent), not missing.
+    assert gap_to_record(66, 71, delivered=70) is None
+    assert gap_to_record(66, 75, delivered=70) == (71, 74)  # only what lies above them
+
+
+def test_read_offsets_remember_what_was_delivered_until_revocation() -> None:
+    offsets = ReadOffsets()
+    assert offsets[TP0] is None  # Faust's default for a partition never read
+    for offset in range(60, 71):
+        offsets[TP0] = offset  # the fetcher, record by record
+    offsets.update({TP0: 65})  # Faust's seek to the committed offset
+    assert offsets[TP0] == 65 and offsets.delivered[TP0] == 70
+    offsets.pop(TP0, None)  # revoked
+    assert TP0 not in offsets.delivered
+
+
+def _seeking_consumer(consumer_class: Any) -> Any:
+    """A consumer that delivered 60-70, committed 65 (only 65 is answered since) and was reset
+    to read offset 65 by the post-recovery seek, as Faust's Consumer keeps them."""
+    consumer: Any = object.__new__(consumer_class)
+    faust_own = consumer_class is Consumer
+    consumer._read_offset = defaultdict(lambda: None) if faust_own else ReadOffsets()
+    for offset in range(60, 71):
+        consumer._read_offset[TP0] = offset
+    consumer._read_offset.update({TP0: 65})
+    consumer._committed_offset = defaultdict(lambda: None, {TP0: 65})
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._acked = defaultdict(list, {TP0: [65]})
+    consumer._acked_index = defaultdict(set, {TP0: {65}})
+    consumer._unacked_messages = WeakSet()  # 66-70 are queued for the agent: not yet tracked
+    return consumer
+
+
+async def test_a_stale_batch_after_the_seek_cannot_commit_past_queued_commands() -> None:
+    # The next record of the stale batch, 71, is delivered and answered before 66-70.
+    # Faust's own consumer took 71 for a jump from 65: 66-71 count as acknowledged, and the
+    # commit passes five commands nobody has answered.
+    faust_consumer = _seeking_consumer(Consumer)
+    await Consumer._add_gap(faust_consumer, TP0, 66, 71)
+    faust_consumer._acked[TP0].append(71)
+    assert faust_consumer._new_offset(TP0) == 72
+    # The connector's: no gap, the commit stops after 65 until 66-70 are answered.
+    consumer = _seeking_consumer(transport_class(500).Consumer)
+    await consumer._add_gap(TP0, 66, 71)
+    consumer._acked[TP0].append(71)
+    assert not consumer._gap[TP0]
+    assert consumer._new_offset(TP0) == 66
