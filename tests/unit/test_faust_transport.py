@@ -16,7 +16,14 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from connector.faust_transport import ReadOffsets, commit_blocked, gap_to_record, transport_class
+from connector.faust_transport import (
+    HOLE_GRACE_S,
+    ReadOffsets,
+    commit_blocked,
+    first_hole,
+    gap_to_record,
+    transport_class,
+)
 
 TP0 = TP("query-orders", 0)
 
@@ -50,6 +57,8 @@ def _consumer(committed: int | None, acked: list[int], pending: list[_Msg]) -> A
     consumer._gap = defaultdict(list)  # no gaps (Faust keeps IntervalTrees here)
     consumer._committed_offset = defaultdict(lambda: None, {TP0: committed})
     consumer._unacked_messages = WeakSet(pending)
+    consumer._first_offset = {}
+    consumer._holes = {}
     return consumer
 
 
@@ -127,3 +136,61 @@ async def test_a_stale_batch_after_the_seek_cannot_commit_past_queued_commands()
     consumer._acked[TP0].append(71)
     assert not consumer._gap[TP0]
     assert consumer._new_offset(TP0) == 66
+
+
+# --- holes: records fetched but never delivered to the agent ---------------------------------
+
+
+def test_first_hole_is_an_offset_neither_answered_nor_in_flight_below_an_answered_one() -> None:
+    assert first_hole(4, acked=[5, 6], pending=[]) == 4
+    assert first_hole(0, acked=[0, 1, 3], pending=[]) == 2
+    assert first_hole(4, acked=[5, 6], pending=[4]) is None  # 4 is being answered
+    assert first_hole(4, acked=[4, 5], pending=[7]) is None  # nothing answered above a hole
+    assert first_hole(4, acked=[], pending=[4]) is None
+    assert first_hole(4, acked=[1, 2], pending=[]) is None  # repeats of committed offsets
+
+
+def test_commit_never_passes_an_offset_that_never_reached_the_agent() -> None:
+    # 4 was dropped between fetcher and agent: not acknowledged, not in flight. Faust alone
+    # commits 7 (its guard: 5 - 4 is not > 1); the connector holds the commit at 4.
+    consumer = _consumer(committed=4, acked=[5, 6], pending=[])
+    assert consumer._new_offset(TP0) is None
+
+
+def test_before_any_commit_the_partitions_first_offset_is_the_base() -> None:
+    consumer = _consumer(committed=None, acked=[1, 2], pending=[])
+    assert consumer._new_offset(TP0) is None  # first offset not known yet
+    consumer._first_offset[TP0] = 1  # log start 1: offset 0 was deleted by retention
+    assert consumer._new_offset(TP0) == 3
+    consumer = _consumer(committed=None, acked=[1, 2], pending=[])
+    consumer._first_offset[TP0] = 0  # offset 0 exists and was never answered
+    assert consumer._new_offset(TP0) is None
+
+
+async def test_a_lasting_hole_is_fetched_again_from_the_hole() -> None:
+    consumer = _consumer(committed=None, acked=[0, 1, 3, 4], pending=[])
+    seeks: list[tuple[TP, int]] = []
+    asked: list[tuple[TP, ...]] = []
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        asked.append(tps)
+        return {tp: 0 for tp in tps}
+
+    async def seek(tp: TP, offset: int) -> None:
+        seeks.append((tp, offset))
+
+    consumer.earliest_offsets = earliest_offsets
+    consumer.seek = seek
+    await consumer.heal_offsets(now=100.0)
+    assert asked == [(TP0,)] and consumer._first_offset == {TP0: 0}
+    assert seeks == []  # a hole may be a record on its way to an actor: not yet
+    await consumer.heal_offsets(now=100.0 + HOLE_GRACE_S / 2)
+    assert seeks == []
+    await consumer.heal_offsets(now=100.0 + HOLE_GRACE_S)
+    assert seeks == [(TP0, 2)]
+    await consumer.heal_offsets(now=100.0 + HOLE_GRACE_S + 1)
+    assert seeks == [(TP0, 2)]  # the refetch gets its own grace
+    consumer._acked[TP0].append(2)  # answered after the refetch
+    await consumer.heal_offsets(now=100.0 + 3 * HOLE_GRACE_S)
+    assert seeks == [(TP0, 2)] and consumer._holes == {}
+    assert consumer._new_offset(TP0) == 5
