@@ -32,6 +32,8 @@ import sys
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -372,23 +374,16 @@ class Connector:
     async def _forward(self, value: bytes | None, key: bytes, partition: int, msg: Any) -> None:
         headers = list(msg.headers or [])
         topic = self.settings.commands_by_account_topic
-        while True:
-            try:
-                fut = await self.app.producer.send(
-                    topic, key, value, partition, msg.timestamp, headers
-                )
-                await fut
-                self.outages.recovered("broker")
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not is_outage(exc):
-                    log.error(
-                        "forwarding a command refused (%s)", type(exc.__cause__ or exc).__name__
-                    )
-                    raise _Refused from exc
-                await self.outages.wait("broker", exc)
+
+        async def send() -> None:
+            await (await self.app.producer.send(
+                topic, key, value, partition, msg.timestamp, headers
+            ))  # fmt: skip
+
+        refused = await self._until_acked(send)
+        if refused is not None:
+            log.error("forwarding a command refused (%s)", _cause(refused))
+            raise _Refused from refused
 
     async def _schedule_tick(self, *args: Any) -> None:
         """On the leader only: publish the standing queries that are due (one per schedule and
@@ -428,6 +423,28 @@ class Connector:
 
     def _beat(self) -> None:
         self._progress = time.monotonic()
+
+    async def _until_acked(self, send: Callable[[], Awaitable[Any]]) -> BaseException | None:
+        """Run ``send`` (which returns once the broker acknowledged what it sent) until it
+        succeeds, waiting out broker and schema registry outages with backoff; returns None
+        then, or the exception of a refusal that retrying cannot fix (for the caller to
+        answer). The one retry loop behind every write the worker makes."""
+        while True:
+            answers = self.serializer.registry_answers
+            try:
+                await send()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not is_outage(exc):
+                    return exc
+                what = "schema registry" if isinstance(exc, RegistryUnavailable) else "broker"
+                await self.outages.wait(what, exc)
+                continue
+            self.outages.recovered("broker")
+            if self.serializer.registry_answers > answers:
+                self.outages.recovered("schema registry")
+            return None
 
     async def handle(
         self,
@@ -509,35 +526,27 @@ class Connector:
         """
         replaced = False
         while True:
-            answers = self.serializer.registry_answers
-            try:
-                await self._send_batch(outcome.orders)
-                tail = [r for r in (outcome.error, outcome.result) if r is not None]
-                await self._send_batch(tail)
-                self.outages.recovered("broker")
-                if self.serializer.registry_answers > answers:
-                    self.outages.recovered("schema registry")
+            refused = await self._until_acked(partial(self._send_outcome, outcome))
+            if refused is None:
                 return outcome
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if is_outage(exc):
-                    what = "schema registry" if isinstance(exc, RegistryUnavailable) else "broker"
-                    await self.outages.wait(what, exc)
-                elif not replaced:
-                    cause = type(exc.__cause__ or exc).__name__
-                    log.error(
-                        "outputs refused by the broker (%s); answering FAILED instead",
-                        cause,
-                        extra={"request_id": outcome.request_id, "exchange": outcome.exchange},
-                    )
-                    outcome = self.pipeline.failure(
-                        value, InternalError(f"outputs could not be published: {cause}"), echo=False
-                    )
-                    replaced = True
-                else:  # even the minimal FAILED outcome was refused: nothing left but waiting
-                    log.exception("publishing the FAILED outcome failed; retrying")
-                    await self.outages.wait("broker", exc)
+            if not replaced:
+                cause = _cause(refused)
+                log.error(
+                    "outputs refused by the broker (%s); answering FAILED instead",
+                    cause,
+                    extra={"request_id": outcome.request_id, "exchange": outcome.exchange},
+                )
+                outcome = self.pipeline.failure(
+                    value, InternalError(f"outputs could not be published: {cause}"), echo=False
+                )
+                replaced = True
+            else:  # even the minimal FAILED outcome was refused: nothing left but waiting
+                log.error("publishing the FAILED outcome refused (%s); retrying", _cause(refused))
+                await self.outages.wait("broker", refused)
+
+    async def _send_outcome(self, outcome: Outcome) -> None:
+        await self._send_batch(outcome.orders)
+        await self._send_batch([r for r in (outcome.error, outcome.result) if r is not None])
 
     async def publish_state(self, outcome: Outcome, position: tuple[int, int]) -> None:
         """Apply a complete OK snapshot to its account's state and publish the upserts and
@@ -570,22 +579,11 @@ class Connector:
                 log.error("stored state unreadable (%s); starting afresh", type(exc).__name__,
                           extra=ctx)  # fmt: skip
                 applied = apply_snapshot(None, snap)
-            while True:
-                try:
-                    await self._send_state(applied.records, outcome)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if not is_outage(exc):
-                        log.error(
-                            "state records refused by the broker (%s); state not updated",
-                            type(exc.__cause__ or exc).__name__,
-                            extra={"request_id": outcome.request_id},
-                        )
-                        return
-                    what = "schema registry" if isinstance(exc, RegistryUnavailable) else "broker"
-                    await self.outages.wait(what, exc)
+            refused = await self._until_acked(lambda: self._send_state(applied.records, outcome))
+            if refused is not None:
+                log.error("state records refused by the broker (%s); state not updated",
+                          _cause(refused), extra={"request_id": outcome.request_id})  # fmt: skip
+                return
             await self._store_state(key, applied.state)
         label = outcome.exchange if outcome.exchange in self.venues else "unknown"
         if applied.upserts:
@@ -611,21 +609,9 @@ class Connector:
         table = self.state_table
         table.data[key] = value
         partition = table.partition_for_key(key)
-        while True:
-            try:
-                await table.send_changelog(partition, key, value)
-                self.outages.recovered("broker")
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not is_outage(exc):
-                    log.error(
-                        "state table change refused by the broker (%s)",
-                        type(exc.__cause__ or exc).__name__,
-                    )
-                    return
-                await self.outages.wait("broker", exc)
+        refused = await self._until_acked(lambda: table.send_changelog(partition, key, value))
+        if refused is not None:
+            log.error("state table change refused by the broker (%s)", _cause(refused))
 
     async def _send_state(self, records: list[Any], outcome: Outcome) -> None:
         producer = self.app.producer
@@ -1058,6 +1044,11 @@ _HANDLED_MAX = 4096  # records remembered per process for redelivery detection
 
 class _Refused(Exception):
     """The broker refused a forwarded command for good."""
+
+
+def _cause(exc: BaseException) -> str:
+    """The name of what the broker refused with (Faust wraps aiokafka's errors)."""
+    return type(exc.__cause__ or exc).__name__
 
 
 def _utf8(text: str) -> bytes:
