@@ -96,26 +96,30 @@ class Pipeline:
         # connector.resilience.coalesce).
         self.coalescer: FetchCoalescer[FetchResult] = FetchCoalescer()
 
-    async def process(self, value: bytes | None, *, timestamp_ms: int | None = None) -> Outcome:
+    async def process(
+        self,
+        value: bytes | None,
+        *,
+        timestamp_ms: int | None = None,
+        decoded: RawCommand | None = None,
+    ) -> Outcome:
         """One command -> its outcome. ``timestamp_ms`` is the Kafka record's timestamp, checked
-        against ``command_max_age_s``. Raises only RegistryUnavailable (an outage).
+        against ``command_max_age_s``; ``decoded`` is ``value`` already decoded (the worker
+        decodes a command once to route it). Raises only RegistryUnavailable (an outage).
 
         Every log line of the command's work (adapters included) carries its ``request_id``,
         ``exchange`` and ``account`` through the log context (connector/logs.py)."""
         with logs.context():
-            return await self._process(value, timestamp_ms)
+            return await self._process(value, timestamp_ms, decoded)
 
-    async def _process(self, value: bytes | None, timestamp_ms: int | None) -> Outcome:
+    async def _process(
+        self, value: bytes | None, timestamp_ms: int | None, decoded: RawCommand | None
+    ) -> Outcome:
         started_at = now_ms()
         raw = RawCommand({})
         query: OrderQuery | None = None
         try:
-            raw = await decode_command(
-                value,
-                self.serializer,
-                max_bytes=self.settings.command_max_bytes,
-                max_depth=self.settings.command_max_depth,
-            )
+            raw = decoded if decoded is not None else await self.decode(value)
             logs.bind(request_id=raw.request_id, exchange=raw.exchange, account=raw.account)
             query = validate_command(raw)
             logs.bind(request_id=query.request_id, exchange=query.exchange, account=query.account)
@@ -135,6 +139,16 @@ class Pipeline:
             log.exception("internal error building outputs", extra=_log_ctx(raw, query))
             internal = InternalError(f"internal error: {type(exc).__name__}")
             return self._failed(raw, query, value, internal, started_at)
+
+    async def decode(self, value: bytes | None) -> RawCommand:
+        """A command record's value -> its fields, within the configured size and depth limits.
+        Raises a ConnectorError (INVALID_COMMAND) or RegistryUnavailable."""
+        return await decode_command(
+            value,
+            self.serializer,
+            max_bytes=self.settings.command_max_bytes,
+            max_depth=self.settings.command_max_depth,
+        )
 
     def failure(self, value: bytes | None, exc: ConnectorError, *, echo: bool = True) -> Outcome:
         """A FAILED outcome for a command whose outputs could not be published as built (e.g.

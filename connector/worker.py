@@ -52,7 +52,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import metrics
 from .accounts import Accounts, load_accounts
 from .codec import RegistryUnavailable, serializer_for
-from .commands import decode_command, validate_command
+from .commands import RawCommand, validate_command
 from .errors import ConnectorError, InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
@@ -299,9 +299,9 @@ class Connector:
             while len(self._handled) > _HANDLED_MAX:
                 self._handled.popitem(last=False)
             try:
-                where = "here"
+                where, decoded = "here", None
                 if msg.topic != self.settings.commands_by_account_topic:
-                    where = await self._route(event.value, msg)
+                    where, decoded = await self._route(event.value, msg)
                 if where != "forwarded":
                     await self.handle(
                         event.value,
@@ -309,6 +309,7 @@ class Connector:
                         position=(msg.partition, msg.offset),
                         state=where == "here",
                         topic=msg.topic,
+                        decoded=decoded,
                     )
                 # Ack now, not when this actor takes its next event (Faust's default): an idle
                 # actor would otherwise hold back the commit of an answered command, and a
@@ -326,40 +327,38 @@ class Connector:
                 if not done.done():  # failed or cancelled: a redelivery is handled afresh
                     done.set_result(False)
 
-    async def _route(self, value: bytes | None, msg: Any) -> str:
-        """Where a command from the command topic is handled: ``"here"`` when it is on its
-        account's partition already, ``"forwarded"`` once the by-account topic acknowledged
-        its copy (so it is never lost between the hops), ``"stateless"`` when it has no account
-        to route by (it ends as INVALID_COMMAND anyway) or the broker refused the forward for
-        good (then it is answered here, without a state update, rather than dropped)."""
-        key = await self._routing_key(value)
-        if key is None:
-            return "stateless"
+    async def _route(self, value: bytes | None, msg: Any) -> tuple[str, RawCommand | None]:
+        """Where a command from the command topic is handled, and the command decoded (so the
+        pipeline does not decode it again): ``"here"`` when it is on its account's partition
+        already, ``"forwarded"`` once the by-account topic acknowledged its copy (so it is never
+        lost between the hops), ``"stateless"`` when it has no account to route by (it ends as
+        INVALID_COMMAND anyway) or the broker refused the forward for good (then it is answered
+        here, without a state update, rather than dropped)."""
+        routable = await self._decode_routable(value)
+        if routable is None:
+            return "stateless", None
+        raw, key = routable
         n = self.settings.topic_partitions
         partition = partition_for(key, n)
         if self.direct_partitions == n and msg.partition == partition:
-            return "here"
+            return "here", raw
         try:
             await self._forward(value, key, partition, msg)
         except _Refused:
-            return "stateless"
+            return "stateless", raw
         metrics.COMMANDS_FORWARDED.inc()
         log.debug("command forwarded to its account's partition",
                   extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
                          "to_partition": partition})  # fmt: skip
-        return "forwarded"
+        return "forwarded", raw
 
-    async def _routing_key(self, value: bytes | None) -> bytes | None:
-        """``<exchange>:<account>`` of a valid command, as the state table keys it; None (any
-        partition: it ends as INVALID_COMMAND) for one that does not validate."""
+    async def _decode_routable(self, value: bytes | None) -> tuple[RawCommand, bytes] | None:
+        """The command decoded and its routing key (``<exchange>:<account>``, as the state
+        table keys it) when it validates; None (any partition: it ends as INVALID_COMMAND) when
+        it does not."""
         while True:
             try:
-                raw = await decode_command(
-                    value,
-                    self.serializer,
-                    max_bytes=self.settings.command_max_bytes,
-                    max_depth=self.settings.command_max_depth,
-                )
+                raw = await self.pipeline.decode(value)
                 query = validate_command(raw)
             except RegistryUnavailable as exc:
                 await self.outages.wait("schema registry", exc)
@@ -367,9 +366,9 @@ class Connector:
             except ConnectorError:
                 return None
             except Exception:  # never let a command stop the agent
-                log.exception("routing key failed; handling the command without state")
+                log.exception("decoding a command to route it failed; handling it without state")
                 return None
-            return _utf8(table_key(query.exchange, query.account))
+            return raw, _utf8(table_key(query.exchange, query.account))
 
     async def _forward(self, value: bytes | None, key: bytes, partition: int, msg: Any) -> None:
         headers = list(msg.headers or [])
@@ -454,6 +453,7 @@ class Connector:
         position: tuple[int, int] = (0, 0),
         state: bool = True,
         topic: str | None = None,
+        decoded: RawCommand | None = None,
     ) -> Outcome:
         """Process one command and publish its outputs, then its state-topic records; returns
         only when they are acked. ``position`` (partition, offset) breaks version ties; with
@@ -464,7 +464,7 @@ class Connector:
         self._idle.clear()
         self._beat()
         try:
-            outcome = await self._process(value, timestamp_ms)
+            outcome = await self._process(value, timestamp_ms, decoded)
             outcome = await self.publish(outcome, value)
             if state:
                 await self.publish_state(outcome, position)
@@ -498,11 +498,15 @@ class Connector:
         )  # fmt: skip
         return outcome
 
-    async def _process(self, value: bytes | None, timestamp_ms: int | None) -> Outcome:
+    async def _process(
+        self, value: bytes | None, timestamp_ms: int | None, decoded: RawCommand | None = None
+    ) -> Outcome:
         while True:
             answers = self.serializer.registry_answers
             try:
-                outcome = await self.pipeline.process(value, timestamp_ms=timestamp_ms)
+                outcome = await self.pipeline.process(
+                    value, timestamp_ms=timestamp_ms, decoded=decoded
+                )
             except RegistryUnavailable as exc:  # decoding a Confluent-framed command
                 await self.outages.wait("schema registry", exc)
                 continue
