@@ -98,6 +98,24 @@ async def wait_ready(worker: Worker, timeout: float = 90) -> None:
     raise TimeoutError(f"worker not ready within {timeout}s")
 
 
+async def wait_all_assigned(workers: list[Worker], timeout: float = 90) -> None:
+    """Until every worker's /readyz reports partitions assigned ("N partitions assigned"), i.e.
+    the group's rebalance gave each a share. Polls: there is no event to wait on across
+    processes."""
+    import httpx
+
+    async def reasons(http: httpx.AsyncClient) -> list[str]:
+        return [(await http.get(f"http://127.0.0.1:{w.web_port}/readyz")).json()["reason"]
+                for w in workers]  # fmt: skip
+
+    async def poll() -> None:
+        async with httpx.AsyncClient(timeout=5) as http:
+            while not all(r[:1].isdigit() for r in await reasons(http)):
+                await asyncio.sleep(0.2)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
 def start_worker(env: dict[str, str], log_path: Path) -> Worker:
     log_file = log_path.open("ab")
     proc = subprocess.Popen(
@@ -111,29 +129,29 @@ def start_worker(env: dict[str, str], log_path: Path) -> Worker:
 
 
 @dataclass
-class Outputs:
-    """Collects every decoded record of the three output topics, from the start of the run."""
+class Collector:
+    """Decodes every record of some topics, from their beginning, as it arrives; waiters on
+    ``_cond`` are woken after each batch. Subclasses say which topics and what they keep."""
 
     settings: Settings
-    messages: list[Decoded] = field(default_factory=list)
-    timestamps: dict[int, int] = field(default_factory=dict)
-    raw: list[Any] = field(default_factory=list)
     _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
     _task: asyncio.Task[None] | None = None
     _consumer: AIOKafkaConsumer | None = None
 
-    def partition_count(self, topic: str) -> int:
-        assert self._consumer is not None
-        return len(self._consumer.partitions_for_topic(topic) or ())
+    def topics(self) -> list[str]:
+        raise NotImplementedError
+
+    def keep(self, msg: Any, decoded: Decoded) -> None:
+        """Store one record (called with ``_cond`` held)."""
+        raise NotImplementedError
 
     async def start(self) -> None:
-        s = self.settings
         self._consumer = AIOKafkaConsumer(
-            **consumer_kwargs(s), enable_auto_commit=False, auto_offset_reset="earliest"
+            **consumer_kwargs(self.settings), enable_auto_commit=False, auto_offset_reset="earliest"
         )
         await self._consumer.start()
         tps = []
-        for topic in (s.topic_orders, s.topic_results, s.topic_errors):
+        for topic in self.topics():
             found = await topic_partitions(self._consumer, topic)
             assert found, f"topic {topic} missing"
             tps += found
@@ -150,17 +168,12 @@ class Outputs:
             except KafkaError:  # e.g. a broker restarted by a fault test: keep collecting
                 await asyncio.sleep(0.2)
                 continue
-            new = []
-            for records in batches.values():
-                for msg in records:
-                    decoded = await decode_message(msg, serializer)
-                    decoded.value = decoded.value if isinstance(decoded.value, dict) else {}
-                    self.timestamps[id(decoded)] = msg.timestamp
-                    self.raw.append(msg)
-                    new.append(decoded)
+            new = [(m, await decode_message(m, serializer))
+                   for records in batches.values() for m in records]  # fmt: skip
             if new:
                 async with self._cond:
-                    self.messages.extend(new)
+                    for msg, decoded in new:
+                        self.keep(msg, decoded)
                     self._cond.notify_all()
 
     async def stop(self) -> None:
@@ -168,6 +181,29 @@ class Outputs:
             self._task.cancel()
         if self._consumer:
             await self._consumer.stop()
+
+
+@dataclass
+class Outputs(Collector):
+    """Every decoded record of the three output topics, from the start of the run."""
+
+    messages: list[Decoded] = field(default_factory=list)
+    timestamps: dict[int, int] = field(default_factory=dict)
+    raw: list[Any] = field(default_factory=list)
+
+    def topics(self) -> list[str]:
+        s = self.settings
+        return [s.topic_orders, s.topic_results, s.topic_errors]
+
+    def keep(self, msg: Any, decoded: Decoded) -> None:
+        decoded.value = decoded.value if isinstance(decoded.value, dict) else {}
+        self.timestamps[id(decoded)] = msg.timestamp
+        self.raw.append(msg)
+        self.messages.append(decoded)
+
+    def partition_count(self, topic: str) -> int:
+        assert self._consumer is not None
+        return len(self._consumer.partitions_for_topic(topic) or ())
 
     async def wait_for(
         self, predicate: Callable[[list[Decoded]], bool], timeout: float = 90

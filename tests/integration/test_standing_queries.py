@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
@@ -20,7 +19,15 @@ from connector.client import topic_partitions
 from connector.kafka import consumer_kwargs
 from connector.settings import Settings
 
-from .harness import Stack, Worker, free_port, start_worker, stop_process, wait_ready
+from .harness import (
+    Stack,
+    Worker,
+    free_port,
+    start_worker,
+    stop_process,
+    wait_all_assigned,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -63,12 +70,6 @@ async def scheduled_commands(
         await consumer.stop()
 
 
-async def readyz_reason(port: int) -> str:
-    async with httpx.AsyncClient(timeout=5) as http:
-        reason: str = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()["reason"]
-        return reason
-
-
 async def test_two_workers_publish_one_command_per_tick_per_schedule(
     isolated_stack: Callable[..., Awaitable[Stack]], tmp_path: Path
 ) -> None:
@@ -81,15 +82,7 @@ async def test_two_workers_publish_one_command_per_tick_per_schedule(
     try:
         await wait_ready(second)
 
-        async def both_assigned() -> None:
-            # Polls the other processes' readiness: no event to wait on across processes.
-            while True:
-                reasons = [await readyz_reason(w.web_port) for w in (stack.worker, second)]
-                if all(r[0].isdigit() for r in reasons):
-                    return
-                await asyncio.sleep(0.2)
-
-        await asyncio.wait_for(both_assigned(), 90)
+        await wait_all_assigned([stack.worker, second])
         seen = await scheduled_commands(stack.settings, 16, timeout=60)
         per_slot = Counter(rid for rid, _ts in seen)
         # One command per (schedule, slot); a second leader during the one rebalance (the second

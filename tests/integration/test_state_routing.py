@@ -5,7 +5,6 @@ its by-account partition.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,16 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .harness import Stack, free_port, rid, start_worker, stop_process, wait_ready
+from .harness import (
+    Stack,
+    free_port,
+    rid,
+    start_worker,
+    stop_process,
+    wait_all_assigned,
+    wait_ready,
+)
 from .test_state_worker import ACC
 
 pytestmark = pytest.mark.integration
-
-
-async def readyz_reason(port: int) -> str:
-    async with httpx.AsyncClient(timeout=5) as http:
-        reason: str = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()["reason"]
-        return reason
 
 
 async def test_unkeyed_commands_across_two_workers_keep_bitget_within_its_limit(
@@ -41,15 +42,7 @@ async def test_unkeyed_commands_across_two_workers_keep_bitget_within_its_limit(
     try:
         await wait_ready(second)
 
-        async def both_assigned() -> None:
-            # Polls the other processes' readiness: no event to wait on across processes.
-            while True:
-                reasons = [await readyz_reason(w.web_port) for w in (stack.worker, second)]
-                if all(r.endswith("partitions assigned") and r[0].isdigit() for r in reasons):
-                    return
-                await asyncio.sleep(0.2)
-
-        await asyncio.wait_for(both_assigned(), 90)
+        await wait_all_assigned([stack.worker, second])
         base = sandbox["CONNECTOR_BITGET_REST_URL"]
         (await control.post(f"{base}/__sandbox/reset")).raise_for_status()
         ids = [rid(f"two-{i}") for i in range(24)]

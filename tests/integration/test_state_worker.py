@@ -22,16 +22,14 @@ import avro.io
 import avro.schema
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from connector.client import Decoded, decode_message, topic_partitions
-from connector.codec import Serializer
-from connector.kafka import consumer_kwargs
+from connector.client import Decoded
 from connector.settings import Settings
 from connector.statetopic import read_state
 
 from .harness import (
     Answer,
+    Collector,
     Commands,
     Outputs,
     Stack,
@@ -49,46 +47,16 @@ ACC = "bitget-demo"
 
 
 @dataclass
-class StateRecords:
+class StateRecords(Collector):
     """Every record of the run's state topic, decoded, with the raw value bytes."""
 
-    settings: Settings
     records: list[tuple[Decoded, bytes | None]] = field(default_factory=list)
-    _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
-    _task: asyncio.Task[None] | None = None
-    _consumer: AIOKafkaConsumer | None = None
 
-    async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            **consumer_kwargs(self.settings), enable_auto_commit=False
-        )
-        await self._consumer.start()
-        tps = await topic_partitions(self._consumer, self.settings.topic_state)
-        assert tps, "state topic missing"
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_beginning(*tps)
-        self._task = asyncio.create_task(self._run())
+    def topics(self) -> list[str]:
+        return [self.settings.topic_state]
 
-    async def _run(self) -> None:
-        serializer = Serializer(self.settings.schema_registry_url)
-        assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            new = [
-                (await decode_message(m, serializer), m.value)
-                for records in batches.values()
-                for m in records
-            ]
-            if new:
-                async with self._cond:
-                    self.records.extend(new)
-                    self._cond.notify_all()
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-        if self._consumer:
-            await self._consumer.stop()
+    def keep(self, msg: Any, decoded: Decoded) -> None:
+        self.records.append((decoded, msg.value))
 
     def of(self, request_id: str) -> list[tuple[Decoded, bytes | None]]:
         return [r for r in self.records if r[0].headers.get("request_id") == request_id]
