@@ -171,15 +171,27 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
             offset: int | None = super()._new_offset(tp)
             return offset
 
+        async def on_partitions_assigned(self, assigned: Any, *args: Any, **kwargs: Any) -> None:
+            await super().on_partitions_assigned(assigned, *args, **kwargs)
+            # Before its first commit a partition is read from its first offset (the reset
+            # policy is "earliest"); the commit rule needs that offset from the first ack on.
+            try:
+                await self._learn_first_offsets(list(assigned))
+            except Exception as exc:  # heal_offsets tries again
+                log.warning("first offsets of assigned partitions unknown (%s)",
+                            type(exc).__name__)  # fmt: skip
+
+        async def _learn_first_offsets(self, tps: list[Any]) -> None:
+            if tps:
+                first = await self.earliest_offsets(*tps)
+                self._first_offset.update({tp: int(o) for tp, o in first.items() if o >= 0})
+
         async def heal_offsets(self, now: float | None = None) -> None:
             """Learn the first offset of partitions without a commit, and fetch a partition
             again from a hole that outlasted :data:`HOLE_GRACE_S` (see the module docstring)."""
             now = time.monotonic() if now is None else now
             tps = [tp for tp, acked in list(self._acked.items()) if acked]
-            unknown = [tp for tp in tps if self._base(tp) is None]
-            if unknown:
-                first = await self.earliest_offsets(*unknown)
-                self._first_offset.update({tp: int(o) for tp, o in first.items() if o >= 0})
+            await self._learn_first_offsets([tp for tp in tps if self._base(tp) is None])
             for tp in tps:
                 base = self._base(tp)
                 hole = (
