@@ -53,6 +53,8 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -208,6 +210,7 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
                     log.warning("offset %d of %s:%s was fetched but never reached the agent; "
                                 "fetching the partition again from it", hole, tp.topic,
                                 tp.partition)  # fmt: skip
+                    metrics.OFFSET_REFETCHES.inc()
                     await self.seek(tp, hole)
                     self._holes[tp] = (hole, now)
 
