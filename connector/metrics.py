@@ -38,6 +38,11 @@ COMMANDS_FORWARDED = Counter(
     "Commands forwarded to the by-account topic because they were not on their account's "
     "partition (unkeyed, another key, or another partitioner)",
 )
+OFFSET_REFETCHES = Counter(
+    "connector_offset_refetches_total",
+    "Command partitions fetched again from a record the consumer fetched but never delivered "
+    "to the agent (connector/faust_transport.py)",
+)
 STATE_RECORDS = Counter(
     "connector_state_records_total",
     "Records acknowledged on the open-orders state topic (kind: upsert or tombstone)",

@@ -19,7 +19,7 @@ from intervaltree import IntervalTree
 from connector.faust_transport import (
     HOLE_GRACE_S,
     ReadOffsets,
-    commit_blocked,
+    commit_end,
     first_hole,
     gap_to_record,
     transport_class,
@@ -28,19 +28,17 @@ from connector.faust_transport import (
 TP0 = TP("query-orders", 0)
 
 
-def test_nothing_pending_never_blocks() -> None:
-    assert not commit_blocked([11, 12], [], committed=10)
-    assert not commit_blocked([], [3], committed=None)
+def test_the_commit_ends_where_the_answered_run_from_the_base_ends() -> None:
+    assert commit_end(10, [10, 11, 12]) == 13
+    assert commit_end(10, [10, 11, 13]) == 12  # 12 is unanswered: stop before it
+    assert commit_end(0, [0]) == 1
 
 
-def test_an_unfinished_offset_below_the_first_acknowledged_blocks() -> None:
-    assert commit_blocked([11, 12], [10], committed=10)  # Faust alone would commit 13
-    assert commit_blocked([3, 4], [0], committed=None)  # before any commit: no guard in Faust
-
-
-def test_pending_offsets_above_the_run_or_already_committed_do_not_block() -> None:
-    assert not commit_blocked([10, 11], [12, 15], committed=10)
-    assert not commit_blocked([10, 11], [7], committed=10)
+def test_nothing_is_committed_while_the_base_is_unanswered() -> None:
+    assert commit_end(10, [11, 12]) is None  # Faust alone commits 13 (its guard is off by one)
+    assert commit_end(0, [3, 4]) is None  # before any commit Faust has no guard at all
+    assert commit_end(10, []) is None
+    assert commit_end(10, [7, 8]) is None  # repeats of committed records
 
 
 @dataclass(eq=False)
@@ -119,6 +117,7 @@ def _seeking_consumer(consumer_class: Any) -> Any:
     consumer._acked = defaultdict(list, {TP0: [65]})
     consumer._acked_index = defaultdict(set, {TP0: {65}})
     consumer._unacked_messages = WeakSet()  # 66-70 are queued for the agent: not yet tracked
+    consumer._first_offset = {TP0: 0}
     return consumer
 
 
@@ -167,6 +166,13 @@ def test_before_any_commit_the_partitions_first_offset_is_the_base() -> None:
     assert consumer._new_offset(TP0) is None
 
 
+def test_a_commit_older_than_the_partitions_first_offset_does_not_hold_it() -> None:
+    # The group was idle longer than the topic's retention: committed 10, records from 50 on.
+    consumer = _consumer(committed=10, acked=[50, 51], pending=[])
+    consumer._first_offset[TP0] = 50
+    assert consumer._new_offset(TP0) == 52
+
+
 async def test_a_lasting_hole_is_fetched_again_from_the_hole() -> None:
     consumer = _consumer(committed=None, acked=[0, 1, 3, 4], pending=[])
     seeks: list[tuple[TP, int]] = []
@@ -194,3 +200,18 @@ async def test_a_lasting_hole_is_fetched_again_from_the_hole() -> None:
     await consumer.heal_offsets(now=100.0 + 3 * HOLE_GRACE_S)
     assert seeks == [(TP0, 2)] and consumer._holes == {}
     assert consumer._new_offset(TP0) == 5
+
+
+def test_asking_for_the_commit_twice_gives_it_twice() -> None:
+    # Faust's own rule drops the acks it counted, whether or not that commit is then sent: a
+    # commit skipped at shutdown (one already running) lost them, and the next owner repeated
+    # those commands. The connector forgets acks only once the committed offset passed them.
+    faust_consumer = _consumer(committed=10, acked=[10, 11, 12], pending=[])
+    assert Consumer._new_offset(faust_consumer, TP0) == 13
+    assert Consumer._new_offset(faust_consumer, TP0) is None
+    consumer = _consumer(committed=10, acked=[10, 11, 12], pending=[])
+    assert consumer._new_offset(TP0) == 13
+    assert consumer._new_offset(TP0) == 13
+    consumer._committed_offset[TP0] = 13  # the commit went through
+    consumer._acked[TP0].append(13)
+    assert consumer._new_offset(TP0) == 14 and consumer._acked[TP0] == [13]
