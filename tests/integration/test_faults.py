@@ -556,9 +556,10 @@ async def test_sigterm_mid_burst_exits_cleanly_and_loses_nothing(
     await wait_results(stack.outputs, ids, timeout=180)
     counts = results_by_request(stack.outputs)
     assert all(counts[r] >= 1 for r in ids)
-    # Drained and committed before exit: usually nothing repeats. Faust drops acks whose
-    # commit it discarded, so a stop right after the first fetch can still repeat a few dozen.
-    assert sum(counts[r] - 1 for r in ids) <= 48
+    # Drained and committed before exit: nothing repeats (measured 0 in every run since the
+    # connector computes its own commits; Faust's rule dropped the acks of a commit it then
+    # skipped, and a stop repeated up to a few dozen). Bound: the commands one worker runs at once.
+    assert sum(counts[r] - 1 for r in ids) <= stack.settings.worker_concurrency
     record("sigterm_mid_burst_200", sent=len(ids), answered=len(ids), lost=0,
            repeated=sum(counts[r] - 1 for r in ids), exit_code=rc,
            seconds_to_exit=round(stop_seconds, 1), worker_restarts=1,
