@@ -65,10 +65,11 @@ format: setup
 	$(PY) -m ruff format connector tests scripts
 	$(PY) -m ruff check --fix connector tests scripts
 
-# ccxt is a baseline of the benchmark only: installed into the venv here, never in the lock files.
+# ccxt (a baseline) and py-spy (--profile) are for the benchmark only: installed into the venv
+# here, never in the lock files.
 # BENCH_ARGS: e.g. --quick while developing (the table then names the exact command).
 bench: setup
-	$(PY) -m pip install --quiet --disable-pip-version-check 'ccxt>=4.4,<4.5'
+	$(PY) -m pip install --quiet --disable-pip-version-check 'ccxt>=4.4,<4.5' 'py-spy==0.4.3'
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 clean:
