@@ -113,12 +113,19 @@ async def encode_state_record(
     Headers are those of every output record (``request_id`` of the snapshot that caused it,
     ``exchange``, ``account``), and ``schema`` on upserts only: a tombstone has no value.
     """  # fmt: skip
-    headers = [("request_id", request_id), ("exchange", exchange), ("account", account)]
     value = None
     if rec.value is not None:
         value = await serializer.encode(topic, ORDER_EVENT, dict(rec.value))
-        headers.append(("schema", ORDER_EVENT))
-    return rec.key.encode(), value, [(k, v.encode()) for k, v in headers]
+    return rec.key.encode(), value, state_headers(request_id, exchange, account)[value is not None]
+
+
+def state_headers(
+    request_id: str, exchange: str, account: str
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """The encoded headers of a snapshot's state records: (for tombstones, for upserts)."""
+    common = [("request_id", request_id), ("exchange", exchange), ("account", account)]
+    tombstone = [(k, v.encode()) for k, v in common]
+    return tombstone, [*tombstone, ("schema", ORDER_EVENT.encode())]
 
 
 @dataclass

@@ -51,7 +51,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics
 from .accounts import Accounts, load_accounts
-from .codec import RegistryUnavailable, serializer_for
+from .codec import ORDER_EVENT, RegistryUnavailable, serializer_for
 from .commands import RawCommand, validate_command
 from .errors import ConnectorError, InternalError
 from .exchanges import create_adapters
@@ -71,13 +71,17 @@ from .pipeline import Outcome, OutputRecord, Pipeline
 from .schedules import Progress, Schedule, parse_request_id
 from .settings import SCHEDULES_TABLE, STATE_TABLE, Settings
 from .state import AccountState, Snapshot, apply_snapshot, scope_of_query, table_key
-from .statetopic import encode_state_record, ensure_internal_topics
+from .statetopic import ensure_internal_topics, state_headers
 from .status import VenueHealth, status_document
 
 log = logging.getLogger(__name__)
 
 READY_BROKER_TIMEOUT_S = 2.0
 _TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+Batched = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""One record to send: key, value (None: a tombstone) and headers."""
+Encoded = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""One record to send with its topic."""
 # Publishing (Connector._send_batch): records for one partition sent as a record batch from
 # this many on; values above MAX_BATCHED_VALUE keep the producer's per-record path (and its
 # max_request_size check).
@@ -465,9 +469,13 @@ class Connector:
         self._beat()
         try:
             outcome = await self._process(value, timestamp_ms, decoded)
-            outcome = await self.publish(outcome, value)
+            # The order events' encoded values (by id of the value), reused as the state
+            # topic's upserts: the same OrderEvents, encoded once (single-object framing does
+            # not depend on the topic; with a registry each topic has its own subject).
+            encoded: dict[int, bytes] | None = {} if self.serializer.registry is None else None
+            outcome = await self.publish(outcome, value, encoded)
             if state:
-                await self.publish_state(outcome, position)
+                await self.publish_state(outcome, position, encoded)
             self._mark_answered(outcome.request_id)
         finally:
             metrics.IN_FLIGHT.dec()
@@ -519,7 +527,12 @@ class Connector:
                 self.outages.recovered("schema registry")
             return outcome
 
-    async def publish(self, outcome: Outcome, value: bytes | None = None) -> Outcome:
+    async def publish(
+        self,
+        outcome: Outcome,
+        value: bytes | None = None,
+        encoded: dict[int, bytes] | None = None,
+    ) -> Outcome:
         """Publish in contract order, retrying until the broker acknowledges; returns what was
         published (``outcome``, or its FAILED replacement when the broker refused it for good).
 
@@ -530,7 +543,7 @@ class Connector:
         """
         replaced = False
         while True:
-            refused = await self._until_acked(partial(self._send_outcome, outcome))
+            refused = await self._until_acked(partial(self._send_outcome, outcome, encoded))
             if refused is None:
                 return outcome
             if not replaced:
@@ -548,11 +561,16 @@ class Connector:
                 log.error("publishing the FAILED outcome refused (%s); retrying", _cause(refused))
                 await self.outages.wait("broker", refused)
 
-    async def _send_outcome(self, outcome: Outcome) -> None:
-        await self._send_batch(outcome.orders)
+    async def _send_outcome(self, outcome: Outcome, encoded: dict[int, bytes] | None) -> None:
+        await self._send_batch(outcome.orders, encoded)
         await self._send_batch([r for r in (outcome.error, outcome.result) if r is not None])
 
-    async def publish_state(self, outcome: Outcome, position: tuple[int, int]) -> None:
+    async def publish_state(
+        self,
+        outcome: Outcome,
+        position: tuple[int, int],
+        encoded: dict[int, bytes] | None = None,
+    ) -> None:
         """Apply a complete OK snapshot to its account's state and publish the upserts and
         tombstones on the state topic, after the snapshot's QueryResult (docs/state-topic.md).
 
@@ -583,7 +601,9 @@ class Connector:
                 log.error("stored state unreadable (%s); starting afresh", type(exc).__name__,
                           extra=ctx)  # fmt: skip
                 applied = apply_snapshot(None, snap)
-            refused = await self._until_acked(lambda: self._send_state(applied.records, outcome))
+            refused = await self._until_acked(
+                lambda: self._send_state(applied.records, outcome, encoded or {})
+            )
             if refused is not None:
                 log.error("state records refused by the broker (%s); state not updated",
                           _cause(refused), extra={"request_id": outcome.request_id})  # fmt: skip
@@ -617,29 +637,43 @@ class Connector:
         if refused is not None:
             log.error("state table change refused by the broker (%s)", _cause(refused))
 
-    async def _send_state(self, records: list[Any], outcome: Outcome) -> None:
-        producer = self.app.producer
+    async def _send_state(
+        self, records: list[Any], outcome: Outcome, encoded: dict[int, bytes]
+    ) -> None:
+        """Send the state records and wait for every acknowledgement, as :meth:`_send_batch`
+        does; an upsert's value is the order event's bytes from ``encoded`` when present."""
         topic = self.settings.topic_state
-        futures: list[Any] = []
-        failure: BaseException | None = None
-        try:
-            for rec in records:
-                key, value, headers = await encode_state_record(
-                    self.serializer, topic, rec, request_id=outcome.request_id,
-                    exchange=outcome.exchange, account=outcome.account,
-                )  # fmt: skip
-                futures.append(await producer.send(topic, key, value, None, None, headers))
-        except Exception as exc:
-            failure = exc
-        if futures:
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failure = failure or next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is not None:
-            raise failure
+        items: list[Encoded] = []
+        headers = state_headers(outcome.request_id, outcome.exchange, outcome.account)
+        for rec in records:
+            value = None if rec.value is None else encoded.get(id(rec.value))
+            if rec.value is not None and value is None:
+                value = await self.serializer.encode(topic, ORDER_EVENT, dict(rec.value))
+            items.append((topic, _utf8(rec.key), value, headers[rec.value is not None]))
+        await self._send_encoded(items)
 
-    async def _send_batch(self, records: list[OutputRecord]) -> None:
-        """Send ``records`` and wait for every acknowledgement. Every future is awaited, even
-        after a failure, so no exception is left unretrieved.
+    async def _send_batch(
+        self, records: list[OutputRecord], keep: dict[int, bytes] | None = None
+    ) -> None:
+        """Encode ``records``, send them and wait for every acknowledgement (see
+        :meth:`_send_encoded`); ``keep`` collects the encoded values by id of the value."""
+        encoded: list[Encoded] = []
+        last: tuple[dict[str, str] | None, list[tuple[str, bytes]]] = (None, [])
+        for rec in records:
+            topic = self.topic_names[rec.role]
+            value = await self.serializer.encode(topic, rec.schema, rec.value)
+            if keep is not None:
+                keep[id(rec.value)] = value
+            key = _utf8(rec.key) if rec.key is not None else None
+            if rec.headers is not last[0]:  # a snapshot's events share one headers dict
+                last = (rec.headers, [(k, _utf8(v)) for k, v in rec.headers.items()])
+            encoded.append((topic, key, value, last[1]))
+        await self._send_encoded(encoded)
+
+    async def _send_encoded(self, encoded: list[Encoded]) -> None:
+        """Send encoded records (topic, key, value, headers) and wait for every
+        acknowledgement. Every future is awaited, even after a failure, so no exception is
+        left unretrieved.
 
         Records are partitioned here, by the producer's own rule (:func:`kafka_partitioner`
         over the producer's metadata), so the same keys land on the same partitions. Where one
@@ -655,15 +689,6 @@ class Connector:
         futures: list[Any] = []
         failure: BaseException | None = None
         try:
-            encoded: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]] = []
-            last: tuple[dict[str, str] | None, list[tuple[str, bytes]]] = (None, [])
-            for rec in records:
-                topic = self.topic_names[rec.role]
-                value = await self.serializer.encode(topic, rec.schema, rec.value)
-                key = _utf8(rec.key) if rec.key is not None else None
-                if rec.headers is not last[0]:  # a snapshot's events share one headers dict
-                    last = (rec.headers, [(k, _utf8(v)) for k, v in rec.headers.items()])
-                encoded.append((topic, key, value, last[1]))
             groups = await self._by_partition(encoded)
             for (topic, partition), items in groups.items():
                 if partition is None or len(items) < BATCH_MIN_RECORDS:
@@ -680,18 +705,16 @@ class Connector:
             raise failure
 
     async def _by_partition(
-        self, encoded: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]
-    ) -> dict[tuple[str, int | None], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]]:
+        self, encoded: list[Encoded]
+    ) -> dict[tuple[str, int | None], list[Batched]]:
         """Records grouped by (topic, partition), in order. Partition None = leave it to
         ``producer.send`` (all of them, when a record has no key or a value too large for a
         batch: those keep exactly the producer's own path, size checks included)."""
-        unsplit: dict[
-            tuple[str, int | None], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-        ] = {}
+        unsplit: dict[tuple[str, int | None], list[Batched]] = {}
         for topic, key, value, headers in encoded:
             unsplit.setdefault((topic, None), []).append((key, value, headers))
         if len(encoded) < BATCH_MIN_RECORDS or any(
-            key is None or len(value) > MAX_BATCHED_VALUE for _, key, value, _ in encoded
+            key is None or len(value or b"") > MAX_BATCHED_VALUE for _, key, value, _ in encoded
         ):
             return unsplit
         aio = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
@@ -706,9 +729,7 @@ class Connector:
                 everyone,
                 list(cluster.available_partitions_for_topic(topic) or ()),
             )
-        groups: dict[
-            tuple[str, int | None], list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]
-        ] = {}
+        groups: dict[tuple[str, int | None], list[Batched]] = {}
         for topic, key, value, headers in encoded:
             partition = kafka_partitioner(key, *partitions[topic])
             groups.setdefault((topic, partition), []).append((key, value, headers))
@@ -718,7 +739,7 @@ class Connector:
         self,
         topic: str,
         partition: int,
-        items: list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]],
+        items: list[Batched],
     ) -> list[Any]:
         """``items`` as aiokafka record batches of at most the producer's batch size; one
         future per batch. The batches are left open, so other commands' records sent meanwhile
