@@ -144,18 +144,26 @@ async def await_broker(settings: Settings, max_backoff_s: float = 10.0) -> None:
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create the connector's four topics if missing; returns the ones created."""
+    n, rf = settings.topic_partitions, settings.topic_replication_factor
+    return await create_missing_topics(
+        settings, [NewTopic(name, n, rf) for name in settings.topics.values()]
+    )
+
+
+async def create_missing_topics(settings: Settings, topics: list[NewTopic]) -> list[str]:
+    """Create those of ``topics`` that do not exist yet (one admin connection); returns the
+    names this call created (a topic another process created meanwhile is not counted)."""
     admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [t for t in settings.topics.values() if t not in existing]
         created = []
-        for name in wanted:
+        for topic in topics:
+            if topic.name in existing:
+                continue
             try:
-                await admin.create_topics(
-                    [NewTopic(name, settings.topic_partitions, settings.topic_replication_factor)]
-                )
-                created.append(name)
+                await admin.create_topics([topic])
+                created.append(topic.name)
             except TopicAlreadyExistsError:
                 pass
         return created

@@ -26,38 +26,30 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
 
 from .client import decode_message, topic_partitions
 from .codec import ORDER_EVENT, Serializer, serializer_for
-from .kafka import client_kwargs, consumer_kwargs
+from .kafka import consumer_kwargs, create_missing_topics
 from .settings import Settings
 from .state import StateRecord
 
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
 
+def state_topic(settings: Settings) -> NewTopic:
+    """The state topic as created: compacted, with the command topic's partition count."""
+    return NewTopic(
+        settings.topic_state,
+        settings.topic_partitions,
+        settings.topic_replication_factor,
+        topic_configs=STATE_TOPIC_CONFIG,
+    )
+
+
 async def ensure_state_topic(settings: Settings) -> bool:
     """Create the state topic, compacted, if missing; True if this call created it."""
-    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
-    await admin.start()
-    try:
-        if settings.topic_state in set(await admin.list_topics()):
-            return False
-        topic = NewTopic(
-            settings.topic_state,
-            settings.topic_partitions,
-            settings.topic_replication_factor,
-            topic_configs=STATE_TOPIC_CONFIG,
-        )
-        try:
-            await admin.create_topics([topic])
-        except TopicAlreadyExistsError:
-            return False
-        return True
-    finally:
-        await admin.close()
+    return bool(await create_missing_topics(settings, [state_topic(settings)]))
 
 
 def internal_topics(settings: Settings) -> list[NewTopic]:
@@ -81,22 +73,9 @@ async def ensure_internal_topics(settings: Settings) -> list[str]:
     internal topics); on a cluster where the worker may not create topics, create them
     beforehand with the names and configs listed in docs/state-topic.md.
     """
-    created = [settings.topic_state] if await ensure_state_topic(settings) else []
-    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        for topic in internal_topics(settings):
-            if topic.name in existing:
-                continue
-            try:
-                await admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass
-        return created
-    finally:
-        await admin.close()
+    return await create_missing_topics(
+        settings, [state_topic(settings), *internal_topics(settings)]
+    )
 
 
 async def encode_state_record(
