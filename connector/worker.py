@@ -53,7 +53,7 @@ from . import metrics
 from .accounts import Accounts, load_accounts
 from .codec import ORDER_EVENT, RegistryUnavailable, serializer_for
 from .commands import RawCommand, validate_command
-from .errors import ConnectorError, InternalError
+from .errors import ConfigurationError, ConnectorError, InternalError
 from .exchanges import create_adapters
 from .exchanges.base import ExchangeAdapter
 from .faust_transport import App
@@ -231,12 +231,11 @@ class Connector:
         # ``direct_partitions``: the partition count when the command topic's equals the
         # by-account topic's (run_worker checks it at start); None forwards every command.
         self.direct_partitions = direct_partitions
-        self.state_table: Any = None
         # Per account (``<exchange>:<account>``) the state of the open-orders topic
         # (connector/state.py), backed by its changelog so a restarted or rebalanced worker
         # continues from it. Written only inside the agent: Faust writes a table change to the
         # changelog partition of the event being processed, which routing makes the key's own.
-        self.state_table = self.app.Table(
+        self.state_table: Any = self.app.Table(
             STATE_TABLE,
             default=None,
             partitions=settings.topic_partitions,
@@ -616,13 +615,13 @@ class Connector:
             metrics.STATE_RECORDS.labels(label, "tombstone").inc(len(applied.tombstones))
 
     def _load_state(self, key: str) -> AccountState | None:
-        if key in self._local_state or self.state_table is None:
-            return self._local_state.get(key)
+        if key in self._local_state:  # stored outside an agent (see _store_state)
+            return self._local_state[key]
         value: AccountState | None = self.state_table.get(key)
         return value
 
     async def _store_state(self, key: str, value: AccountState) -> None:
-        if self.state_table is None or faust.current_event() is None:  # no table / no agent
+        if faust.current_event() is None:  # called outside an agent (unit tests)
             self._local_state[key] = value
             return
         # What ``table[key] = value`` does, but keeping the changelog record's future (Faust's
@@ -931,7 +930,6 @@ async def _await_broker_serving_health(settings: Settings) -> None:
 
 
 def _port_in_use(settings: Settings, exc: OSError) -> Exception:
-    from .errors import ConfigurationError
 
     return ConfigurationError(
         f"CONNECTOR_WEB_PORT: cannot listen on {settings.web_host}:{settings.web_port} "
@@ -983,7 +981,6 @@ class _Worker(faust.Worker):
 
 def run_worker(settings: Settings) -> None:
     """``connector worker``: load accounts, build the app, run until SIGTERM/SIGINT."""
-    from .errors import ConfigurationError
 
     if not settings.accounts_file:
         raise ConfigurationError("CONNECTOR_ACCOUNTS_FILE: required for the worker")
@@ -1021,7 +1018,6 @@ async def check_routing_partitions(settings: Settings) -> int | None:
     an account's state on another worker): otherwise fail at start with one line. Returns that
     count when the command topic has it too, so commands already on their account's partition
     are handled without the extra hop; None when every command must be forwarded."""
-    from .errors import ConfigurationError
 
     n = settings.topic_partitions
     names = [settings.commands_by_account_topic, settings.state_table_changelog]
@@ -1045,8 +1041,6 @@ async def check_routing_partitions(settings: Settings) -> int | None:
 def load_checked_schedules(settings: Settings, accounts: Accounts) -> list[Schedule]:
     """The schedules file, each entry checked as the command it will publish and against the
     accounts file: a problem fails at start with one line naming the entry."""
-    from .commands import RawCommand
-    from .errors import ConfigurationError
     from .schedules import SETTING, load_schedules
 
     if not settings.schedules_file:
