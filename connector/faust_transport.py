@@ -113,10 +113,7 @@ def first_hole(base: int, acked: Iterable[int], pending: Iterable[int]) -> int |
     done = {a for a in acked if a >= base}
     if not done:
         return None
-    covered = done | {p for p in pending if p >= base}
-    hole = base
-    while hole in covered:
-        hole += 1
+    hole = commit_end(base, [*done, *pending]) or base
     return hole if hole < max(done) else None
 
 
@@ -147,11 +144,8 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
         def _base(self, tp: Any) -> int | None:
             """Where the partition's next commit must start: the committed offset, or the
             partition's first offset when there is no commit or retention deleted past it."""
-            committed: int | None = self._committed_offset.get(tp)
-            first = self._first_offset.get(tp)
-            if committed is None or first is None:
-                return first if committed is None else committed
-            return max(committed, first)
+            known = [self._committed_offset.get(tp), self._first_offset.get(tp)]
+            return max((o for o in known if o is not None), default=None)
 
         def _pending(self, tp: Any) -> list[int]:
             # Faust's Cython fast path acknowledges without calling Consumer.ack, so the
