@@ -59,6 +59,17 @@ tombstoned again. Re-publishing is harmless on a compacted topic and makes the c
 between "table written" and "records acknowledged" safe. A command re-processed after a crash
 fetches again and so is a *new* snapshot (a new ``started_at``): it is applied as the newest one.
 
+Publishing, and a crash in between
+----------------------------------
+The worker stores the new state in its changelog-backed table *before* it publishes the records,
+so the stored state is never behind the topic: a state that is behind could forget an order it
+upserted, and then nothing would ever retire it. The state it stores names, in ``pending``, the
+versions whose records it is about to publish (:func:`with_pending`). If the worker dies before
+they are acknowledged, the command is processed again and its new snapshot upserts what is still
+open; the tombstones of those versions are what could be lost, so the next worker, which loads a
+state it did not publish itself, sends them again first (:func:`unpublished_tombstones`). Upserts
+never need this: an order the state holds as open is upserted by every snapshot that lists it.
+
 Size
 ----
 The state is a small JSON value: per order its attributes and version, plus the retired orders'
@@ -81,7 +92,8 @@ Version = tuple[int, int, int]
 
 AccountState = dict[str, Any]
 """The JSON value stored per account: ``{"format": 1, "scopes": {scope_key: [t, p, o]},
-"orders": {order_id: {"open": bool, "v": [t, p, o], "a": {attribute: value}}}}``."""
+"orders": {order_id: {"open": bool, "v": [t, p, o], "a": {attribute: value}}},
+"pending": [[t, p, o], ...]}`` (``pending`` optional: see "Publishing" above)."""
 
 STATE_FORMAT = 1
 DEFAULT_RETAIN_MS = 24 * 3600 * 1000
@@ -243,6 +255,40 @@ def apply_snapshot(
     newest = max(_version(sv)[0] for sv in state["scopes"].values())
     _prune(state, newest_started_at=newest, retain_ms=retain_ms)
     return Applied(state, records)
+
+
+def with_pending(
+    state: AccountState,
+    versions: Iterable[Version],
+    previous: Mapping[str, Any] | None = None,
+    *,
+    retain_ms: int = DEFAULT_RETAIN_MS,
+) -> AccountState:
+    """``state`` marked as about to be published for ``versions``, plus the versions still
+    pending in ``previous`` (a state whose records nobody confirmed; see the module docstring).
+    Modifies and returns ``state``."""
+    pending = {_version(v) for v in (previous or {}).get("pending", ())}
+    pending.update(versions)
+    if pending:  # as long as a retired order's marker is kept, and no longer
+        cutoff = max(v[0] for v in pending) - retain_ms
+        pending = {v for v in pending if v[0] >= cutoff}
+    state["pending"] = [list(v) for v in sorted(pending)]
+    return state
+
+
+def unpublished_tombstones(
+    state: Mapping[str, Any] | None, exchange: str, account: str
+) -> list[StateRecord]:
+    """The tombstones of the versions ``state`` names as pending: a worker that loads a state it
+    did not publish itself sends them before anything else, in case their publisher died."""
+    if not state:
+        return []
+    pending = {_version(v) for v in state.get("pending", ())}
+    return [
+        StateRecord(record_key(exchange, account, oid), oid, None)
+        for oid, e in sorted(state["orders"].items())
+        if not e["open"] and _version(e["v"]) in pending
+    ]
 
 
 def open_orders(state: Mapping[str, Any] | None) -> dict[str, dict[str, str]]:

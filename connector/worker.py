@@ -33,6 +33,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -70,7 +71,16 @@ from .model import now_ms
 from .pipeline import Outcome, OutputRecord, Pipeline
 from .schedules import Progress, Schedule, parse_request_id
 from .settings import SCHEDULES_TABLE, STATE_TABLE, Settings
-from .state import AccountState, Snapshot, apply_snapshot, scope_of_query, table_key
+from .state import (
+    AccountState,
+    Snapshot,
+    StateRecord,
+    apply_snapshot,
+    scope_of_query,
+    table_key,
+    unpublished_tombstones,
+    with_pending,
+)
 from .statetopic import ensure_internal_topics, state_headers
 from .status import VenueHealth, status_document
 
@@ -99,6 +109,18 @@ def is_outage(exc: BaseException) -> bool:
         (TimeoutError, OSError, KafkaError, ProducerSendError, RegistryUnavailable,
          httpx.TransportError),
     )  # fmt: skip
+
+
+@dataclass(eq=False)
+class _StateWrite:
+    """A snapshot waiting to be written to its account's state (Connector.publish_state)."""
+
+    snap: Snapshot
+    outcome: Outcome
+    encoded: dict[int, bytes]
+    done: bool = False
+    upserts: int = 0
+    tombstones: int = 0
 
 
 class Outages:
@@ -175,6 +197,10 @@ class Connector:
         # ``_local_state`` only serves handle() called outside an agent (unit tests).
         self._local_state: dict[str, AccountState] = {}
         self._state_locks: dict[str, asyncio.Lock] = {}
+        # Per account: the snapshots waiting for the lock (the holder writes them all), and the
+        # last state whose records this process saw acknowledged (see _write_states).
+        self._state_queues: dict[str, list[_StateWrite]] = {}
+        self._published: dict[str, AccountState] = {}
         # Records this process has started handling, by identity (see _agent): Faust can deliver
         # a record twice around a rebalance (fetched before its post-recovery seek and again
         # after it). Bounded; the value says whether the first delivery was answered.
@@ -571,48 +597,87 @@ class Connector:
         encoded: dict[int, bytes] | None = None,
     ) -> None:
         """Apply a complete OK snapshot to its account's state and publish the upserts and
-        tombstones on the state topic, after the snapshot's QueryResult (docs/state-topic.md).
+        tombstones on the state topic, after the snapshot's QueryResult (docs/state-topic.md);
+        returns once they are acknowledged. A FAILED outcome changes nothing.
 
-        A FAILED outcome changes nothing. Applying is serialized per account (the lock), so two
-        snapshots of one account finishing together neither lose an update nor interleave their
-        records; :func:`connector.state.apply_snapshot` orders them by version, so the older
-        one finishing last does not regress the state. The stored state is written only once
-        the records are acknowledged: a crash in between repeats the command, whose new
-        snapshot is applied on top of the old state, which is correct.
+        Applying is serialized per account (the lock), so two snapshots of one account finishing
+        together neither lose an update nor interleave their records;
+        :func:`connector.state.apply_snapshot` orders them by version, so the older one finishing
+        last does not regress the state. Snapshots that queue for the lock are written together
+        by whoever holds it next (:meth:`_write_states`): one table change and one produce round
+        for all of them instead of two round trips each, one after another, which bounded the
+        commands per second of a busy account.
         """
         query = outcome.query
         if not outcome.ok or query is None:
             return
         key = table_key(outcome.exchange, outcome.account)
-        lock = self._state_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            snap = Snapshot(
-                outcome.exchange,
-                outcome.account,
-                scope_of_query(query),
-                (outcome.started_at, *position),
-                [r.value for r in outcome.orders],
-            )
+        snap = Snapshot(
+            outcome.exchange,
+            outcome.account,
+            scope_of_query(query),
+            (outcome.started_at, *position),
+            [r.value for r in outcome.orders],
+        )
+        mine = _StateWrite(snap, outcome, encoded or {})
+        self._state_queues.setdefault(key, []).append(mine)
+        async with self._state_locks.setdefault(key, asyncio.Lock()):
+            if not mine.done:  # nobody wrote it while this command waited for the lock
+                queued = self._state_queues.pop(key)
+                try:
+                    await self._write_states(key, queued)
+                except BaseException:  # cancelled: the others go back, for the next holder
+                    rest = [w for w in queued if w is not mine]
+                    self._state_queues[key] = rest + self._state_queues.get(key, [])
+                    raise
+                for write in queued:
+                    write.done = True
+        label = outcome.exchange if outcome.exchange in self.venues else "unknown"
+        if mine.upserts:
+            metrics.STATE_RECORDS.labels(label, "upsert").inc(mine.upserts)
+        if mine.tombstones:
+            metrics.STATE_RECORDS.labels(label, "tombstone").inc(mine.tombstones)
+
+    async def _write_states(self, key: str, queued: list[_StateWrite]) -> None:
+        """Apply ``queued`` snapshots of one account in turn, store the resulting state, then
+        publish their records (connector/state.py "Publishing": the stored state is never
+        behind the topic, and names the versions being published as pending)."""
+        first = queued[0]
+        ctx = {"exchange": first.snap.exchange, "account": first.snap.account}
+        loaded = self._load_state(key)
+        # A state this process did not see published (loaded from the changelog after a restart
+        # or a rebalance, or whose records were refused) may have tombstones nobody sent.
+        unconfirmed: AccountState | None = None
+        resend: list[StateRecord] = []
+        if loaded is not None and loaded is not self._published.get(key):
             try:
-                applied = apply_snapshot(self._load_state(key), snap)
+                resend = unpublished_tombstones(loaded, first.snap.exchange, first.snap.account)
+                unconfirmed = loaded
+            except (ValueError, KeyError, TypeError):  # unreadable: reported just below
+                pass
+        batches = [(resend, first.outcome, first.encoded)]
+        state = loaded
+        for write in queued:
+            try:
+                applied = apply_snapshot(state, write.snap)
             except (ValueError, KeyError, TypeError) as exc:  # a stored state we cannot read
-                ctx = {"exchange": outcome.exchange, "account": outcome.account}
                 log.error("stored state unreadable (%s); starting afresh", type(exc).__name__,
                           extra=ctx)  # fmt: skip
-                applied = apply_snapshot(None, snap)
-            refused = await self._until_acked(
-                lambda: self._send_state(applied.records, outcome, encoded or {})
-            )
-            if refused is not None:
-                log.error("state records refused by the broker (%s); state not updated",
-                          _cause(refused), extra={"request_id": outcome.request_id})  # fmt: skip
-                return
-            await self._store_state(key, applied.state)
-        label = outcome.exchange if outcome.exchange in self.venues else "unknown"
-        if applied.upserts:
-            metrics.STATE_RECORDS.labels(label, "upsert").inc(len(applied.upserts))
-        if applied.tombstones:
-            metrics.STATE_RECORDS.labels(label, "tombstone").inc(len(applied.tombstones))
+                applied = apply_snapshot(None, write.snap)
+            state = applied.state
+            batches.append((applied.records, write.outcome, write.encoded))
+            write.upserts, write.tombstones = len(applied.upserts), len(applied.tombstones)
+        assert state is not None  # at least one snapshot was applied
+        with_pending(state, (w.snap.version for w in queued), unconfirmed)
+        ids = {**ctx, "request_ids": [w.outcome.request_id for w in queued]}
+        if not await self._store_state(key, state):
+            log.error("state records not published: the table change was refused", extra=ids)
+            return
+        refused = await self._until_acked(partial(self._send_state, batches))
+        if refused is not None:
+            log.error("state records refused by the broker (%s)", _cause(refused), extra=ids)
+            return
+        self._published[key] = state
 
     def _load_state(self, key: str) -> AccountState | None:
         if key in self._local_state:  # stored outside an agent (see _store_state)
@@ -620,10 +685,11 @@ class Connector:
         value: AccountState | None = self.state_table.get(key)
         return value
 
-    async def _store_state(self, key: str, value: AccountState) -> None:
+    async def _store_state(self, key: str, value: AccountState) -> bool:
+        """Store ``value`` as the account's state; True once the changelog acknowledged it."""
         if faust.current_event() is None:  # called outside an agent (unit tests)
             self._local_state[key] = value
-            return
+            return True
         # What ``table[key] = value`` does, but keeping the changelog record's future (Faust's
         # own drops it: a failed send would be an "exception never retrieved" and a silently
         # stale table after a restart). It is acknowledged before the command is, so a worker
@@ -635,20 +701,23 @@ class Connector:
         refused = await self._until_acked(lambda: table.send_changelog(partition, key, value))
         if refused is not None:
             log.error("state table change refused by the broker (%s)", _cause(refused))
+        return refused is None
 
     async def _send_state(
-        self, records: list[Any], outcome: Outcome, encoded: dict[int, bytes]
+        self, batches: list[tuple[list[StateRecord], Outcome, dict[int, bytes]]]
     ) -> None:
-        """Send the state records and wait for every acknowledgement, as :meth:`_send_batch`
-        does; an upsert's value is the order event's bytes from ``encoded`` when present."""
+        """Send state records and wait for every acknowledgement, as :meth:`_send_batch` does.
+        Each batch carries its command's headers; an upsert's value is the order event's bytes
+        from the batch's ``encoded`` when present, else encoded here."""
         topic = self.settings.topic_state
         items: list[Encoded] = []
-        headers = state_headers(outcome.request_id, outcome.exchange, outcome.account)
-        for rec in records:
-            value = None if rec.value is None else encoded.get(id(rec.value))
-            if rec.value is not None and value is None:
-                value = await self.serializer.encode(topic, ORDER_EVENT, dict(rec.value))
-            items.append((topic, _utf8(rec.key), value, headers[rec.value is not None]))
+        for records, outcome, encoded in batches:
+            headers = state_headers(outcome.request_id, outcome.exchange, outcome.account)
+            for rec in records:
+                value = None if rec.value is None else encoded.get(id(rec.value))
+                if rec.value is not None and value is None:
+                    value = await self.serializer.encode(topic, ORDER_EVENT, dict(rec.value))
+                items.append((topic, _utf8(rec.key), value, headers[rec.value is not None]))
         await self._send_encoded(items)
 
     async def _send_batch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import Iterable
@@ -19,6 +20,8 @@ from connector.state import (
     scope_key,
     scope_of,
     table_key,
+    unpublished_tombstones,
+    with_pending,
 )
 
 EX, ACC = "bitget", "follower-1"
@@ -325,3 +328,32 @@ def test_scope_of_a_validated_command_includes_venue_defaults() -> None:
         )
     )
     assert scope_of_query(asc) == {"symbol": "BTC-PERP"}
+
+
+# --- publishing: the versions pending when a state is stored -------------------------------
+
+
+def test_pending_names_the_versions_being_published_and_their_tombstones_only() -> None:
+    st, _ = run(None, snap(1, event("a"), event("b"), event("c")))
+    st, _ = run(st, snap(2, event("c")))  # a and b retired at version 2
+    st, _ = run(st, snap(3, event("c"), event("d")))  # nothing retired at version 3
+    assert unpublished_tombstones(st, EX, ACC) == []  # stored before "pending" existed
+    assert unpublished_tombstones(with_pending(copy.deepcopy(st), [(3, 0, 0)]), EX, ACC) == []
+    resend = unpublished_tombstones(with_pending(st, [(2, 0, 0), (3, 0, 0)]), EX, ACC)
+    assert [(r.key, r.value) for r in resend] == [
+        (record_key(EX, ACC, "a"), None),
+        (record_key(EX, ACC, "b"), None),
+    ]
+    assert unpublished_tombstones(None, EX, ACC) == []
+
+
+def test_pending_of_an_unconfirmed_state_is_carried_until_confirmed_and_pruned() -> None:
+    previous = with_pending(run(None, snap(1, event("a")))[0], [(1, 0, 0)])
+    st = with_pending(run(previous, snap(2))[0], [(2, 0, 0)], previous)
+    assert st["pending"] == [[1, 0, 0], [2, 0, 0]]
+    assert with_pending(run(st, snap(3))[0], [(3, 0, 0)])["pending"] == [[3, 0, 0]]
+    day = 24 * 3600 * 1000
+    late = with_pending(run(st, snap(day + 5))[0], [(day + 5, 0, 0)], st, retain_ms=day)
+    assert late["pending"] == [[day + 5, 0, 0]]  # older than the retained markers: dropped
+    assert json.loads(json.dumps(late)) == late
+    assert "pending" not in apply_snapshot(st, snap(4)).state  # each store names its own
