@@ -473,11 +473,25 @@ def sanitize_record(rec: OutputRecord) -> OutputRecord:
     )
 
 
+def _all_clean(records: list[OutputRecord]) -> bool:
+    """True when every record is clean (:func:`_is_clean`), checked on all of them at once: one
+    JSON encoding and one scan for a whole snapshot instead of one each per order. False also
+    when that cannot tell (then each record is checked on its own)."""
+    if not records or not secrets_survive_json():
+        return False
+    try:
+        data = _json_encode([(r.key, [*r.headers.values()], [*r.value.values()]) for r in records])
+    except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
+        return False
+    return not contains_secret_utf8(data)
+
+
 def sanitize(outcome: Outcome) -> Outcome:
     out = Outcome(
         _clean(outcome.request_id), _clean(outcome.exchange), _clean(outcome.account), outcome.ok
     )
-    out.orders = [sanitize_record(r) for r in outcome.orders]
+    clean = _all_clean(outcome.orders)
+    out.orders = list(outcome.orders) if clean else [sanitize_record(r) for r in outcome.orders]
     out.error = None if outcome.error is None else sanitize_record(outcome.error)
     out.result = None if outcome.result is None else sanitize_record(outcome.result)
     out.query, out.started_at = outcome.query, outcome.started_at

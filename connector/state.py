@@ -303,13 +303,13 @@ def _copy(previous: Mapping[str, Any] | None) -> AccountState:
         return empty_state()
     if previous.get("format") != STATE_FORMAT:
         raise ValueError(f"unknown state format {previous.get('format')!r}")
+    # Shallow: apply_snapshot replaces an order's entry (and a scope's version) with a new
+    # value and never modifies one, so the copy shares the unchanged entries with ``previous``
+    # (a deep copy was a third of applying a 1,000-order snapshot: py-spy, make bench).
     return {
         "format": STATE_FORMAT,
-        "scopes": {k: list(v) for k, v in previous["scopes"].items()},
-        "orders": {
-            oid: {"open": bool(e["open"]), "v": list(e["v"]), "a": dict(e["a"])}
-            for oid, e in previous["orders"].items()
-        },
+        "scopes": dict(previous["scopes"]),
+        "orders": dict(previous["orders"]),
     }
 
 

@@ -15,7 +15,7 @@ from connector.accounts import (
     contains_secret_utf8,
     register_secrets,
 )
-from connector.pipeline import OutputRecord, _is_clean, sanitize_record
+from connector.pipeline import Outcome, OutputRecord, _is_clean, sanitize, sanitize_record
 
 SECRET = "fast-path-secret-0123456789abcdef"
 
@@ -126,3 +126,23 @@ def test_utf8_scan_agrees_with_the_text_scan(
     assert contains_secret_utf8(data) == contains_secret(text)
     if inside:
         assert contains_secret_utf8(data)
+
+
+def test_a_whole_snapshot_is_checked_at_once_and_one_dirty_order_is_still_redacted(
+    registry_restored: None,
+) -> None:
+    register_secrets(Secret(SECRET))
+    clean = [record(order_id=str(i), raw='{"orderId":"1"}') for i in range(50)]
+    out = sanitize(Outcome("r1", "ascendex", "desk", True, orders=list(clean)))
+    assert all(a is b for a, b in zip(out.orders, clean, strict=True))  # passed through
+    dirty = [*clean[:25], record(order_id="x", raw=f'{{"clientOrderId":"{SECRET}"}}'), *clean[25:]]
+    out = sanitize(Outcome("r1", "ascendex", "desk", True, orders=dirty))
+    assert SECRET not in repr([r.value for r in out.orders])
+    assert out.orders[25].value["raw"] == f'{{"clientOrderId":"{REDACTED}"}}'
+    assert [r.value["order_id"] for r in out.orders] == [r.value["order_id"] for r in dirty]
+    assert out.orders[0] is clean[0]  # the clean ones still pass through unchanged
+    # Halves of a secret in two records are no secret: the JSON of the batch keeps them apart.
+    half = len(SECRET) // 2
+    split = [record(raw=SECRET[:half]), record(raw=SECRET[half:])]
+    out = sanitize(Outcome("r1", "ascendex", "desk", True, orders=split))
+    assert [r.value["raw"] for r in out.orders] == [SECRET[:half], SECRET[half:]]
