@@ -127,15 +127,11 @@ async def test_writes_queued_behind_a_cancelled_holder_are_written_by_the_next(
 ) -> None:
     c = connector(tmp_path)
     rec = Recorder(c)
-    rec.hold = asyncio.Event()
-    holder = asyncio.create_task(c.publish_state(*outcome(1, "a")))
-    await rec.sending.wait()
-    rec.hold.set()  # from here sends are answered at once
-    rec.sending.clear()
-    # The holder takes the queue only when it gets the lock: hold it so a second write waits.
-    await holder
+    await c.publish_state(*outcome(1, "a"))
+    # Hold the account's lock so that the next two writes queue behind it.
     lock = c._state_locks[KEY]
     await lock.acquire()
+    rec.sending.clear()
     waiting = asyncio.create_task(c.publish_state(*outcome(2, "b")))
     second = asyncio.create_task(c.publish_state(*outcome(3, "b", "c")))
     while len(c._state_queues.get(KEY, [])) < 2:
