@@ -433,6 +433,23 @@ def _strings(value: Any, out: list[str]) -> None:
             _strings(v, out)
 
 
+def _strings_of(rec: OutputRecord) -> Any:
+    """What holds every string of ``rec``, for :func:`_json_clean`."""
+    return (rec.key, [*rec.headers.values()], [*rec.value.values()])
+
+
+def _json_clean(payload: Any) -> bool | None:
+    """Whether the strings in ``payload`` are all encodable and hold no secret, told from its
+    JSON in one scan (see :func:`_is_clean`); None when the JSON cannot tell."""
+    if not secrets_survive_json():
+        return None
+    try:
+        data = _json_encode(payload)
+    except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
+        return None
+    return not contains_secret_utf8(data)
+
+
 def _is_clean(rec: OutputRecord) -> bool:
     """True when sanitizing ``rec`` would change nothing: every string is encodable and holds
     no secret. Checked on all its strings at once (a false alarm from a secret spanning two
@@ -442,13 +459,9 @@ def _is_clean(rec: OutputRecord) -> bool:
     (:func:`~connector.accounts.secrets_survive_json`): a string holding a secret holds it
     verbatim in its JSON form, and text UTF-8 cannot encode makes the encoder raise. Otherwise,
     or if the encoder refuses a value, by walking the record."""
-    if secrets_survive_json():
-        try:
-            data = _json_encode((rec.key, [*rec.headers.values()], [*rec.value.values()]))
-        except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
-            pass
-        else:
-            return not contains_secret_utf8(data)
+    clean = _json_clean(_strings_of(rec))
+    if clean is not None:
+        return clean
     strings = [rec.key or "", *rec.headers.values()]
     _strings(rec.value, strings)
     text = "\x00".join(strings)
@@ -477,13 +490,7 @@ def _all_clean(records: list[OutputRecord]) -> bool:
     """True when every record is clean (:func:`_is_clean`), checked on all of them at once: one
     JSON encoding and one scan for a whole snapshot instead of one each per order. False also
     when that cannot tell (then each record is checked on its own)."""
-    if not records or not secrets_survive_json():
-        return False
-    try:
-        data = _json_encode([(r.key, [*r.headers.values()], [*r.value.values()]) for r in records])
-    except (UnicodeEncodeError, TypeError, msgspec.EncodeError):
-        return False
-    return not contains_secret_utf8(data)
+    return bool(records) and _json_clean([_strings_of(r) for r in records]) is True
 
 
 def sanitize(outcome: Outcome) -> Outcome:
