@@ -656,6 +656,7 @@ class Connector:
             except (ValueError, KeyError, TypeError):  # unreadable: reported just below
                 pass
         batches = [(resend, first.outcome, first.encoded)]
+        counts: list[tuple[int, int]] = []
         state = loaded
         for write in queued:
             try:
@@ -666,7 +667,7 @@ class Connector:
                 applied = apply_snapshot(None, write.snap)
             state = applied.state
             batches.append((applied.records, write.outcome, write.encoded))
-            write.upserts, write.tombstones = len(applied.upserts), len(applied.tombstones)
+            counts.append((len(applied.upserts), len(applied.tombstones)))
         assert state is not None  # at least one snapshot was applied
         with_pending(state, (w.snap.version for w in queued), unconfirmed)
         ids = {**ctx, "request_ids": [w.outcome.request_id for w in queued]}
@@ -678,6 +679,9 @@ class Connector:
             log.error("state records refused by the broker (%s)", _cause(refused), extra=ids)
             return
         self._published[key] = state
+        # Counted as acknowledged (connector_state_records_total) only now.
+        for write, (upserts, tombstones) in zip(queued, counts, strict=True):
+            write.upserts, write.tombstones = upserts, tombstones
 
     def _load_state(self, key: str) -> AccountState | None:
         if key in self._local_state:  # stored outside an agent (see _store_state)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiokafka.errors import RecordTooLargeError
+from prometheus_client import REGISTRY
 
 from connector.accounts import Accounts
 from connector.model import OrderQuery
@@ -73,6 +74,16 @@ def outcome(n: int, *order_ids: str) -> tuple[Outcome, tuple[int, int], dict[int
         (0, n),
         {id(r.value): oid.encode() for r, oid in zip(orders, order_ids, strict=True)},
     )
+
+
+def state_records() -> tuple[float, float]:
+    """connector_state_records_total (upserts, tombstones) for a venue the worker does not know."""
+
+    def value(kind: str) -> float:
+        labels = {"exchange": "unknown", "kind": kind}
+        return REGISTRY.get_sample_value("connector_state_records_total", labels) or 0.0
+
+    return value("upsert"), value("tombstone")
 
 
 def upserts(*order_ids: str) -> list[tuple[str, bool]]:
@@ -158,9 +169,11 @@ async def test_tombstones_a_state_was_stored_with_are_resent_when_its_records_we
     c = connector(tmp_path)
     rec = Recorder(c)
     await c.publish_state(*outcome(1, "a", "b", "c"))
+    acknowledged = state_records()
     rec.refuse = True  # the records of snapshot 2 (retiring a and b) never reach the topic
     await c.publish_state(*outcome(2, "c"))
     rec.refuse = False
+    assert state_records() == acknowledged  # the metric counts acknowledged records only
     await c.publish_state(*outcome(3, "c"))
     assert rec.log[-2:] == [
         ("store", [(1002, 0, 2), (1003, 0, 3)]),  # 2 stays pending until confirmed
