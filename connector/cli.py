@@ -19,13 +19,13 @@ import re
 import sys
 import time
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
 
 from .errors import ConfigurationError
 from .settings import ENV_PREFIX, Settings, load_settings, unknown_variables
+from .version import __version__
 
 log = logging.getLogger("connector.cli")
 
@@ -46,13 +46,6 @@ KAFKA = (
 LOGS = ("log_level", "log_format")
 OUTPUT_TOPICS = ("topic_orders", "topic_results", "topic_errors")
 ALL_TOPICS = ("topic_query_orders", *OUTPUT_TOPICS, "topic_state")
-
-
-def package_version() -> str:
-    try:
-        return version("exchange-order-connector")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+unknown"
 
 
 def _env_help(fields: Sequence[str] | None, *, venues: bool = False) -> str:
@@ -185,7 +178,7 @@ def _run(coro: Any) -> int:
     "lists the ones it reads. Exit codes: 0 ok, 1 FAILED result, 2 configuration/usage error "
     "or timeout, 3 broker unreachable.",
 )
-@click.version_option(package_version(), "-V", "--version", prog_name="connector")
+@click.version_option(__version__, "-V", "--version", prog_name="connector")
 def cli() -> None:
     """Exchange order connector: query-orders commands in, Avro order snapshots out."""
 

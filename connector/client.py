@@ -295,14 +295,7 @@ def _contract_order(d: Decoded) -> tuple[int, int]:
 
 def resolve_topic(settings: Settings, topic: str) -> str:
     """A role (``orders``, ``results``, ``errors``, ``commands``, ``state``) or a topic name."""
-    roles = {
-        "orders": settings.topic_orders,
-        "results": settings.topic_results,
-        "errors": settings.topic_errors,
-        "commands": settings.topic_query_orders,
-        "state": settings.topic_state,
-    }
-    return roles.get(topic, topic)
+    return settings.topic_for(topic) if topic in TAIL_ROLES else topic
 
 
 TAIL_ROLES = ("orders", "results", "errors", "commands", "state")

@@ -8,10 +8,10 @@ command.
 
 from __future__ import annotations
 
-import importlib.metadata
-
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+from .version import __version__
 
 COMMANDS = Counter(
     "connector_commands_total",
@@ -131,15 +131,7 @@ EXCHANGE_CONSECUTIVE_FAILURES = Gauge(
 BUILD_INFO = Gauge("connector_build_info", "Always 1; the running version as a label", ["version"])
 
 
-def version() -> str:
-    """The installed distribution's version (``pyproject.toml``), or "unknown" from a bare tree."""
-    try:
-        return importlib.metadata.version("exchange-order-connector")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-BUILD_INFO.labels(version()).set(1)
+BUILD_INFO.labels(__version__).set(1)
 
 
 # --- Faust's own sensor metrics ------------------------------------------------------------

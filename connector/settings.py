@@ -168,6 +168,18 @@ class Settings(BaseSettings):
         """Faust's leader-election topic (faust/assignor/leader_assignor.py)."""
         return f"{self.app_id}-__assignor-__leader"
 
+    def topic_for(self, role: str) -> str:
+        """The topic of a role: ``orders``, ``results``, ``errors``, ``commands``, ``state``
+        (the one role-to-topic map; the worker, the client and the CLI all ask here).
+        Raises KeyError for anything else."""
+        return {
+            "orders": self.topic_orders,
+            "results": self.topic_results,
+            "errors": self.topic_errors,
+            "commands": self.topic_query_orders,
+            "state": self.topic_state,
+        }[role]
+
     @property
     def topics(self) -> dict[str, str]:
         return {

@@ -23,6 +23,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 
 from . import metrics
 from .errors import ErrorCode
+from .version import __version__
 
 REDACTED = "***"
 
@@ -136,7 +137,7 @@ def status_document(
     names = sorted(venues)
     per_venue = venue_state(names)
     return {
-        "version": metrics.version(),
+        "version": __version__,
         "configuration": redacted(settings),
         "venues": {
             venue: {

@@ -83,6 +83,7 @@ from .state import (
 )
 from .statetopic import ensure_internal_topics, state_headers
 from .status import VenueHealth, status_document
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -240,11 +241,6 @@ class Connector:
         )
         # Faust's own sensor metrics (lag, commit/send latency, rebalances) beside ours.
         self.app.monitor = metrics.prometheus_monitor(settings.app_id)
-        self.topic_names: dict[str, str] = {
-            "orders": settings.topic_orders,
-            "results": settings.topic_results,
-            "errors": settings.topic_errors,
-        }
         # Routing by account (docs/state-topic.md "Routing"): every command of an account is
         # handled on the partition ``partition_for(<exchange>:<account>)`` of the command topic
         # or of the by-account topic (same partition count, so Faust assigns partition p of
@@ -732,7 +728,7 @@ class Connector:
         encoded: list[Encoded] = []
         last: tuple[dict[str, str] | None, list[tuple[str, bytes]]] = (None, [])
         for rec in records:
-            topic = self.topic_names[rec.role]
+            topic = self.settings.topic_for(rec.role)
             value = await self.serializer.encode(topic, rec.schema, rec.value)
             if keep is not None:
                 keep[id(rec.value)] = value
@@ -1012,13 +1008,11 @@ def _port_in_use(settings: Settings, exc: OSError) -> Exception:
 
 def ready_line(settings: Settings, accounts: Accounts, venues: Any) -> dict[str, Any]:
     """The fields of the one "ready" log line (no secrets: account aliases only)."""
-    from .cli import package_version
-
     per_venue: dict[str, list[str]] = {name: [] for name in sorted(venues)}
     for account in accounts:
         per_venue.setdefault(account.exchange, []).append(account.alias)
     return {
-        "version": package_version(),
+        "version": __version__,
         "bootstrap": settings.kafka_bootstrap,
         "group": settings.app_id,
         "topics": {**settings.topics, "state": settings.topic_state},

@@ -224,7 +224,8 @@ async def test_status_and_metrics_show_state_and_no_secret(
     basic auth): /status shows version, every setting, aliases and venue state; no secret
     appears in /status, /metrics or the worker's log."""
     from connector.accounts import load_accounts
-    from connector.metrics import faust_prefix, version
+    from connector.metrics import faust_prefix
+    from connector.version import __version__
 
     sasl_password = "sasl-pw-" + rid("s")
     registry_secret = "registry-pw-" + rid("r")
@@ -258,7 +259,7 @@ async def test_status_and_metrics_show_state_and_no_secret(
         status = resp.json()
         metrics_text = (await http.get(f"http://127.0.0.1:{stack.worker.web_port}/metrics")).text
 
-    assert status["version"] == version()
+    assert status["version"] == __version__
     config = status["configuration"]
     assert config["kafka_sasl_password"] == "***"
     assert config["schema_registry_basic_auth_user_info"] == "***"
@@ -277,7 +278,7 @@ async def test_status_and_metrics_show_state_and_no_secret(
 
     # /metrics: ours and Faust's sensor metrics from one registry.
     prefix = faust_prefix(stack.settings.app_id)
-    assert metric(metrics_text, "connector_build_info", version=version()) == 1
+    assert metric(metrics_text, "connector_build_info", version=__version__) == 1
     assert f"{prefix}_topic_partition_end_offset" in metrics_text
     assert f"{prefix}_consumer_commit_latency_bucket" in metrics_text
     assert "connector_exchange_last_success_timestamp_seconds" in metrics_text

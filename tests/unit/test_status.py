@@ -17,6 +17,7 @@ from connector.accounts import Account, Accounts, Secret
 from connector.resilience.clock import ServerClock
 from connector.settings import Settings
 from connector.status import REDACTED, VenueHealth, redacted
+from connector.version import __version__
 from connector.worker import Connector
 
 KAFKA_PASSWORD = "kafka-pw-5f1e9c"
@@ -76,8 +77,8 @@ async def test_clock_offset_is_a_gauge() -> None:
 
 
 def test_build_info_carries_the_version() -> None:
-    assert metrics.version() != ""
-    assert sample("connector_build_info", version=metrics.version()) == 1
+    assert __version__ != ""
+    assert sample("connector_build_info", version=__version__) == 1
 
 
 def accounts() -> Accounts:
@@ -122,7 +123,7 @@ async def test_status_document(tmp_path: Any) -> None:
     c.venue_health.record("ascendex", False, "TIMEOUT")
     await asyncio.sleep(0)
     doc = c.status()
-    assert doc["version"] == metrics.version()
+    assert doc["version"] == __version__
     assert doc["configuration"]["kafka_sasl_password"] == REDACTED
     venue = doc["venues"]["ascendex"]
     assert venue["accounts"] == ["acct-one"]
@@ -135,3 +136,12 @@ async def test_status_document(tmp_path: Any) -> None:
     text = json.dumps(doc)
     for secret in (KAFKA_PASSWORD, REGISTRY_SECRET, API_KEY, API_SECRET, PASSPHRASE):
         assert secret not in text
+
+
+def test_one_version_everywhere() -> None:
+    """--version, /status and connector_build_info read the one ``__version__``; from an
+    installed tree it is the distribution's version."""
+    from importlib.metadata import version
+
+    assert __version__ == version("exchange-order-connector")
+    assert sample("connector_build_info", version=__version__) == 1
