@@ -24,7 +24,8 @@ from typing import Any
 import click
 
 from .errors import ConfigurationError
-from .settings import ENV_PREFIX, Settings, load_settings, unknown_variables
+from .settings import ENV_PREFIX, Settings
+from .settings_env import load_settings, unknown_variables
 from .version import __version__
 
 log = logging.getLogger("connector.cli")

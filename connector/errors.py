@@ -3,7 +3,7 @@
 Every failure a command can meet is one of these, so the pipeline can turn any of them into an
 ErrorEvent + FAILED QueryResult without knowing which exchange raised it. Messages must never
 contain secrets: exchange adapters build them from codes and public fields only, and the pipeline
-passes them through :func:`connector.accounts.redact` once more before publishing.
+passes them through :func:`connector.secrets.redact` once more before publishing.
 
 ::
 

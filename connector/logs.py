@@ -21,8 +21,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from .accounts import redact
 from .commands import safe_text
+from .secrets import redact
 
 CONTEXT_FIELDS = ("request_id", "exchange", "account")
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")

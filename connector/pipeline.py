@@ -27,20 +27,20 @@ from typing import Any, Literal
 import msgspec
 
 from . import codec, logs
-from .accounts import (
-    Accounts,
-    contains_secret,
-    contains_secret_utf8,
-    redact,
-    redact_bytes,
-    secrets_survive_json,
-)
+from .account import Accounts
 from .codec import RegistryUnavailable
 from .commands import RawCommand, decode_command, safe_text, validate_command
 from .errors import ConnectorError, ExchangeTimeout, Expired, InternalError, Unsupported
 from .exchanges.base import ExchangeAdapter
 from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms
 from .resilience import FetchCoalescer
+from .secrets import (
+    contains_secret,
+    contains_secret_utf8,
+    redact,
+    redact_bytes,
+    secrets_survive_json,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -456,7 +456,7 @@ def _is_clean(rec: OutputRecord) -> bool:
     strings only costs the full pass), which is several times cheaper than rebuilding it.
 
     The strings are gathered by msgspec's JSON encoder (C) when the secrets allow it
-    (:func:`~connector.accounts.secrets_survive_json`): a string holding a secret holds it
+    (:func:`~connector.secrets.secrets_survive_json`): a string holding a secret holds it
     verbatim in its JSON form, and text UTF-8 cannot encode makes the encoder raise. Otherwise,
     or if the encoder refuses a value, by walking the record."""
     clean = _json_clean(_strings_of(rec))

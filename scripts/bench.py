@@ -55,7 +55,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 from demo import CONNECTOR, free_port, stop, wait_line  # noqa: E402
 
 from connector import codec  # noqa: E402
-from connector.accounts import Accounts  # noqa: E402
+from connector.account import Accounts  # noqa: E402
 from connector.exchanges._json import decode  # noqa: E402
 from connector.exchanges.ascendex import parsing as asc  # noqa: E402
 from connector.exchanges.ascendex import simulator as asc_sim  # noqa: E402

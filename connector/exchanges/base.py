@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ..accounts import Account
+from ..account import Account
 from ..model import FetchResult, OrderQuery
 
 

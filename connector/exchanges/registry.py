@@ -30,16 +30,16 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
 from ..errors import ConfigurationError
 from ..model import CommandOptions
+from ..settings import ENV_PREFIX, Settings, describe_errors
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from ..settings import Settings
     from .base import ExchangeAdapter
 
 PLUGINS_ENV = "CONNECTOR_VENUE_PLUGINS"
@@ -99,10 +99,6 @@ class Venue:
 
     def load_settings(self) -> BaseSettings:
         """The venue's settings from the environment; a bad value is one line naming it."""
-        from pydantic import ValidationError
-
-        from ..settings import describe_errors
-
         try:
             return self.settings()
         except ValidationError as exc:
@@ -181,8 +177,6 @@ def names() -> list[str]:
 def setting_names() -> frozenset[str]:
     """Every ``CONNECTOR_*`` variable the connector reads: core settings, the plugin list and
     each registered venue's settings (for deploy checks and docs)."""
-    from ..settings import ENV_PREFIX, Settings
-
     names = {ENV_PREFIX + field.upper() for field in Settings.model_fields}
     names.add(PLUGINS_ENV)
     for venue in venues().values():

@@ -223,7 +223,7 @@ async def test_status_and_metrics_show_state_and_no_secret(
     """A real worker with known secrets configured (accounts file, Kafka SASL password, registry
     basic auth): /status shows version, every setting, aliases and venue state; no secret
     appears in /status, /metrics or the worker's log."""
-    from connector.accounts import load_accounts
+    from connector.accounts_file import load_accounts
     from connector.metrics import faust_prefix
     from connector.version import __version__
 

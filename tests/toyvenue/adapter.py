@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from connector.accounts import Account
+from connector.account import Account
 from connector.errors import AuthFailed, ConnectorError, ExchangeUnavailable
 from connector.model import FetchResult, Order, OrderQuery, Side
 from connector.settings import Settings

@@ -20,13 +20,14 @@ from aiohttp import web
 from websockets.asyncio.client import connect
 
 from connector import metrics
-from connector.accounts import Account, Secret
+from connector.account import Account
 from connector.errors import AuthFailed, ExchangeRejected, ExchangeTimeout, RateLimited
 from connector.exchanges.ascendex import AscendexAdapter, create_adapter
 from connector.exchanges.ascendex.auth import SignKey, ws_auth_message
 from connector.exchanges.ascendex.config import AscendexSettings
 from connector.exchanges.ascendex.simulator import SimState, create_app, demo_accounts, get_state
 from connector.model import OrderQuery, OrderStatus, now_ms
+from connector.secrets import Secret
 from connector.settings import Settings
 
 WAIT = 5.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.accounts import Account, Secret
+from connector.account import Account
 from connector.errors import AuthFailed
 from connector.exchanges.ascendex.auth import (
     SignKey,
@@ -18,6 +18,7 @@ from connector.exchanges.ascendex.auth import (
     ws_auth_message,
     ws_sign_key,
 )
+from connector.secrets import Secret
 
 DOC_REST_SECRET = "hV8FgjyJtpvVeAcMAgzgAFQCN36wmbWuN7o3WPcYcYhFd8qvE43gzFGVsFcCqMNk"
 DOC_WS_SECRET = "etvbsuZQafiECVdDb29PpwhzhWSf47kDpGxT8Fa7eZMjdGsUAQGHVudpt7S3ZY5w"

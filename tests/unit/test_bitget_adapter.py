@@ -14,7 +14,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from connector.accounts import Account, Secret
+from connector.account import Account
 from connector.commands import RawCommand, validate_command
 from connector.errors import (
     AuthFailed,
@@ -32,6 +32,7 @@ from connector.exchanges.bitget import simulator as sim
 from connector.exchanges.bitget.config import BitgetOptions, BitgetSettings
 from connector.exchanges.bitget.http import BitgetHttpClient
 from connector.model import FetchResult, OrderQuery, OrderStatus, Side
+from connector.secrets import Secret
 from connector.settings import Settings
 
 

@@ -11,10 +11,11 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from connector.accounts import Account, Secret
+from connector.account import Account
 from connector.exchanges.bitget.auth import build_query, prehash, sign, signed_headers
 from connector.exchanges.bitget.http import BitgetHttpClient
 from connector.resilience import SlidingWindowLimiter
+from connector.secrets import Secret
 
 KAT_SECRET = "bitget-kat-secret"
 ORDERS_PATH = "/api/v2/copy/mix-follower/query-current-orders"

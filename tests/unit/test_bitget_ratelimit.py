@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 import pytest
 from prometheus_client import REGISTRY
 
-from connector.accounts import Account, Secret
+from connector.account import Account
 from connector.errors import ExchangeTimeout
 from connector.exchanges.bitget.ratelimit import limiter_key
 from connector.resilience import LimiterRegistry, SlidingWindowLimiter
+from connector.secrets import Secret
 
 T = TypeVar("T")
 

@@ -11,12 +11,13 @@ import httpx
 import pytest
 from aiohttp import web
 
-from connector.accounts import Account, Secret
+from connector.account import Account
 from connector.errors import ConnectorError
 from connector.exchanges.bitget import create_adapter
 from connector.exchanges.bitget import simulator as sim
 from connector.exchanges.bitget.config import BitgetSettings
 from connector.model import OrderQuery
+from connector.secrets import Secret
 from connector.settings import Settings
 
 API_KEY = "bg_5ecre7a11ce0000000000000000000"

@@ -8,11 +8,12 @@ import json
 from typing import Any
 
 from connector import codec
-from connector.accounts import Account, Accounts, Secret
+from connector.account import Account, Accounts
 from connector.errors import ExchangeUnavailable
 from connector.model import FetchResult, Order, OrderQuery, OrderStatus, Side
 from connector.pipeline import Pipeline
 from connector.resilience import FetchCoalescer, SlidingWindowLimiter
+from connector.secrets import Secret
 from connector.settings import Settings
 
 

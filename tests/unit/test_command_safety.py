@@ -14,12 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector import codec
-from connector.accounts import Account, Accounts, Secret
+from connector.account import Account, Accounts
 from connector.codec import RegistryUnavailable
 from connector.commands import json_depth_exceeds, safe_text
 from connector.errors import ErrorCode
 from connector.model import FetchResult
 from connector.pipeline import Outcome, Pipeline
+from connector.secrets import Secret
 from connector.settings import Settings
 from connector.worker import is_outage
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from connector.accounts import load_accounts, redact
+from connector.accounts_file import load_accounts
 from connector.errors import ConfigurationError, UnknownAccount
 from connector.exchanges.ascendex.config import AscendexSettings
 from connector.exchanges.bitget.config import BitgetSettings
 from connector.logs import RedactingFilter, TextFormatter
-from connector.settings import load_settings
+from connector.secrets import redact
+from connector.settings_env import load_settings
 
 YAML = """
 accounts:

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 import pytest
 
 from connector import codec, logs
-from connector.accounts import Account, Accounts, Secret
+from connector.account import Account, Accounts
 from connector.model import FetchResult, OrderQuery
 from connector.pipeline import Pipeline
+from connector.secrets import Secret
 from connector.settings import Settings
 
 adapter_log = logging.getLogger("connector.exchanges.test")

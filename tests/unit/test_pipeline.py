@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from connector import codec
-from connector.accounts import Account, Accounts, Secret
+from connector.account import Account, Accounts
 from connector.errors import AuthFailed, ErrorCode
 from connector.model import FetchResult, Order, OrderQuery, OrderStatus, Side, now_ms
 from connector.pipeline import Pipeline
+from connector.secrets import Secret
 from connector.settings import Settings
 
 SECRET = "s3cr3t-value-never-printed"

@@ -7,15 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector import accounts, codec
-from connector.accounts import (
+from connector import codec, secrets
+from connector.pipeline import Outcome, OutputRecord, _is_clean, sanitize, sanitize_record
+from connector.secrets import (
     REDACTED,
     Secret,
     contains_secret,
     contains_secret_utf8,
     register_secrets,
 )
-from connector.pipeline import Outcome, OutputRecord, _is_clean, sanitize, sanitize_record
 
 SECRET = "fast-path-secret-0123456789abcdef"
 
@@ -65,13 +65,13 @@ def test_an_unencodable_string_is_escaped() -> None:
 def registry_restored(monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets registered by the test are forgotten afterwards (the registry is process-wide)."""
     for name in ("_secrets", "_ordered", "_automaton", "_bytes_automaton", "_json_safe"):
-        value = getattr(accounts, name)
-        monkeypatch.setattr(accounts, name, set(value) if isinstance(value, set) else value)
+        value = getattr(secrets, name)
+        monkeypatch.setattr(secrets, name, set(value) if isinstance(value, set) else value)
 
 
 def test_the_json_scan_finds_a_secret_in_every_kind_of_place(registry_restored: None) -> None:
     register_secrets(Secret(SECRET))
-    assert accounts.secrets_survive_json()
+    assert secrets.secrets_survive_json()
     for rec in (
         record(raw=f'{{"clientOrderId":"{SECRET}"}}'),  # escaped quotes around it
         record(symbol=f'a"b\\c\n{SECRET}\x01é'),  # escapes and non-ASCII before it
@@ -88,7 +88,7 @@ def test_the_json_scan_finds_a_secret_in_every_kind_of_place(registry_restored: 
 )
 def test_a_secret_json_would_escape_is_still_found(registry_restored: None, secret: str) -> None:
     register_secrets(Secret(secret))
-    assert not accounts.secrets_survive_json()  # so the record is walked, not JSON-encoded
+    assert not secrets.secrets_survive_json()  # so the record is walked, not JSON-encoded
     for rec in (record(raw=f"x{secret}y"), record(copy_trading={"trader_id": secret})):
         assert not _is_clean(rec)
         out = sanitize_record(rec)

@@ -14,7 +14,7 @@ import pytest
 from aiokafka.errors import RecordTooLargeError
 from prometheus_client import REGISTRY
 
-from connector.accounts import Accounts
+from connector.account import Accounts
 from connector.model import OrderQuery
 from connector.pipeline import Outcome, OutputRecord
 from connector.settings import Settings

@@ -13,8 +13,9 @@ from prometheus_client import generate_latest
 from pydantic import SecretStr
 
 from connector import metrics
-from connector.accounts import Account, Accounts, Secret
+from connector.account import Account, Accounts
 from connector.resilience.clock import ServerClock
+from connector.secrets import Secret
 from connector.settings import Settings
 from connector.status import REDACTED, VenueHealth, redacted
 from connector.version import __version__

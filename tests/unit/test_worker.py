@@ -8,7 +8,7 @@ import asyncio
 import time
 from typing import Any
 
-from connector.accounts import Accounts
+from connector.account import Accounts
 from connector.settings import Settings
 from connector.worker import Connector
 

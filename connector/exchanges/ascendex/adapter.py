@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ...accounts import Account
+from ...account import Account
 from ...errors import AuthFailed, ConnectorError, ExchangeTimeout, Unsupported
 from ...model import FetchResult, Order, OrderQuery
 from ...resilience import RetryPolicy, SlidingWindowLimiter

@@ -24,7 +24,7 @@ import hmac
 from collections.abc import Mapping
 from enum import StrEnum
 
-from ...accounts import Account
+from ...account import Account
 from ...errors import AuthFailed
 
 REST_INFO_PATH = "info"

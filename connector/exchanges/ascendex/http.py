@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 import httpx
 
 from ... import metrics
-from ...accounts import Account
+from ...account import Account
 from ...errors import (
     AuthFailed,
     ConnectorError,

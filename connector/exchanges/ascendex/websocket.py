@@ -29,7 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from ... import metrics
-from ...accounts import Account
+from ...account import Account
 from ...errors import (
     ExchangeUnavailable,
     MalformedResponse,

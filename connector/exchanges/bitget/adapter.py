@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 
-from ...accounts import Account
+from ...account import Account
 from ...errors import ConnectorError, SnapshotIncomplete, SnapshotTooLarge
 from ...model import FetchResult, Order, OrderQuery
 from ...resilience import InstrumentCache, LimiterRegistry

@@ -17,7 +17,7 @@ import hmac
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from ...accounts import Secret
+from ...secrets import Secret
 
 HEADER_KEY = "ACCESS-KEY"
 HEADER_SIGN = "ACCESS-SIGN"

@@ -69,7 +69,7 @@ from urllib.parse import unquote
 import httpx
 import msgspec
 
-from ...accounts import Account, redact
+from ...account import Account
 from ...errors import (
     AuthFailed,
     ExchangeRejected,
@@ -81,6 +81,7 @@ from ...errors import (
 )
 from ...metrics import EXCHANGE_CALL_LATENCY
 from ...resilience import RetryPolicy, ServerClock, SlidingWindowLimiter
+from ...secrets import redact
 from .._json import decode, decoder
 from .auth import HEADER_LOCALE, LOCALE, build_query, signed_headers
 from .parsing import parse_server_time

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ...accounts import Account
+from ...account import Account
 
 
 def limiter_key(account: Account) -> str:

@@ -1,0 +1,56 @@
+"""A configured account (alias, venue, credentials) and the set of them, as plain values.
+
+Commands name accounts by alias only, so credentials live in exactly one place, the accounts
+file; :mod:`connector.accounts_file` reads it into the :class:`Accounts` defined here. The models
+are apart from the loader so that venue code (which takes an :class:`Account`) does not depend
+on the loader, which depends on the venue registry: that was an import cycle.
+
+A leaf module: it imports only other leaves (:mod:`connector.secrets`, :mod:`connector.errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import UnknownAccount
+from .secrets import Secret, register_secrets
+
+
+@dataclass(frozen=True)
+class Account:
+    """A configured account. ``exchange`` is a registered venue name; ``options`` are the
+    venue's validated accounts-file options, as strings."""
+
+    alias: str
+    exchange: str
+    api_key: Secret
+    api_secret: Secret
+    passphrase: Secret | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"Account(alias={self.alias!r}, exchange={self.exchange!r})"
+
+
+class Accounts:
+    """The configured accounts, looked up by (exchange, alias)."""
+
+    def __init__(self, accounts: Iterable[Account]) -> None:
+        self._by_alias = {a.alias: a for a in accounts}
+        for a in self._by_alias.values():
+            register_secrets(a.api_key, a.api_secret, a.passphrase)
+
+    def get(self, exchange: str, alias: str) -> Account:
+        account = self._by_alias.get(alias)
+        if account is None or account.exchange != exchange:
+            # Same message for both cases: do not reveal which aliases exist on other exchanges.
+            raise UnknownAccount(f"no {exchange} account with alias {alias!r} is configured")
+        return account
+
+    def __iter__(self) -> Any:
+        return iter(self._by_alias.values())
+
+    def __len__(self) -> int:
+        return len(self._by_alias)
