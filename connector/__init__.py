@@ -1,5 +1,5 @@
 """Exchange order connector: query-orders commands in, normalized Avro order snapshots out.
 
-The version lives in one place, ``pyproject.toml``; read it with
-``importlib.metadata.version("exchange-order-connector")``.
+The version lives in one place, :data:`connector.version.__version__` (``--version``, the ready
+line, ``/status`` and ``connector_build_info`` all read it there).
 """
