@@ -180,3 +180,14 @@ def test_faust_private_names_live_in_one_module() -> None:
         if (used := faust_private_names_used(path.read_text(encoding="utf-8")))
     }
     assert list(users) == [FAUST_INTERNALS_MODULE], f"Faust/aiokafka private names in: {users}"
+
+
+# Value types and the modules they need: anything may import these, so they import only each other.
+LEAVES = frozenset(
+    {"connector.errors", "connector.secrets", "connector.account", "connector.version"}
+)
+
+
+def test_value_type_modules_are_leaves() -> None:
+    graph = import_graph()
+    assert {m: sorted(graph[m] - LEAVES) for m in sorted(LEAVES)} == {m: [] for m in sorted(LEAVES)}
