@@ -193,7 +193,8 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
         def ack(self, message: Any) -> bool:
             # Faust's pure-Python stream iterator acknowledges the events it skips (see the
             # module docstring); it skips them before tracking them, as the compiled one does.
-            if not message.tracked and self.app.topics.acks_enabled_for(message.topic):
+            skipped = not message.tracked and message not in self._unacked_messages
+            if skipped and self.app.topics.acks_enabled_for(message.topic):
                 return False
             return bool(super().ack(message))
 
