@@ -40,6 +40,23 @@ every second, seeks a partition back to its first *hole* (an offset neither ackn
 in flight while a later one is acknowledged) once that hole has lasted ``HOLE_GRACE_S``, so the
 record is fetched again: answered, not skipped. A record the agent had already answered is
 recognized as a repeat by the worker and not answered twice.
+
+**A skipped record is not an answered one.** Faust's stream iterator skips an event while flow
+control is suspended (a rebalance) or when it was fetched in an older generation, and counts on
+a later fetch to deliver it again. The compiled iterator (``faust._cython.streams``) leaves such
+an event unacknowledged; the pure-Python one (``Stream._py_aiter``, used when ``NO_CYTHON`` is
+set or the extension does not import) acknowledges it, so the commit passed commands nobody
+answered (issue 20; tests/integration/test_commit_rule.py). Both iterators track an event (mark
+it pending) before the agent may see it, and skip it before that, so :meth:`TunedConsumer.ack`
+does not count an untracked message of an acknowledged topic: it stays a hole, fetched again.
+
+**A marker at the committed offset is a gap.** Faust's seek to the committed offsets sets a
+partition's read offset to the *next* offset to read, while its fetcher reads it as the *last*
+one delivered, so a jump from there misses its first offset: with the committed offset on a
+transaction marker or a compacted-away record (never delivered), the next commit waited for it
+forever and the hole refetch delivered the following record again every few seconds.
+:class:`ReadOffsets` remembers the offset of that seek until the partition's next record and
+counts the offsets between them, above any already delivered, as gaps.
 """
 
 from __future__ import annotations
@@ -79,14 +96,28 @@ class ReadOffsets(defaultdict[Any, "int | None"]):
     def __init__(self) -> None:
         super().__init__(lambda: None)
         self.delivered: dict[Any, int] = {}
+        self.sought: dict[Any, int] = {}  # Faust's seek to the committed offset, until a record
+        self.skipped: dict[Any, tuple[int, int]] = {}  # never delivered after that seek
 
     def __setitem__(self, tp: Any, offset: int | None) -> None:
+        sought = self.sought.pop(tp, None)
+        if sought is not None and offset is not None:
+            gap = gap_to_record(sought, offset, self.delivered.get(tp))
+            if gap is not None:
+                self.skipped[tp] = gap
         super().__setitem__(tp, offset)
         if offset is not None and offset > self.delivered.get(tp, -1):
             self.delivered[tp] = offset
 
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        offsets = dict(*args, **kwargs)  # Faust's seek to the committed offsets
+        super().update(offsets)
+        self.sought.update({tp: o for tp, o in offsets.items() if o is not None})
+
     def pop(self, tp: Any, *default: Any) -> Any:
         self.delivered.pop(tp, None)
+        self.sought.pop(tp, None)
+        self.skipped.pop(tp, None)
         return super().pop(tp, *default)
 
 
@@ -154,7 +185,24 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
 
         def _covered(self, tp: Any) -> list[int]:
             gaps = [o for iv in self._gap.get(tp) or () for o in range(iv.begin, iv.end)]
+            skipped = getattr(self._read_offset, "skipped", {}).get(tp)
+            if skipped is not None:  # offsets never delivered after the seek to the commit
+                gaps.extend(range(skipped[0], skipped[1] + 1))
             return [*self._acked[tp], *gaps]
+
+        def ack(self, message: Any) -> bool:
+            # Faust's pure-Python stream iterator acknowledges the events it skips (see the
+            # module docstring); it skips them before tracking them, as the compiled one does.
+            skipped = not message.tracked and message not in self._unacked_messages
+            if skipped and self.app.topics.acks_enabled_for(message.topic):
+                return False
+            return bool(super().ack(message))
+
+        async def seek(self, partition: Any, offset: int) -> None:
+            # A seek of our own (a hole refetch) is not the seek to the committed offset.
+            sought = getattr(self._read_offset, "sought", {})
+            sought.pop(partition, None)
+            await super().seek(partition, offset)
 
         def _new_offset(self, tp: Any) -> int | None:
             # Replaces Faust's rule (see the module docstring). Pure but for forgetting what

@@ -2,27 +2,25 @@
 
 Faust commits the first run of consecutive acknowledged offsets even when an earlier offset is
 still being processed (its guard is off by one and absent before the first commit). These tests
-pin the corrected rule, on the pure function and on the consumer's ``_new_offset`` itself.
+pin the corrected rule's pure functions, and the consumer's acknowledgement on the consumer
+Faust builds. The rule on a running consumer (committed offsets, both of Faust's stream
+iterators, holes fetched again, transaction markers) is tested against the embedded broker in
+tests/integration/test_commit_rule.py: the committed offset can only be set by a broker.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass
 from typing import Any
-from weakref import WeakSet
 
-from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
-from intervaltree import IntervalTree
+from faust.types.tuples import ConsumerMessage
 
 from connector.faust_transport import (
-    HOLE_GRACE_S,
+    App,
     ReadOffsets,
     commit_end,
     first_hole,
     gap_to_record,
-    transport_class,
 )
 
 TP0 = TP("query-orders", 0)
@@ -39,40 +37,6 @@ def test_nothing_is_committed_while_the_base_is_unanswered() -> None:
     assert commit_end(0, [3, 4]) is None  # before any commit Faust has no guard at all
     assert commit_end(10, []) is None
     assert commit_end(10, [7, 8]) is None  # repeats of committed records
-
-
-@dataclass(eq=False)
-class _Msg:
-    tp: TP
-    offset: int
-    acked: bool = False
-
-
-def _consumer(committed: int | None, acked: list[int], pending: list[_Msg]) -> Any:
-    consumer: Any = object.__new__(transport_class(500).Consumer)
-    consumer._acked = defaultdict(list, {TP0: list(acked)})
-    consumer._acked_index = defaultdict(set, {TP0: set(acked)})
-    consumer._gap = defaultdict(list)  # no gaps (Faust keeps IntervalTrees here)
-    consumer._committed_offset = defaultdict(lambda: None, {TP0: committed})
-    consumer._unacked_messages = WeakSet(pending)
-    consumer._first_offset = {}
-    consumer._holes = {}
-    return consumer
-
-
-def test_consumer_holds_the_commit_until_the_slow_command_is_acknowledged() -> None:
-    slow = _Msg(TP0, 10)
-    consumer = _consumer(committed=10, acked=[11, 12], pending=[slow])
-    assert consumer._new_offset(TP0) is None
-    slow.acked = True
-    consumer._acked[TP0].append(10)
-    assert consumer._new_offset(TP0) == 13
-
-
-def test_consumer_commits_as_faust_does_when_nothing_is_in_the_way() -> None:
-    later = _Msg(TP0, 14)
-    consumer = _consumer(committed=10, acked=[10, 11, 12], pending=[later])
-    assert consumer._new_offset(TP0) == 13
 
 
 # --- gaps: offsets Faust treats as skipped by the fetcher ------------------------------------
@@ -103,40 +67,6 @@ def test_read_offsets_remember_what_was_delivered_until_revocation() -> None:
     assert TP0 not in offsets.delivered
 
 
-def _seeking_consumer(consumer_class: Any) -> Any:
-    """A consumer that delivered 60-70, committed 65 (only 65 is answered since) and was reset
-    to read offset 65 by the post-recovery seek, as Faust's Consumer keeps them."""
-    consumer: Any = object.__new__(consumer_class)
-    faust_own = consumer_class is Consumer
-    consumer._read_offset = defaultdict(lambda: None) if faust_own else ReadOffsets()
-    for offset in range(60, 71):
-        consumer._read_offset[TP0] = offset
-    consumer._read_offset.update({TP0: 65})
-    consumer._committed_offset = defaultdict(lambda: None, {TP0: 65})
-    consumer._gap = defaultdict(IntervalTree)
-    consumer._acked = defaultdict(list, {TP0: [65]})
-    consumer._acked_index = defaultdict(set, {TP0: {65}})
-    consumer._unacked_messages = WeakSet()  # 66-70 are queued for the agent: not yet tracked
-    consumer._first_offset = {TP0: 0}
-    return consumer
-
-
-async def test_a_stale_batch_after_the_seek_cannot_commit_past_queued_commands() -> None:
-    # The next record of the stale batch, 71, is delivered and answered before 66-70.
-    # Faust's own consumer took 71 for a jump from 65: 66-71 count as acknowledged, and the
-    # commit passes five commands nobody has answered.
-    faust_consumer = _seeking_consumer(Consumer)
-    await Consumer._add_gap(faust_consumer, TP0, 66, 71)
-    faust_consumer._acked[TP0].append(71)
-    assert faust_consumer._new_offset(TP0) == 72
-    # The connector's: no gap, the commit stops after 65 until 66-70 are answered.
-    consumer = _seeking_consumer(transport_class(500).Consumer)
-    await consumer._add_gap(TP0, 66, 71)
-    consumer._acked[TP0].append(71)
-    assert not consumer._gap[TP0]
-    assert consumer._new_offset(TP0) == 66
-
-
 # --- holes: records fetched but never delivered to the agent ---------------------------------
 
 
@@ -149,69 +79,49 @@ def test_first_hole_is_an_offset_neither_answered_nor_in_flight_below_an_answere
     assert first_hole(4, acked=[1, 2], pending=[]) is None  # repeats of committed offsets
 
 
-def test_commit_never_passes_an_offset_that_never_reached_the_agent() -> None:
-    # 4 was dropped between fetcher and agent: not acknowledged, not in flight. Faust alone
-    # commits 7 (its guard: 5 - 4 is not > 1); the connector holds the commit at 4.
-    consumer = _consumer(committed=4, acked=[5, 6], pending=[])
-    assert consumer._new_offset(TP0) is None
+def test_read_offsets_count_what_the_seek_to_the_commit_never_delivered_as_skipped() -> None:
+    offsets = ReadOffsets()
+    offsets.update({TP0: 4})  # Faust's seek to the committed offset 4
+    offsets[TP0] = 6  # the next record: 4 and 5 are a transaction marker, compacted away...
+    assert offsets.skipped[TP0] == (4, 5)
+    offsets[TP0] = 9  # later jumps are Faust's own gap logic
+    assert offsets.skipped[TP0] == (4, 5)
+    offsets.update({TP0: 9})
+    offsets[TP0] = 9  # delivered where the seek put it: nothing skipped
+    assert offsets.skipped[TP0] == (4, 5)
+    offsets.pop(TP0, None)  # revoked
+    assert TP0 not in offsets.skipped
+    stale = ReadOffsets()
+    for offset in range(60, 71):
+        stale[TP0] = offset
+    stale.update({TP0: 65})
+    stale[TP0] = 71  # a batch fetched before the seek: 65-70 were delivered, not skipped
+    assert TP0 not in stale.skipped
 
 
-def test_before_any_commit_the_partitions_first_offset_is_the_base() -> None:
-    consumer = _consumer(committed=None, acked=[1, 2], pending=[])
-    assert consumer._new_offset(TP0) is None  # first offset not known yet
-    consumer._first_offset[TP0] = 1  # log start 1: offset 0 was deleted by retention
-    assert consumer._new_offset(TP0) == 3
-    consumer = _consumer(committed=None, acked=[1, 2], pending=[])
-    consumer._first_offset[TP0] = 0  # offset 0 exists and was never answered
-    assert consumer._new_offset(TP0) is None
+async def _consumer_of(topic: str) -> Any:
+    """The connector's consumer as Faust builds it (not started: no broker), with acks enabled
+    for ``topic`` as Faust's conductor enables them for an agent's topic."""
+    app = App("t", broker="kafka://127.0.0.1:1", fetch_max_wait_ms=500, topic_allow_declare=False)
+    app.topics.add(app.topic(topic, internal=False))
+    await app.topics._update_indices()
+    assert app.topics.acks_enabled_for(topic)
+    return app.consumer
 
 
-def test_a_commit_older_than_the_partitions_first_offset_does_not_hold_it() -> None:
-    # The group was idle longer than the topic's retention: committed 10, records from 50 on.
-    consumer = _consumer(committed=10, acked=[50, 51], pending=[])
-    consumer._first_offset[TP0] = 50
-    assert consumer._new_offset(TP0) == 52
+def _message(offset: int) -> ConsumerMessage:
+    return ConsumerMessage(TP0.topic, TP0.partition, offset, 0.0, 0, None, None, b"x", None)
 
 
-async def test_a_lasting_hole_is_fetched_again_from_the_hole() -> None:
-    consumer = _consumer(committed=None, acked=[0, 1, 3, 4], pending=[])
-    seeks: list[tuple[TP, int]] = []
-    asked: list[tuple[TP, ...]] = []
-
-    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
-        asked.append(tps)
-        return {tp: 0 for tp in tps}
-
-    async def seek(tp: TP, offset: int) -> None:
-        seeks.append((tp, offset))
-
-    consumer.earliest_offsets = earliest_offsets
-    consumer.seek = seek
-    await consumer.heal_offsets(now=100.0)
-    assert asked == [(TP0,)] and consumer._first_offset == {TP0: 0}
-    assert seeks == []  # a hole may be a record on its way to an actor: not yet
-    await consumer.heal_offsets(now=100.0 + HOLE_GRACE_S / 2)
-    assert seeks == []
-    await consumer.heal_offsets(now=100.0 + HOLE_GRACE_S)
-    assert seeks == [(TP0, 2)]
-    await consumer.heal_offsets(now=100.0 + HOLE_GRACE_S + 1)
-    assert seeks == [(TP0, 2)]  # the refetch gets its own grace
-    consumer._acked[TP0].append(2)  # answered after the refetch
-    await consumer.heal_offsets(now=100.0 + 3 * HOLE_GRACE_S)
-    assert seeks == [(TP0, 2)] and consumer._holes == {}
-    assert consumer._new_offset(TP0) == 5
-
-
-def test_asking_for_the_commit_twice_gives_it_twice() -> None:
-    # Faust's own rule drops the acks it counted, whether or not that commit is then sent: a
-    # commit skipped at shutdown (one already running) lost them, and the next owner repeated
-    # those commands. The connector forgets acks only once the committed offset passed them.
-    faust_consumer = _consumer(committed=10, acked=[10, 11, 12], pending=[])
-    assert Consumer._new_offset(faust_consumer, TP0) == 13
-    assert Consumer._new_offset(faust_consumer, TP0) is None
-    consumer = _consumer(committed=10, acked=[10, 11, 12], pending=[])
-    assert consumer._new_offset(TP0) == 13
-    assert consumer._new_offset(TP0) == 13
-    consumer._committed_offset[TP0] = 13  # the commit went through
-    consumer._acked[TP0].append(13)
-    assert consumer._new_offset(TP0) == 14 and consumer._acked[TP0] == [13]
+async def test_a_message_skipped_before_it_was_tracked_is_not_acknowledged() -> None:
+    # Faust's pure-Python stream iterator acks the events it skips (issue 20); they were never
+    # tracked, as every event an agent sees is. Refused, the record stays a hole: fetched again.
+    consumer = await _consumer_of(TP0.topic)
+    skipped = _message(5)
+    assert not consumer.ack(skipped) and not skipped.acked
+    answered = _message(6)
+    consumer.track_message(answered)  # pending
+    assert answered in consumer.unacked
+    assert consumer.ack(answered) and answered.acked
+    assert answered not in consumer.unacked
+    assert not consumer.ack(answered)  # a second ack is a no-op, as in Faust
