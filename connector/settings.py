@@ -241,7 +241,7 @@ def kafka_security_problems(environ: Mapping[str, str] | None = None) -> list[st
 def load_settings() -> Settings:
     """Read the environment: core settings, every venue's settings and the Kafka security
     files. Every problem found goes into one ConfigurationError line naming the variables."""
-    from .exchanges.registry import venues
+    from .exchanges.registry import settings_problems
 
     problems: list[str] = []
     settings: Settings | None = None
@@ -249,11 +249,8 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         problems += describe_errors(exc, ENV_PREFIX)
-    for venue in venues().values():
-        try:
-            venue.settings()
-        except ValidationError as exc:
-            problems += describe_errors(exc, str(venue.settings.model_config.get("env_prefix", "")))
+    # Each venue's own (a disabled venue's are not validated: connector/exchanges/registry.py).
+    problems += settings_problems()
     problems += kafka_security_problems()
     if problems:
         raise ConfigurationError("; ".join(problems))

@@ -262,7 +262,11 @@ class AscendexHttpClient:
                 method, url, headers=dict(headers or {}), timeout=timeout
             )
         except httpx.TimeoutException:
-            raise ExchangeTimeout(f"{endpoint}: no response within {timeout:.1f}s") from None
+            raise ExchangeTimeout(
+                f"{endpoint}: no response within {timeout:.1f}s",
+                # Evidence against the venue only when it had the whole request timeout.
+                venue_down=timeout >= self._request_timeout_s,
+            ) from None
         except httpx.HTTPError as exc:
             raise ExchangeUnavailable(f"{endpoint}: {type(exc).__name__}") from None
         finally:
