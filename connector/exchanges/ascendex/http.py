@@ -143,6 +143,11 @@ class AscendexHttpClient:
 
     # --- account group ---------------------------------------------------------------------
 
+    def cached_account_group(self, account: Account) -> int | None:
+        """The account's group if it is known (cached), without any request."""
+        info = self._groups.get(account_cache_key(account))
+        return None if info is None else info.account_group
+
     def forget_account(self, account: Account) -> None:
         """Drop the cached account group, e.g. after the exchange rejected our authentication."""
         self._groups.pop(account_cache_key(account), None)
