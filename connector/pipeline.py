@@ -253,7 +253,7 @@ class Pipeline:
         error: BaseException | None,
     ) -> None:
         """Hand the fetch's result to the breaker that admitted it. When the adapter learned a
-        smaller scope for the account during the fetch (an AscendEX account group), the fetch
+        smaller scope for the account during the fetch (e.g. the account's group), the fetch
         got past the unit it was admitted for, and its result belongs to the new scope."""
         after = self._scope(adapter, account)
         if after == breaker.scope:

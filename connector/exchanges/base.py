@@ -40,7 +40,7 @@ class CircuitScoped(Protocol):
 
     The pipeline keeps one circuit breaker per (venue, scope) (connector/resilience/breaker.py)
     and asks the adapter which scope a command for ``account`` depends on: e.g. the host of
-    the account's AscendEX account group once it is known, the API host before. Cheap and
+    the account's group once the venue has looked it up, the API host before. Cheap and
     synchronous (no I/O): it is asked before every fetch and after it. The scope may change
     only by the adapter learning more about the account (a smaller unit); a finite set of
     values (hosts, groups), as it is a metric label. Adapters without it have one scope,

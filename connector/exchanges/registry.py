@@ -23,7 +23,7 @@ here rather than by the venue: ``CONNECTOR_<VENUE>_ENABLED`` (default true) and 
 breaker's policy (``CONNECTOR_<VENUE>_CIRCUIT_*``, connector/resilience/breaker.py). A disabled
 venue stays registered (commands naming it are still understood, and answered VENUE_DISABLED by
 the pipeline), but nothing else of it is touched: its settings are not validated and its adapter
-is not created, so a venue that has shut down (AscendEX, docs/ascendex.md) cannot stop the
+is not created, so a venue that has shut down (see the venue docs) cannot stop the
 worker from starting.
 """
 

@@ -17,7 +17,7 @@ request, our own rate limiter's wait running out, a cancelled command) is *neutr
 counts nor resets the count; a neutral probe hands the probe to the next command.
 
 The scope of a breaker is the venue's failure unit: the venue as a whole, or one host of it
-(an AscendEX account group's host, the Bitget API host) when that is smaller, so one sick host
+(the host serving an account group, the one API host) when that is smaller, so one sick host
 does not stop the others. A :class:`CircuitBoard` keeps one breaker per (venue, scope), reports
 every state change once (one log line, ``connector_venue_circuit_state`` and
 ``connector_venue_circuit_transitions_total``) and gives ``/status`` and the standing-query
