@@ -64,8 +64,8 @@ def _env_help(fields: Sequence[str] | None, *, venues: bool = False) -> str:
 
             for venue in registered().values():
                 prefix = venue.env_prefix
-                fields = {**VenueControls.model_fields, **venue.settings.model_fields}
-                for name, info in fields.items():
+                venue_fields = {**VenueControls.model_fields, **venue.settings.model_fields}
+                for name, info in venue_fields.items():
                     lines.append(f"  {prefix}{name.upper()} ({info.default})")
         except ConfigurationError:
             pass
