@@ -60,11 +60,13 @@ def _env_help(fields: Sequence[str] | None, *, venues: bool = False) -> str:
         lines.append(f"  {ENV_PREFIX}{name.upper()} ({'unset' if default is None else default})")
     if venues:
         try:
+            from .exchanges.registry import VenueControls
             from .exchanges.registry import venues as registered
 
             for venue in registered().values():
-                prefix = str(venue.settings.model_config.get("env_prefix", ""))
-                for name, info in venue.settings.model_fields.items():
+                prefix = venue.env_prefix
+                venue_fields = {**VenueControls.model_fields, **venue.settings.model_fields}
+                for name, info in venue_fields.items():
                     lines.append(f"  {prefix}{name.upper()} ({info.default})")
         except ConfigurationError:
             pass

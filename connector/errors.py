@@ -14,6 +14,8 @@ passes them through :func:`connector.secrets.redact` once more before publishing
         ├── UnknownAccount            UNKNOWN_ACCOUNT
         ├── Unsupported               UNSUPPORTED           venue not served / not enabled
         ├── Expired                   EXPIRED               deadline passed before starting
+        ├── VenueDisabled             VENUE_DISABLED        venue switched off by configuration
+        ├── VenueUnavailable          VENUE_UNAVAILABLE     circuit open: answered without a call
         ├── ExchangeError             anything the exchange said or failed to say
         │   ├── AuthFailed            AUTH_FAILED           credentials, permissions, signature
         │   ├── RateLimited           RATE_LIMITED          throttled (retried until deadline)
@@ -26,6 +28,13 @@ passes them through :func:`connector.secrets.redact` once more before publishing
         └── InternalError             INTERNAL              a bug; logged with its traceback
 
 ``exchange_code`` is the exchange's own code, or the HTTP status when that is all it said.
+
+``venue_down`` marks the failures that say the venue itself is not there (connection refused or
+reset, DNS failure, HTTP 5xx or maintenance, silence for a whole request timeout): what a venue's
+circuit breaker counts (connector/resilience/breaker.py). It is True for every retryable
+:class:`ExchangeUnavailable` and False otherwise unless the raiser says so: a timeout is only
+evidence when the venue was given the full request timeout, never when our own rate limiter,
+session cap or the caller's short deadline ran the clock out.
 """
 
 from __future__ import annotations
@@ -49,6 +58,9 @@ class ErrorCode(StrEnum):
     # Added in 0.2.0 (the Avro enum's default, INTERNAL, is what older readers see).
     MALFORMED_RESPONSE = "MALFORMED_RESPONSE"
     SNAPSHOT_TOO_LARGE = "SNAPSHOT_TOO_LARGE"
+    # Added in 0.2.0, appended like the two above (readers on the 0.1.0 schema see INTERNAL).
+    VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"
+    VENUE_DISABLED = "VENUE_DISABLED"
 
 
 class ConnectorError(Exception):
@@ -65,18 +77,25 @@ class ConnectorError(Exception):
         retryable: bool | None = None,
         attempts: int = 1,
         retry_after: float | None = None,
+        venue_down: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.exchange_code = exchange_code
         if retryable is not None:
             self.retryable = retryable
+        self._venue_down = venue_down
         self.attempts = attempts
         # Seconds the exchange asked us to wait (HTTP Retry-After), honoured by the retry policy.
         self.retry_after = retry_after
         # Exchange requests made before the failure; adapters stamp it so the FAILED
         # QueryResult's exchange_calls is as truthful as an OK one's.
         self.calls = 0
+
+    @property
+    def venue_down(self) -> bool:
+        """Whether this failure says the venue is not there (see the module docstring)."""
+        return bool(self._venue_down)
 
     def __str__(self) -> str:
         if self.exchange_code:
@@ -107,6 +126,25 @@ class Expired(ConnectorError):
     code = ErrorCode.EXPIRED
 
 
+# --- venue lifecycle: answered by the connector without calling the venue ---------------------
+
+
+class VenueDisabled(ConnectorError):
+    """The venue is switched off by configuration (``CONNECTOR_<VENUE>_ENABLED=false``).
+    Not retryable: the same command fails the same way until an operator turns it back on."""
+
+    code = ErrorCode.VENUE_DISABLED
+
+
+class VenueUnavailable(ConnectorError):
+    """The venue's circuit is open: it failed as "not there" too often in a row, so commands
+    are answered at once instead of each waiting out its timeout. Retryable: the message says
+    since when and when the next probe is; ``retry_after`` is the seconds until then."""
+
+    code = ErrorCode.VENUE_UNAVAILABLE
+    retryable = True
+
+
 # --- exchange problems -----------------------------------------------------------------------
 
 
@@ -130,6 +168,12 @@ class ExchangeRejected(ExchangeError):
 class ExchangeUnavailable(ExchangeError):
     code = ErrorCode.EXCHANGE_UNAVAILABLE
     retryable = True
+
+    @property
+    def venue_down(self) -> bool:
+        """5xx, maintenance, refused or dropped connections: the venue is not there, unless the
+        raiser said otherwise or marked it final (our own closed client)."""
+        return self.retryable if self._venue_down is None else self._venue_down
 
 
 class ExchangeTimeout(ExchangeError):

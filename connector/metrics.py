@@ -127,6 +127,20 @@ EXCHANGE_CONSECUTIVE_FAILURES = Gauge(
     ["exchange"],
 )
 
+# --- venue circuit breakers (connector/resilience/breaker.py) ---------------------------------
+VENUE_CIRCUIT_STATE = Gauge(
+    "connector_venue_circuit_state",
+    "Circuit of a venue or one of its hosts (scope: 'venue', a host or an account group): "
+    "0 closed, 1 half-open (one probe let through), 2 open (commands answered "
+    "VENUE_UNAVAILABLE at once)",
+    ["exchange", "scope"],
+)
+VENUE_CIRCUIT_TRANSITIONS = Counter(
+    "connector_venue_circuit_transitions_total",
+    "Circuit state changes, by the state entered (closed, half_open, open)",
+    ["exchange", "scope", "state"],
+)
+
 # --- build ---------------------------------------------------------------------------------
 BUILD_INFO = Gauge("connector_build_info", "Always 1; the running version as a label", ["version"])
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pydantic import ValidationError
 
 from .errors import ConfigurationError
-from .exchanges.registry import setting_names, venues
+from .exchanges.registry import setting_names, settings_problems
 from .settings import ENV_PREFIX, Settings, describe_errors
 
 
@@ -58,11 +58,8 @@ def load_settings() -> Settings:
         settings = Settings()
     except ValidationError as exc:
         problems += describe_errors(exc, ENV_PREFIX)
-    for venue in venues().values():
-        try:
-            venue.settings()
-        except ValidationError as exc:
-            problems += describe_errors(exc, str(venue.settings.model_config.get("env_prefix", "")))
+    # Each venue's own (a disabled venue's are not validated: connector/exchanges/registry.py).
+    problems += settings_problems()
     problems += kafka_security_problems()
     if problems:
         raise ConfigurationError("; ".join(problems))

@@ -9,7 +9,12 @@ with one source of truth.
 
 :class:`VenueHealth` keeps two of those gauges: the last successful snapshot per venue and the
 failures since. Only exchange-side error codes count as a venue failure; a bad command or an
-unknown account says nothing about the venue.
+unknown account says nothing about the venue (nor do VENUE_UNAVAILABLE and VENUE_DISABLED: the
+connector answered those without asking the venue).
+
+:func:`circuit_state` is the venues' lifecycle for the same page: which venues are disabled by
+configuration and, per venue and scope, the circuit breaker's state (connector/resilience/
+breaker.py), with since when a venue is unavailable and when its next probe is.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr
 
 from . import metrics
 from .errors import ErrorCode
+from .resilience.breaker import CircuitBoard
 from .version import __version__
 
 REDACTED = "***"
@@ -125,18 +131,32 @@ def venue_state(venues: Iterable[str]) -> dict[str, dict[str, Any]]:
     return state
 
 
+def circuit_state(board: CircuitBoard, disabled: Iterable[str] = ()) -> dict[str, Any]:
+    """The venues' lifecycle for ``/status``: ``disabled`` (venues switched off by
+    configuration, sorted) and ``circuits``: per venue, per scope (``venue``, a host, an
+    account group), the breaker's ``state`` (closed, half_open, open), ``since``/``since_ms``
+    (when the outage began), ``next_probe``/``next_probe_ms``, ``consecutive_failures``,
+    ``openings``, ``probe_in_flight`` and ``last_error`` (times ISO-8601 UTC and epoch ms).
+    Its keys are :func:`status_document`'s ``disabled`` and ``circuits`` parameters."""
+    return {"disabled": sorted(disabled), "circuits": board.snapshot()}
+
+
 def status_document(
     *,
     settings: BaseModel,
     venues: Iterable[str],
     venue_settings: Mapping[str, BaseModel],
     aliases: Mapping[str, Iterable[str]],
+    circuits: Mapping[str, Mapping[str, Any]] | None = None,
+    disabled: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """The ``/status`` body: version, redacted configuration (core and per venue), account
-    aliases per venue and per-venue state."""
+    aliases per venue and per-venue state; with ``circuits`` (from :func:`circuit_state`),
+    each venue's circuits, and with ``disabled``, the venues switched off by configuration
+    (``disabled_venues``)."""
     names = sorted(venues)
     per_venue = venue_state(names)
-    return {
+    doc: dict[str, Any] = {
         "version": __version__,
         "configuration": redacted(settings),
         "venues": {
@@ -146,7 +166,11 @@ def status_document(
                 ),
                 "accounts": sorted(aliases.get(venue, ())),
                 **per_venue[venue],
+                **({} if circuits is None else {"circuits": dict(circuits.get(venue, {}))}),
             }
             for venue in names
         },
     }
+    if disabled is not None:
+        doc["disabled_venues"] = sorted(disabled)
+    return doc

@@ -8,7 +8,7 @@ subclass; it never returns a partial snapshot.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..account import Account
 from ..model import FetchResult, OrderQuery
@@ -32,3 +32,19 @@ class ExchangeAdapter(Protocol):
     async def aclose(self) -> None:
         """Release connections; called once at worker shutdown."""
         ...
+
+
+@runtime_checkable
+class CircuitScoped(Protocol):
+    """An adapter whose failure unit is smaller than the venue (optional).
+
+    The pipeline keeps one circuit breaker per (venue, scope) (connector/resilience/breaker.py)
+    and asks the adapter which scope a command for ``account`` depends on: e.g. the host of
+    the account's group once the venue has looked it up, the API host before. Cheap and
+    synchronous (no I/O): it is asked before every fetch and after it. The scope may change
+    only by the adapter learning more about the account (a smaller unit); a finite set of
+    values (hosts, groups), as it is a metric label. Adapters without it have one scope,
+    ``"venue"``.
+    """
+
+    def circuit_scope(self, account: Account) -> str: ...

@@ -17,6 +17,14 @@ A descriptor carries everything venue-specific the core needs: the settings mode
 ``CONNECTOR_<VENUE>_*`` prefix), the credentials model that validates an accounts-file entry,
 the command options model, the adapter factory and the simulator factory for
 ``connector sandbox``.
+
+Every venue also has the lifecycle settings of :class:`VenueControls` under its prefix, read
+here rather than by the venue: ``CONNECTOR_<VENUE>_ENABLED`` (default true) and its circuit
+breaker's policy (``CONNECTOR_<VENUE>_CIRCUIT_*``, connector/resilience/breaker.py). A disabled
+venue stays registered (commands naming it are still understood, and answered VENUE_DISABLED by
+the pipeline), but nothing else of it is touched: its settings are not validated and its adapter
+is not created, so a venue that has shut down (see the venue docs) cannot stop the
+worker from starting.
 """
 
 from __future__ import annotations
@@ -30,11 +38,20 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
-from pydantic_settings import BaseSettings
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..errors import ConfigurationError
 from ..model import CommandOptions
+from ..resilience.breaker import BreakerPolicy
 from ..settings import ENV_PREFIX, Settings, describe_errors
 
 if TYPE_CHECKING:
@@ -85,6 +102,41 @@ class Simulator:
     env: Callable[[str], dict[str, str]]
 
 
+class _VenueSwitch(BaseSettings):
+    """``CONNECTOR_<VENUE>_ENABLED`` alone: read before anything else of the venue."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    enabled: bool = True
+
+
+class VenueControls(_VenueSwitch):
+    """The lifecycle settings every venue has, under its own prefix (``CONNECTOR_<VENUE>_``).
+
+    ``circuit_failures`` consecutive "venue not there" failures open the venue's circuit (per
+    scope: the venue, or one of its hosts); the first cool-down is ``circuit_cooldown_s``,
+    doubled after each failed probe up to ``circuit_max_cooldown_s``.
+    """
+
+    circuit_failures: int = Field(default=5, ge=1)
+    circuit_cooldown_s: float = Field(default=5.0, gt=0)
+    circuit_max_cooldown_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("circuit_max_cooldown_s")
+    @classmethod
+    def _cap(cls, v: float, info: ValidationInfo) -> float:
+        if v < info.data.get("circuit_cooldown_s", 0.0):
+            raise ValueError("must not be below the circuit cool-down (CIRCUIT_COOLDOWN_S)")
+        return v
+
+    def breaker_policy(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            failure_threshold=self.circuit_failures,
+            cooldown_s=self.circuit_cooldown_s,
+            max_cooldown_s=self.circuit_max_cooldown_s,
+        )
+
+
 @dataclass(frozen=True)
 class Venue:
     """Everything the core knows about one exchange venue."""
@@ -97,13 +149,56 @@ class Venue:
     options: type[CommandOptions] = CommandOptions
     simulator: Callable[[], Simulator] | None = None
 
+    @property
+    def env_prefix(self) -> str:
+        """``CONNECTOR_<VENUE>_``: the prefix of the venue's settings (its settings model's)."""
+        return str(self.settings.model_config.get("env_prefix", ""))
+
     def load_settings(self) -> BaseSettings:
         """The venue's settings from the environment; a bad value is one line naming it."""
+        return self._load(self.settings)
+
+    def enabled(self) -> bool:
+        """``CONNECTOR_<VENUE>_ENABLED`` (default true); a bad value is one line naming it."""
+        loaded = self._load(_VenueSwitch, prefixed=True)
+        assert isinstance(loaded, _VenueSwitch)
+        return loaded.enabled
+
+    def controls(self) -> VenueControls:
+        """The venue's lifecycle settings (:class:`VenueControls`)."""
+        loaded = self._load(VenueControls, prefixed=True)
+        assert isinstance(loaded, VenueControls)
+        return loaded
+
+    def problems(self) -> list[str]:
+        """Every bad ``CONNECTOR_<VENUE>_*`` value, one entry each, for start-up's one-line
+        report: only the switch when the venue is disabled, everything when enabled."""
+
+        models: list[tuple[type[BaseSettings], bool]] = [(_VenueSwitch, True)]
         try:
-            return self.settings()
+            if not self.enabled():
+                return []
+        except ConfigurationError:
+            pass  # reported below, with the rest
+        else:
+            models = [(VenueControls, True), (self.settings, False)]
+        problems: list[str] = []
+        for model, prefixed in models:
+            try:
+                self._read(model, prefixed)
+            except ValidationError as exc:
+                problems += describe_errors(exc, self.env_prefix)
+        return problems
+
+    def _read(self, model: type[BaseSettings], prefixed: bool) -> BaseSettings:
+        # The lifecycle models have no prefix of their own: they take the venue's.
+        return model(_env_prefix=self.env_prefix) if prefixed else model()
+
+    def _load(self, model: type[BaseSettings], *, prefixed: bool = False) -> BaseSettings:
+        try:
+            return self._read(model, prefixed)
         except ValidationError as exc:
-            prefix = str(self.settings.model_config.get("env_prefix", ""))
-            raise ConfigurationError("; ".join(describe_errors(exc, prefix))) from None
+            raise ConfigurationError("; ".join(describe_errors(exc, self.env_prefix))) from None
 
 
 _venues: dict[str, Venue] = {}
@@ -180,16 +275,38 @@ def setting_names() -> frozenset[str]:
     names = {ENV_PREFIX + field.upper() for field in Settings.model_fields}
     names.add(PLUGINS_ENV)
     for venue in venues().values():
-        prefix = str(venue.settings.model_config.get("env_prefix", ""))
+        prefix = venue.env_prefix
         names.update(prefix + field.upper() for field in venue.settings.model_fields)
+        names.update(prefix + field.upper() for field in VenueControls.model_fields)
     return frozenset(names)
 
 
+def enabled_venues() -> dict[str, Venue]:
+    """The registered venues not switched off by ``CONNECTOR_<VENUE>_ENABLED=false``."""
+    return {name: venue for name, venue in venues().items() if venue.enabled()}
+
+
+def disabled_names() -> frozenset[str]:
+    """The registered venues switched off by configuration."""
+    return frozenset(name for name, venue in venues().items() if not venue.enabled())
+
+
+def settings_problems() -> list[str]:
+    """Every bad venue setting of every registered venue (a disabled venue: its switch only)."""
+    return [problem for venue in venues().values() for problem in venue.problems()]
+
+
+def breaker_policies() -> dict[str, BreakerPolicy]:
+    """Each enabled venue's circuit breaker policy, from its ``CONNECTOR_<VENUE>_CIRCUIT_*``."""
+    return {name: venue.controls().breaker_policy() for name, venue in enabled_venues().items()}
+
+
 def create_adapters(settings: Settings) -> dict[str, ExchangeAdapter]:
-    """One adapter per registered venue, each configured from its own settings."""
+    """One adapter per enabled venue, each configured from its own settings. A disabled venue
+    gets none: its settings are not even read, so they may be missing or invalid."""
     return {
         name: venue.create_adapter(settings, venue.load_settings())
-        for name, venue in venues().items()
+        for name, venue in enabled_venues().items()
     }
 
 
@@ -198,10 +315,15 @@ __all__ = [
     "Credentials",
     "Simulator",
     "Venue",
+    "VenueControls",
+    "breaker_policies",
     "create_adapters",
+    "disabled_names",
+    "enabled_venues",
     "get",
     "names",
     "register",
     "setting_names",
+    "settings_problems",
     "venues",
 ]

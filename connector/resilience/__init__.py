@@ -7,13 +7,16 @@
   on demand (a venue's "timestamp expired" error);
 * :mod:`.cache` — the instrument (contract list) cache and its one failure policy;
 * :mod:`.coalesce` — identical concurrent commands share one fetch that starts after they all
-  arrived.
+  arrived;
+* :mod:`.breaker` — a circuit breaker per venue (or per host of it): after repeated "the venue
+  is not there" failures commands are answered at once, one probe at a time finds it back.
 
 A venue package composes these; it writes no retry loop, limiter, clock or cache of its own.
 """
 
 from __future__ import annotations
 
+from .breaker import BreakerPolicy, CircuitBoard, CircuitBreaker, CircuitState
 from .cache import InstrumentCache
 from .clock import ServerClock
 from .coalesce import FetchCoalescer
@@ -21,6 +24,10 @@ from .limiter import LimiterRegistry, SlidingWindowLimiter
 from .retry import RetryPolicy
 
 __all__ = [
+    "BreakerPolicy",
+    "CircuitBoard",
+    "CircuitBreaker",
+    "CircuitState",
     "FetchCoalescer",
     "InstrumentCache",
     "LimiterRegistry",

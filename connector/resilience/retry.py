@@ -98,6 +98,7 @@ class RetryPolicy:
                 f"attempt(s); last error: {exc.message}",
                 exchange_code=exc.exchange_code,
                 attempts=state.attempt_number,
+                venue_down=exc.venue_down,
             ) from exc
 
         waiting: list[RetryCallState] = []  # the failed try the coming sleep follows

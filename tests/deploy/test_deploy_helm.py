@@ -437,6 +437,9 @@ def test_replicas_up_to_the_partition_count_are_fine(chart):
         ({"podSecurityContext": {"runAsNonRoot": False}}, "/podSecurityContext/runAsNonRoot"),
         ({"web": {"port": 80}}, "/web/port"),
         ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"venues": {"ascendex": {"enabled": "no"}}}, "/venues/ascendex/enabled"),
+        ({"venues": {"ascendex": {"enable": False}}}, "/venues/ascendex"),
+        ({"venues": {"AscendEX": {"enabled": False}}}, "AscendEX"),
     ],
 )
 def test_schema_rejects_bad_values(chart, override, path):
@@ -503,3 +506,14 @@ def test_registry_basic_auth_comes_from_an_existing_secret(chart):
     assert not any("USER_INFO" in k for k in config_data(docs))
     # Without it, no env block at all (SASL off).
     assert "env" not in worker_container(render(chart, load_values("existing-secret.yaml")))
+
+
+def test_a_venue_is_switched_off_by_a_value(chart, settings_env):
+    """venues.<name>.enabled renders CONNECTOR_<VENUE>_ENABLED, a setting the worker reads."""
+    default = config_data(render(chart, BASE))
+    assert default["CONNECTOR_ASCENDEX_ENABLED"] == "true"
+    assert default["CONNECTOR_BITGET_ENABLED"] == "true"
+    off = config_data(render(chart, merge(BASE, {"venues": {"ascendex": {"enabled": False}}})))
+    assert off["CONNECTOR_ASCENDEX_ENABLED"] == "false"
+    assert off["CONNECTOR_BITGET_ENABLED"] == "true"
+    assert {"CONNECTOR_ASCENDEX_ENABLED", "CONNECTOR_BITGET_ENABLED"} <= settings_env

@@ -46,6 +46,7 @@ ALERTS = {
     "ConnectorConsumerLagGrowing",
     "ConnectorInFlightSaturated",
     "ConnectorVenueFailing",
+    "ConnectorVenueCircuitOpen",
 }
 
 #: What the Prometheus Operator reads from a PrometheusRule (monitoring.coreos.com/v1).
@@ -341,6 +342,7 @@ def test_every_alert_expression_parses_and_names_existing_metrics(rendered_on):
         },
         "ConnectorInFlightSaturated": {"connector_commands_in_flight"},
         "ConnectorVenueFailing": {"connector_commands_total"},
+        "ConnectorVenueCircuitOpen": {"connector_venue_circuit_state"},
     }
     for name, alert in rules(rendered_on).items():
         assert check_promql(alert["expr"]) == needs[name], name
@@ -364,6 +366,7 @@ def test_thresholds_come_from_values(chart):
                         "consumerLag": {"threshold": 500, "window": "20m"},
                         "inFlightSaturated": {"window": "7m"},
                         "venueFailing": {"window": "17m", "for": "3m"},
+                        "venueCircuitOpen": {"for": "7m"},
                     }
                 },
             },
@@ -382,6 +385,8 @@ def test_thresholds_come_from_values(chart):
     assert sat.endswith(">= 13") and "[7m]" in sat
     assert "[17m]" in by_name["ConnectorVenueFailing"]["expr"]
     assert by_name["ConnectorVenueFailing"]["for"] == "3m"
+    assert by_name["ConnectorVenueCircuitOpen"]["for"] == "7m"
+    assert "7m" in by_name["ConnectorVenueCircuitOpen"]["annotations"]["summary"]
     for alert in by_name.values():
         assert alert["labels"]["team"] == "risk"
         # The selector reaches every series the rule reads.
@@ -410,3 +415,15 @@ def test_schema_rejects_bad_thresholds(chart, override, path):
 def test_schema_rejects_unknown_dashboard_keys(chart):
     with pytest.raises(helm.HelmValuesError, match="/grafana/dashboard"):
         chart.validate_schema(merge(BASE, {"grafana": {"dashboard": {"enable": True}}}))
+
+
+def test_an_open_or_probing_circuit_alerts_and_has_a_panel(rendered_on):
+    """The alert fires on any scope's circuit not closed (1 half-open, 2 open: both mean its
+    commands are answered VENUE_UNAVAILABLE), per venue and scope; the dashboard shows the
+    state and the transitions."""
+    expr = rules(rendered_on)["ConnectorVenueCircuitOpen"]["expr"]
+    assert "by (exchange, scope)" in expr and expr.endswith("> 0")
+    dashboard = json.loads(next(iter(dashboard_configmap(rendered_on)["data"].values())))
+    exprs = " ".join(e for _, e in dashboard_exprs(dashboard))
+    assert "connector_venue_circuit_state" in exprs
+    assert "connector_venue_circuit_transitions_total" in exprs

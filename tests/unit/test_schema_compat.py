@@ -63,7 +63,7 @@ def test_error_codes_match_the_schema_and_new_ones_reach_old_readers_as_the_defa
     assert enum["symbols"] == [c.value for c in ErrorCode]
     (old_enum,) = [f["type"] for f in old["fields"] if f["name"] == "code"]
     assert enum["symbols"][: len(old_enum["symbols"])] == old_enum["symbols"]  # appended only
-    for code in ("MALFORMED_RESPONSE", "SNAPSHOT_TOO_LARGE"):
+    for code in ("MALFORMED_RESPONSE", "SNAPSHOT_TOO_LARGE", "VENUE_UNAVAILABLE", "VENUE_DISABLED"):
         record = {**_example(new), "code": code}
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, fastavro.parse_schema(new), record)

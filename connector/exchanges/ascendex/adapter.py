@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlsplit
 
 from ...account import Account
 from ...errors import AuthFailed, ConnectorError, ExchangeTimeout, Unsupported
@@ -65,6 +66,16 @@ class AscendexAdapter:
 
     def __repr__(self) -> str:
         return f"AscendexAdapter(rest={self._venue.rest_url!r})"
+
+    def circuit_scope(self, account: Account) -> str:
+        """The failure unit a command for ``account`` depends on (connector/exchanges/base.py
+        CircuitScoped): its account group's host (``group-<n>``: each group has its own
+        WebSocket host path and session caps) once the group is known, else the REST host that
+        answers the group lookup."""
+        group = self._http.cached_account_group(account)
+        if group is not None:
+            return f"group-{group}"
+        return urlsplit(self._venue.rest_url).hostname or "rest"
 
     async def fetch_open_orders(
         self, account: Account, query: OrderQuery, *, deadline: float

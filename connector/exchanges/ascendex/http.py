@@ -143,6 +143,11 @@ class AscendexHttpClient:
 
     # --- account group ---------------------------------------------------------------------
 
+    def cached_account_group(self, account: Account) -> int | None:
+        """The account's group if it is known (cached), without any request."""
+        info = self._groups.get(account_cache_key(account))
+        return None if info is None else info.account_group
+
     def forget_account(self, account: Account) -> None:
         """Drop the cached account group, e.g. after the exchange rejected our authentication."""
         self._groups.pop(account_cache_key(account), None)
@@ -262,7 +267,11 @@ class AscendexHttpClient:
                 method, url, headers=dict(headers or {}), timeout=timeout
             )
         except httpx.TimeoutException:
-            raise ExchangeTimeout(f"{endpoint}: no response within {timeout:.1f}s") from None
+            raise ExchangeTimeout(
+                f"{endpoint}: no response within {timeout:.1f}s",
+                # Evidence against the venue only when it had the whole request timeout.
+                venue_down=timeout >= self._request_timeout_s,
+            ) from None
         except httpx.HTTPError as exc:
             raise ExchangeUnavailable(f"{endpoint}: {type(exc).__name__}") from None
         finally:

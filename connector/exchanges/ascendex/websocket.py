@@ -198,6 +198,9 @@ class AscendexWsClient:
                     f"{action}: no reply within {timeout:.1f}s (AscendEX ignores requests "
                     "above its per-minute message threshold)",
                     retryable=True,
+                    # Silence for a whole request timeout counts against the venue's circuit;
+                    # a wait the command's deadline cut short does not.
+                    venue_down=timeout >= self._request_timeout_s,
                 ) from None
         finally:
             session.pending.pop(request_id, None)
@@ -267,7 +270,8 @@ class AscendexWsClient:
         except TimeoutError:
             # No greeting or auth answer in time: a throttled or overloaded edge, not a key.
             raise ExchangeUnavailable(
-                f"websocket connect/auth got no answer within {timeout:.1f}s"
+                f"websocket connect/auth got no answer within {timeout:.1f}s",
+                venue_down=timeout >= self._request_timeout_s,
             ) from None
         return conn
 

@@ -36,6 +36,7 @@ with rows ends with an empty page.
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 from ...account import Account
 from ...errors import ConnectorError, SnapshotIncomplete, SnapshotTooLarge
@@ -86,6 +87,12 @@ class BitgetAdapter:
         self._max_pages = venue.max_pages
         self._history_days = venue.history_days
         self._window_days = venue.window_days
+        # Every Bitget request goes to the one API host: it is the failure unit.
+        self._host = urlsplit(venue.rest_url).hostname or "api"
+
+    def circuit_scope(self, account: Account) -> str:
+        """The API host (connector/exchanges/base.py CircuitScoped): all accounts share it."""
+        return self._host
 
     def __repr__(self) -> str:
         return f"BitgetAdapter(http={self._http!r}, page_size={self._page_size})"

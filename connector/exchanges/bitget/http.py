@@ -372,7 +372,9 @@ class BitgetHttpClient:
                 response = await self._client.get(url, headers=headers, timeout=timeout)
             except httpx.TimeoutException:
                 raise ExchangeTimeout(
-                    f"Bitget {path} did not answer within {timeout:.3f}s"
+                    f"Bitget {path} did not answer within {timeout:.3f}s",
+                    # Evidence against the venue only when it had the whole request timeout.
+                    venue_down=timeout >= self._request_timeout_s,
                 ) from None
             except httpx.TransportError as exc:
                 raise ExchangeUnavailable(
