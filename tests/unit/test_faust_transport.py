@@ -16,7 +16,7 @@ from faust.transport.drivers.aiokafka import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from connector.faust_transport import (
+from connector.worker.faust_internals import (
     HOLE_GRACE_S,
     ReadOffsets,
     commit_end,
