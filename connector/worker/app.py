@@ -92,7 +92,7 @@ class Connector:
         self.liveness = Liveness(
             settings.liveness_stall_s,
             settings.worker_concurrency,
-            live_actors=lambda: live_actor_count(self.agent),
+            actors_alive=lambda: live_actor_count(self.agent),
             recovery_since=lambda: recovery_started_at(self.app),
         )
         self.outages = Outages(

@@ -38,7 +38,7 @@ class Liveness:
     """Tracks the commands in flight and their progress, and judges liveness from them.
 
     Inputs from Faust come as functions (see connector/worker/faust_internals.py):
-    ``live_actors`` (running agent actors, None before the agent started) and
+    ``actors_alive`` (running agent actors, None before the agent started) and
     ``recovery_since`` (``clock()`` time a table recovery in progress started, or None).
     """
 
@@ -46,13 +46,13 @@ class Liveness:
         self,
         stall_s: float,
         concurrency: int,
-        live_actors: Callable[[], int | None] = lambda: None,
+        actors_alive: Callable[[], int | None] = lambda: None,
         recovery_since: Callable[[], float | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stall_s = stall_s
         self.concurrency = concurrency
-        self._live_actors = live_actors
+        self._actors_alive = actors_alive
         self._recovery_since = recovery_since
         self._clock = clock
         self.pending = 0
@@ -90,7 +90,7 @@ class Liveness:
         """Liveness: the agent's actors are running and pending work is making progress."""
         if self.fatal:
             return False, self.fatal
-        live = self._live_actors()
+        live = self._actors_alive()
         if live is not None and live < self.concurrency:
             return False, f"{self.concurrency - live} agent actors are dead"
         idle = self._clock() - self._progress
