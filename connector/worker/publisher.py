@@ -65,8 +65,10 @@ class KafkaPublisher:
         self.app = app
 
     async def send(self, records: Sequence[Record]) -> None:
-        """Send records and wait for every acknowledgement. Every future is awaited, even after
-        a failure, so no exception is left unretrieved.
+        """Send records and wait for every acknowledgement. Called by every writer of the worker
+        (outcomes, state writer, routing, standing queries), through ``Outages.until_acked``;
+        affects the records' topics. Every future is awaited, even after a failure, so no
+        exception is left unretrieved.
 
         Records are partitioned here, by the producer's own rule (:func:`kafka_partitioner`
         over the producer's metadata), so the same keys land on the same partitions. Where one
