@@ -100,7 +100,13 @@ def load_accounts(path: str | Path) -> Accounts:
     if not isinstance(data, dict) or not data:
         raise ConfigurationError(f"{setting}: {p} must map account aliases to credentials")
     accounts = []
+    disabled = registry.disabled_names()
     for alias, entry in data.items():
+        if isinstance(entry, dict) and str(entry.get("exchange", "")).lower() in disabled:
+            # A switched-off venue's accounts are not read at all (its commands are answered
+            # VENUE_DISABLED before any account lookup): a desk can keep them in the file.
+            log.info("%s: account %r skipped: its venue is disabled", setting, str(alias))
+            continue
         accounts.append(_parse_entry(str(alias), entry, setting))
     return Accounts(accounts)
 

@@ -65,8 +65,9 @@ async def test_large_snapshot_published_as_record_batches_is_complete_and_in_ord
     worker: Worker, commands: Commands, outputs: Outputs
 ) -> None:
     """100 orders: about 25 per partition, so they go as aiokafka record batches (see
-    Connector._send_batch). Same keys, partitions, headers and per-partition order as one send
-    per record, and the result only after every event was acknowledged."""
+    KafkaPublisher.send in connector/worker/publisher.py). Same keys, partitions, headers and
+    per-partition order as one send per record, and the result only after every event was
+    acknowledged."""
     account = "ascendex-bench-100-1"
     request_id = await commands.send(
         request_id=rid("asc-big"), exchange="ascendex", account=account

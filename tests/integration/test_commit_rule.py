@@ -1,7 +1,7 @@
-"""The connector's commit rule (connector/faust_transport.py) through Faust's real consumer and
+"""The connector's commit rule (connector/worker/faust_internals.py) through Faust's real consumer and
 stream iterator, against the embedded broker.
 
-Each test starts an in-process :class:`connector.faust_transport.App` on a topic and consumer
+Each test starts an in-process :class:`connector.worker.faust_internals.App` on a topic and consumer
 group of its own, with one agent that hands every event to the test without acknowledging it
 (``stream.noack()``), so the test decides which offsets are answered and when. Faust fetches,
 delivers through its conductor, iterates its stream, tracks and acknowledges as in production;
@@ -35,7 +35,7 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
-from connector.faust_transport import HOLE_GRACE_S, App
+from connector.worker.faust_internals import HOLE_GRACE_S, App
 
 pytestmark = pytest.mark.integration
 

@@ -590,7 +590,7 @@ async def test_killed_with_a_slow_command_in_flight_loses_nothing(
 ) -> None:
     """Commands finish out of order: A waits on a slow exchange while B, after it on the same
     partition, is answered, and the worker commits. Faust alone would commit past A (its guard
-    is off by one); killed then, A would never be answered. connector/faust_transport.py holds
+    is off by one); killed then, A would never be answered. connector/worker/faust_internals.py holds
     the commit at A, so the next worker answers it."""
 
     stack = await isolated_stack("slowkill")
