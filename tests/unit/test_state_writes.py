@@ -15,6 +15,7 @@ from aiokafka.errors import RecordTooLargeError
 from prometheus_client import REGISTRY
 
 from connector.accounts import Accounts
+from connector.devstack import wait_until
 from connector.model import OrderQuery
 from connector.pipeline import Outcome, OutputRecord
 from connector.settings import Settings
@@ -117,8 +118,8 @@ async def test_snapshots_waiting_for_the_account_are_written_together_in_order(
     await rec.sending.wait()  # the first write holds the account's lock, its send unanswered
     queued = [asyncio.create_task(c.publish_state(*outcome(n, *ids)))
               for n, ids in ((2, ("b", "c")), (3, ("c",)), (4, ("c", "d")))]  # fmt: skip
-    while len(c._state_queues.get(KEY, [])) < 3:  # all three queued behind the lock
-        await asyncio.sleep(0)
+    await wait_until(lambda: len(c._state_queues.get(KEY, [])) >= 3, timeout=5,
+                     what="all three queued behind the lock", interval=0)  # fmt: skip
     assert not any(t.done() for t in queued)
     rec.hold.set()
     await asyncio.gather(first, *queued)
@@ -145,8 +146,8 @@ async def test_writes_queued_behind_a_cancelled_holder_are_written_by_the_next(
     rec.sending.clear()
     waiting = asyncio.create_task(c.publish_state(*outcome(2, "b")))
     second = asyncio.create_task(c.publish_state(*outcome(3, "b", "c")))
-    while len(c._state_queues.get(KEY, [])) < 2:
-        await asyncio.sleep(0)
+    await wait_until(lambda: len(c._state_queues.get(KEY, [])) >= 2, timeout=5,
+                     what="two writes queued behind the lock", interval=0)  # fmt: skip
     rec.hold = asyncio.Event()  # the next send (writing 2 and 3 together) waits
     lock.release()
     await rec.sending.wait()
