@@ -29,6 +29,7 @@ from .harness import (
     isolated_env,
     settings_from_env,
     start_worker,
+    write_orders_file,
 )
 
 pytestmark = pytest.mark.integration
@@ -92,8 +93,9 @@ async def topics(settings: Settings) -> list[str]:
 
 @pytest.fixture(scope="session")
 def sandbox(dev_stack: devstack.Stack) -> dict[str, str]:
-    """`connector sandbox`, wired exactly as a user would: by reading its first line."""
-    return dev_stack.start_sandbox()
+    """`connector sandbox`, wired exactly as a user would: by reading its first line; seeded
+    with the run's own accounts (harness.write_orders_file)."""
+    return dev_stack.start_sandbox(orders_file=write_orders_file(dev_stack.workdir / "orders.json"))
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,24 @@ def start_worker(env: dict[str, str], log_path: Path) -> Worker:
     return devstack.start_worker(env, log_path)
 
 
+#: An AscendEX account with a 100-order book, seeded into the run's sandbox (its orders file).
+LARGE_ACCOUNT = "ascendex-large-100"
+
+
+def write_orders_file(path: Path) -> Path:
+    """The run's sandbox seed (``connector sandbox --orders-file``): :data:`LARGE_ACCOUNT`."""
+    from connector.exchanges.ascendex import simulator as asc_sim
+
+    account_id = asc_sim.seeded_account(LARGE_ACCOUNT).futures_account_id
+    rows = [asc_sim.order_row(account_id, orderId=f"large100o{i:06d}", time=1615696544843 + i,
+                              lastExecTime=1615696544851 + i, seqNum=i,
+                              symbol=("BTC-PERP", "ETH-PERP")[i % 2], side=("Buy", "Sell")[i % 2],
+                              price=f"{60000 + i}.5" if i % 2 == 0 else f"{3000 + i}.25",
+                              orderQty="0.0100") for i in range(100)]  # fmt: skip
+    path.write_text(json.dumps({"ascendex": {LARGE_ACCOUNT: rows}}))
+    return path
+
+
 async def wait_ready(worker: Worker, timeout: float = 90) -> None:
     """Until /readyz says ready; fails at once, with the log's tail, if the process exits."""
     await worker.wait_ready(timeout)

@@ -80,6 +80,7 @@ import json
 import time
 import warnings
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -303,8 +304,19 @@ _NOT_FOLLOWER = {"bitget-notfollower"}
 
 def demo_accounts() -> dict[str, dict[str, str]]:
     """Accounts-file entries matching the simulator (``bitget-badpass`` deliberately wrong)."""
+    return account_entries(DEMO_ROWS)
+
+
+def app_accounts(app: web.Application) -> dict[str, dict[str, str]]:
+    """Accounts-file entries of a running simulator: the demo accounts and those its orders file
+    created."""
+    state: SimState = app["state"]
+    return account_entries(a.alias for a in state.accounts.values())
+
+
+def account_entries(aliases: Iterable[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    for alias in DEMO_ROWS:
+    for alias in aliases:
         creds = credentials_for(alias)
         passphrase = creds["passphrase"]
         if alias in _WRONG_PASSPHRASE:
