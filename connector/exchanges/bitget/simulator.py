@@ -68,7 +68,8 @@ Row times are relative to the simulator's start, so the three-month window appli
 ``orders_file`` (YAML) replaces the rows of an account: either a top-level ``bitget:`` mapping of
 alias -> rows, or top-level aliases starting with ``bitget`` (the file is shared with the other
 simulators). An alias that is not a demo account is created with the credentials
-:func:`credentials_for` derives from its name. Quote numeric values: rows are served as written.
+:func:`credentials_for` derives from its name (and listed by :func:`app_accounts`). Quote
+numeric values: rows are served as written.
 """
 
 from __future__ import annotations
