@@ -44,9 +44,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import WSMsgType, web
 from aiohttp.web_exceptions import NotAppKeyWarning
+
+from ...sandbox.orders import read_orders_file
 
 log = logging.getLogger(__name__)
 
@@ -1148,7 +1149,7 @@ def load_orders_file(path: str | Path, accounts: dict[str, SimAccount]) -> None:
     written to the sandbox's accounts file), so a caller such as the benchmark brings accounts
     of its own. Without the section, aliases of other exchanges are skipped.
     """
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = read_orders_file(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: must map account aliases to lists of orders")
     nested = data.get(EXCHANGE)

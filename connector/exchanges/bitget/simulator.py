@@ -83,13 +83,12 @@ import warnings
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import yaml
 from aiohttp import web
 
+from ...sandbox.orders import read_orders_file
 from .auth import sign
 
 TIMESTAMP_WINDOW_MS = 30_000
@@ -428,7 +427,7 @@ class SimState:
 
 
 def _load_orders_file(path: str) -> dict[str, list[dict[str, Any]]]:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = read_orders_file(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of account alias -> rows")
     section = data.get("bitget")
