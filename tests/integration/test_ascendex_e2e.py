@@ -13,7 +13,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from connector import codec
 
-from .harness import Commands, Outputs, Worker, rid
+from .harness import LARGE_ACCOUNT, Commands, Outputs, Worker, rid
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ async def test_large_snapshot_published_as_record_batches_is_complete_and_in_ord
     KafkaPublisher.send in connector/worker/publisher.py). Same keys, partitions, headers and
     per-partition order as one send per record, and the result only after every event was
     acknowledged."""
-    account = "ascendex-bench-100-1"
+    account = LARGE_ACCOUNT
     request_id = await commands.send(
         request_id=rid("asc-big"), exchange="ascendex", account=account
     )

@@ -16,6 +16,7 @@ from aiokafka.errors import RecordTooLargeError
 from prometheus_client import REGISTRY
 
 from connector.codec import Serializer
+from connector.devstack import wait_until
 from connector.model import OrderQuery
 from connector.pipeline import Outcome, OutputRecord
 from connector.state import AccountState, table_key
@@ -126,8 +127,8 @@ async def test_snapshots_waiting_for_the_account_are_written_together_in_order()
     await w.publisher.sending.wait()  # the first write holds the account's lock, unanswered
     queued = [asyncio.create_task(w.publish_state(*outcome(n, *ids)))
               for n, ids in ((2, ("b", "c")), (3, ("c",)), (4, ("c", "d")))]  # fmt: skip
-    while w.writer.queued(KEY) < 3:  # all three queued behind the lock
-        await asyncio.sleep(0)
+    await wait_until(lambda: w.writer.queued(KEY) >= 3, timeout=5,
+                     what="all three queued behind the lock", interval=0)  # fmt: skip
     assert not any(t.done() for t in queued)
     w.publisher.gate.set()
     await asyncio.gather(first, *queued)
@@ -151,8 +152,8 @@ async def test_writes_queued_behind_a_cancelled_holder_are_written_by_the_next()
     w.publisher.sending.clear()
     waiting = asyncio.create_task(w.publish_state(*outcome(2, "b")))
     second = asyncio.create_task(w.publish_state(*outcome(3, "b", "c")))
-    while w.writer.queued(KEY) < 2:
-        await asyncio.sleep(0)
+    await wait_until(lambda: w.writer.queued(KEY) >= 2, timeout=5,
+                     what="both queued behind the lock", interval=0)  # fmt: skip
     w.publisher.gate = asyncio.Event()  # the next send (writing 2 and 3 together) waits
     lock.release()
     await w.publisher.sending.wait()

@@ -28,7 +28,7 @@ def _simulator() -> Simulator:
     def env(base: str) -> dict[str, str]:
         return {"CONNECTOR_BITGET_REST_URL": base}
 
-    return Simulator(simulator.create_app, simulator.demo_accounts, env)
+    return Simulator(simulator.create_app, simulator.demo_accounts, env, simulator.app_accounts)
 
 
 VENUE = register(
