@@ -165,7 +165,7 @@ class Connector:
             partitions=settings.topic_partitions,
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
-        store = state_store or FaustTableStore(self.state_table, self.outages)
+        store = state_store or FaustTableStore(self.state_table, self.publisher, self.outages)
         self.outcomes = OutcomeWriter(
             settings, self.pipeline, self.serializer, self.publisher, self.outages
         )

@@ -119,6 +119,10 @@ class StateWriter:
                 queued = self._queues.pop(key)
                 try:
                     await self._write_states(key, queued)
+                except Exception:  # a bug: never a worker exit; the stored state is unchanged
+                    log.exception("state not written; the stored state is unchanged",
+                                  extra={"exchange": outcome.exchange,
+                                         "account": outcome.account})  # fmt: skip
                 except BaseException:  # cancelled: the others go back, for the next holder
                     rest = [w for w in queued if w is not mine]
                     self._queues[key] = rest + self._queues.get(key, [])
@@ -165,7 +169,10 @@ class StateWriter:
         with_pending(state, (w.snap.version for w in queued), unconfirmed)
         ids = {**ctx, "request_ids": [w.outcome.request_id for w in queued]}
         if not await self.store.store(key, state):
-            log.error("state records not published: the table change was refused", extra=ids)
+            # The stored state is unchanged (in memory too), so it is not ahead of the topic:
+            # like a FAILED snapshot, this one changes nothing; the next one catches up.
+            log.error("state records not published: the table change was refused (INTERNAL)",
+                      extra=ids)  # fmt: skip
             return
         refused = await self.outages.until_acked(lambda: self._send(batches))
         if refused is not None:
