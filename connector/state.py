@@ -72,7 +72,8 @@ never need this: an order the state holds as open is upserted by every snapshot 
 
 Size
 ----
-The state is a small JSON value: per order its attributes and version, plus the retired orders'
+The state is a JSON value (stored as a header and chunks: connector/state_layout.py): per order
+its attributes and version, plus the retired orders'
 markers for ``retain_ms`` (default one day) after the snapshot that retired them, plus one
 version per scope ever applied. A retired marker older than that is dropped; by then no snapshot
 started before the retirement can still be running (commands time out within minutes).

@@ -13,8 +13,8 @@ Module map:
   and the one retry loop of every write (``Outages.until_acked``).
 * :mod:`.state_writer`: an account's state: snapshots applied under its lock, stored, then
   published on the state topic; queued snapshots written together.
-* :mod:`.state_store`: the ``StateStore`` seam (load/store an account's state):
-  ``FaustTableStore`` (the changelogged table) and ``InMemoryStateStore`` (tests).
+* :mod:`.state_store`: the ``StateStore`` seam (load/store an account's state, as a header
+  and chunks): ``FaustTableStore`` (the changelogged table) and ``InMemoryStateStore`` (tests).
 * :mod:`.routing`: commands routed to their account's partition, forwarded when needed;
   the partition-count check at start.
 * :mod:`.standing`: standing queries: the progress GlobalTable, the leader's timer, the
