@@ -126,17 +126,18 @@ class ChunkedStateStore:
             log.error("state not stored: %s", type(exc).__name__, exc_info=True)
             return False
         self.last_write = records
+        # Until the write is acknowledged, any prefix of it may be on the changelog (a failure,
+        # a refusal, a cancellation part-way): the account's next write covers those keys.
+        header = next(r.value for r in records if r.key == key)
+        self._unsure[key] = (
+            unsure_keys | {r.key for r in records if r.key != key},
+            [*unsure_pending, *header.get("pending", ())],
+        )
         try:
             refused = await self.outages.until_acked(lambda: self.table.write(key, records))
         except Exception as exc:  # until_acked returns refusals; anything else lands here
             refused = exc
         if refused is not None:
-            # Some prefix of the records may be on the changelog: the next write covers them.
-            header = next(r.value for r in records if r.key == key)
-            self._unsure[key] = (
-                unsure_keys | {r.key for r in records if r.key != key},
-                [*unsure_pending, *header.get("pending", ())],
-            )
             log.error("state table change refused (%s); the table is unchanged",
                       refusal_name(refused))  # fmt: skip
             return False

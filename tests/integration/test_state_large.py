@@ -116,6 +116,7 @@ async def test_a_20000_order_account_is_stored_recovered_and_never_stops_the_wor
             **sandbox,
             CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE="1",  # table recovery on the embedded broker
             CONNECTOR_BITGET_RATE_LIMIT_PER_S="500",
+            CONNECTOR_BITGET_MAX_PAGES="1000",
             CONNECTOR_COMMAND_TIMEOUT_S="600",
             CONNECTOR_REQUEST_TIMEOUT_S="30",
         )

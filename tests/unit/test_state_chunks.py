@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
+from faust.exceptions import ProducerSendError
 
 from connector.codec import Serializer
 from connector.model import OrderQuery
@@ -144,7 +146,7 @@ async def test_a_write_cut_off_after_any_record_leaves_the_topic_right_for_the_n
     there, or the broker refusing the rest), so its records are never published; a new worker
     continues from the changelog. Whatever k, once it has applied one more snapshot the topic
     read as a table is exactly that snapshot's orders."""
-    second = ids(2000) if resize else [o for o in ids(600) if int(o[1:]) % 5]
+    second = ids(1300) if resize else [o for o in ids(600) if int(o[1:]) % 5]
     probe_table, probe_topic = MemoryTable(), InMemoryPublisher()
     probe = Worker(probe_table, probe_topic)
     await probe.snapshot(1, ids(600))
@@ -219,6 +221,14 @@ async def test_a_refused_write_leaves_the_table_as_it_was_and_publishes_nothing(
     assert topic_view(topic) == set(ids(20))
 
 
+def too_large() -> ProducerSendError:
+    """What Faust's producer raises for a record over the maximum request size."""
+    try:
+        raise ProducerSendError("too large") from MessageSizeTooLargeError()
+    except ProducerSendError as exc:
+        return exc
+
+
 class FakeFaustTable:
     """What FaustTable uses of a Faust table: its in-memory data, the changelog topic's name,
     and the partition of the event being processed."""
@@ -247,3 +257,26 @@ async def test_every_record_of_an_account_goes_to_its_changelog_partition() -> N
     assert {r.topic for r in publisher.sent} == {"app-open-orders-state-changelog"}
     assert json.loads(publisher.sent[-1].key or b"") == KEY
     assert faust_table.data[KEY]["chunks"] == len(publisher.sent) - 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [too_large(), RuntimeError("a bug in the producer")],
+    ids=["refused", "any-error"],
+)
+async def test_an_error_of_the_producer_is_a_failed_write_not_an_exit(
+    failure: BaseException,
+) -> None:
+    """Whatever the producer raises while the state is stored: the write fails (the writer
+    logs it), nothing escapes, and the in-memory table is as it was."""
+    publisher = InMemoryPublisher()
+    faust_table = FakeFaustTable(partition=0)
+    store = InMemoryStateStore(limit=LIMIT)
+    store.table = FaustTable(faust_table, publisher)
+    first = apply_snapshot(None, snap(1, ids(100))).state
+    assert await store.store(KEY, first)
+    data = dict(faust_table.data)
+    publisher.fail(failure, times=None)
+    assert not await store.store(KEY, apply_snapshot(first, snap(2, ids(50))).state)
+    assert faust_table.data == data
+    assert store.load(KEY) is first
