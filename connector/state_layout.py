@@ -168,18 +168,18 @@ def plan_write(
     # may not have been written), keys a failed write may have left that this layout lacks.
     current = {r.key for r in records}
     stale: list[str] = []
-    for retired in {old_count if new_layout else 0, layout_of_retired(old_header)} - {0, count}:
+    for retired in {old_count if new_layout else 0, _retired_layout(old_header)} - {0, count}:
         stale += [chunk_key(key, n, retired) for n in range(retired)]
     stale += sorted(k for k in also if k not in current and k != key)
     seen: set[str] = set()
     for k in stale:
-        if k not in current and k not in seen and not _in_layout(key, k, count):
+        if k not in current and k not in seen:
             seen.add(k)
             records.append(TableRecord(k, None, None))
     return records
 
 
-def layout_of_retired(header: Mapping[str, Any] | None) -> int:
+def _retired_layout(header: Mapping[str, Any] | None) -> int:
     """The chunk count of the layout a stored header says it replaced (0: none)."""
     if header is None or header.get("format") != HEADER_FORMAT:
         return 0
@@ -209,12 +209,6 @@ def _chunks(orders: Mapping[str, Any], count: int, wanted: set[int]) -> dict[int
         if chunk is not None:
             chunk["orders"][oid] = entry
     return chunks
-
-
-def _in_layout(key: str, table_key: str, count: int) -> bool:
-    return any(
-        table_key == chunk_key(key, n, count) for n in _buckets_named(key, [table_key], count)
-    )
 
 
 def _buckets_named(key: str, keys: Iterable[str], count: int) -> set[int]:
