@@ -88,7 +88,6 @@ class ChunkedStateStore:
         self._joined: dict[str, tuple[Any, list[Any], AccountState]] = {}
         # Per account: keys a failed write may have written, and the versions it named pending.
         self._unsure: dict[str, tuple[set[str], list[Any]]] = {}
-        self.last_write: list[TableRecord] = []  # the records of the last write (for tests)
 
     def load(self, key: str) -> AccountState | None:
         header = self.table.get(key)
@@ -125,7 +124,6 @@ class ChunkedStateStore:
         except Exception as exc:  # a state we cannot encode: nothing was written
             log.error("state not stored: %s", type(exc).__name__, exc_info=True)
             return False
-        self.last_write = records
         # Until the write is acknowledged, any prefix of it may be on the changelog (a failure,
         # a refusal, a cancellation part-way): the account's next write covers those keys.
         header = next(r.value for r in records if r.key == key)

@@ -22,7 +22,12 @@ from connector.state import Snapshot, apply_snapshot, scope_of_query, table_key
 from connector.state_layout import HEADER_FORMAT, TableRecord, bucket, chunk_key
 from connector.worker.outages import Outages
 from connector.worker.publisher import InMemoryPublisher
-from connector.worker.state_store import FaustTable, InMemoryStateStore, MemoryTable
+from connector.worker.state_store import (
+    ChunkedStateStore,
+    FaustTable,
+    InMemoryStateStore,
+    MemoryTable,
+)
 from connector.worker.state_writer import StateWriter
 
 ACC = "big"
@@ -249,8 +254,7 @@ class FakeFaustTable:
 async def test_every_record_of_an_account_goes_to_its_changelog_partition() -> None:
     publisher = InMemoryPublisher()
     faust_table = FakeFaustTable(partition=3)
-    store = InMemoryStateStore(limit=LIMIT)  # the chunking, over the Faust table's seam
-    store.table = FaustTable(faust_table, publisher)
+    store = ChunkedStateStore(FaustTable(faust_table, publisher), Outages(0.01), LIMIT)
     assert await store.store(KEY, apply_snapshot(None, snap(1, ids(600))).state)
     assert len(publisher.sent) > 2
     assert {r.partition for r in publisher.sent} == {3}
@@ -271,8 +275,7 @@ async def test_an_error_of_the_producer_is_a_failed_write_not_an_exit(
     logs it), nothing escapes, and the in-memory table is as it was."""
     publisher = InMemoryPublisher()
     faust_table = FakeFaustTable(partition=0)
-    store = InMemoryStateStore(limit=LIMIT)
-    store.table = FaustTable(faust_table, publisher)
+    store = ChunkedStateStore(FaustTable(faust_table, publisher), Outages(0.01), LIMIT)
     first = apply_snapshot(None, snap(1, ids(100))).state
     assert await store.store(KEY, first)
     data = dict(faust_table.data)
