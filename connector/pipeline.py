@@ -70,6 +70,18 @@ Role = Literal["orders", "results", "errors"]
 MAX_MESSAGE_CHARS = 2000
 
 
+#: Epoch milliseconds below this are in 1973 or earlier: such a value is epoch *seconds*.
+SECONDS_LIKE_BELOW = 10**11
+
+
+def seconds_hint(field: str, value: int) -> str:
+    """For a timestamp field that is in the past: the likely reason when it looks like epoch
+    seconds (``1796674350``), a mistake that otherwise reads as "deadline passed"."""
+    if 0 < value < SECONDS_LIKE_BELOW:
+        return f"; {field} is in milliseconds; {value} looks like seconds"
+    return ""
+
+
 @dataclass(frozen=True)
 class OutputRecord:
     role: Role
@@ -275,7 +287,10 @@ class Pipeline:
 
     async def _fetch(self, query: OrderQuery) -> FetchResult:
         if query.deadline_ms is not None and now_ms() > query.deadline_ms:
-            raise Expired(f"deadline {query.deadline_ms} passed before the query started")
+            raise Expired(
+                f"deadline {query.deadline_ms} passed before the query started"
+                + seconds_hint("deadline_ms", query.deadline_ms)
+            )
         account = self.accounts.get(query.exchange, query.account)
         adapter = self.adapters.get(query.exchange)
         if adapter is None:
