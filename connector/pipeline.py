@@ -50,7 +50,7 @@ from .errors import (
 )
 from .exchanges import registry
 from .exchanges.base import CircuitScoped, ExchangeAdapter
-from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms
+from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms, seconds_hint
 from .resilience import FetchCoalescer
 from .resilience.breaker import VENUE_SCOPE, CircuitBoard, CircuitBreaker, Permit
 from .secrets import (
@@ -68,18 +68,6 @@ _json_encode = msgspec.json.Encoder().encode
 
 Role = Literal["orders", "results", "errors"]
 MAX_MESSAGE_CHARS = 2000
-
-
-#: Epoch milliseconds below this are in 1973 or earlier: such a value is epoch *seconds*.
-SECONDS_LIKE_BELOW = 10**11
-
-
-def seconds_hint(field: str, value: int) -> str:
-    """For a timestamp field that is in the past: the likely reason when it looks like epoch
-    seconds (``1796674350``), a mistake that otherwise reads as "deadline passed"."""
-    if 0 < value < SECONDS_LIKE_BELOW:
-        return f"; {field} is in milliseconds; {value} looks like seconds"
-    return ""
 
 
 @dataclass(frozen=True)
