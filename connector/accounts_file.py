@@ -104,7 +104,13 @@ def load_accounts(path: str | Path) -> Accounts:
         raise ConfigurationError(f"{setting}: {p} must map account aliases to credentials")
     accounts: list[Account] = []
     problems: list[str] = []
+    disabled = registry.disabled_names()
     for alias, entry in data.items():
+        if isinstance(entry, dict) and str(entry.get("exchange", "")).lower() in disabled:
+            # A switched-off venue's accounts are not read at all (its commands are answered
+            # VENUE_DISABLED before any account lookup): a desk can keep them in the file.
+            log.info("%s: account %r skipped: its venue is disabled", setting, str(alias))
+            continue
         account, wrong = _parse_entry(str(alias), entry)
         problems += wrong
         if account is not None:

@@ -208,13 +208,3 @@ class SnapshotIncomplete(ExchangeError):
 
 class InternalError(ConnectorError):
     code = ErrorCode.INTERNAL
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Seconds from an HTTP ``Retry-After`` header (delta-seconds form), or None."""
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None

@@ -41,7 +41,7 @@ COMMANDS_FORWARDED = Counter(
 OFFSET_REFETCHES = Counter(
     "connector_offset_refetches_total",
     "Command partitions fetched again from a record the consumer fetched but never delivered "
-    "to the agent (connector/faust_transport.py)",
+    "to the agent (connector/worker/faust_internals.py)",
 )
 STATE_RECORDS = Counter(
     "connector_state_records_total",

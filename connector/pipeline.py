@@ -12,14 +12,9 @@ and text is made safely encodable (lone surrogates escaped), so publishing can n
 ``UnicodeEncodeError``. The echoed command is redacted *then* cut to
 ``error_command_max_bytes``, with its original length in ``command_size``.
 
-One sick venue must not take the others down (issue 20). A venue switched off by configuration
-(``CONNECTOR_<VENUE>_ENABLED=false``) has no adapter, and its commands are answered at once,
-VENUE_DISABLED. Every fetch passes the venue's circuit breaker for the scope the adapter names
-(connector/resilience/breaker.py): while the circuit is open the command is answered at once,
-VENUE_UNAVAILABLE (retryable), without calling the venue, so a dead venue costs a command
-microseconds instead of its whole timeout and holds no worker slot. :meth:`Pipeline.should_schedule`
-and :meth:`Pipeline.is_open` tell the standing-query scheduler the same, and
-:meth:`Pipeline.circuit_status` gives ``/status`` the breakers' state.
+One sick venue must not take the others down: every fetch passes the :class:`VenueGate`
+(connector/venue_gate.py), which answers a disabled venue's commands VENUE_DISABLED and an open
+circuit's VENUE_UNAVAILABLE at once, without calling the venue.
 """
 
 from __future__ import annotations
@@ -44,15 +39,12 @@ from .errors import (
     ExchangeTimeout,
     Expired,
     InternalError,
-    UnknownAccount,
     Unsupported,
-    VenueDisabled,
 )
-from .exchanges import registry
-from .exchanges.base import CircuitScoped, ExchangeAdapter
+from .exchanges.base import ExchangeAdapter
 from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms, seconds_hint
 from .resilience import FetchCoalescer
-from .resilience.breaker import VENUE_SCOPE, CircuitBoard, CircuitBreaker, Permit
+from .resilience.breaker import CircuitBoard
 from .secrets import (
     contains_secret,
     contains_secret_utf8,
@@ -61,7 +53,7 @@ from .secrets import (
     secrets_survive_json,
 )
 from .settings import Settings
-from .status import circuit_state
+from .venue_gate import VenueGate
 
 log = logging.getLogger(__name__)
 _json_encode = msgspec.json.Encoder().encode
@@ -121,10 +113,7 @@ class Pipeline:
         # Identical commands waiting for the same rate-limited fetch share it (see
         # connector.resilience.coalesce).
         self.coalescer: FetchCoalescer[FetchResult] = FetchCoalescer()
-        self.circuits = (
-            circuits if circuits is not None else CircuitBoard(registry.breaker_policies())
-        )
-        self.disabled = frozenset(disabled if disabled is not None else registry.disabled_names())
+        self.gate = VenueGate(adapters, accounts, circuits=circuits, disabled=disabled)
 
     async def process(
         self,
@@ -153,7 +142,7 @@ class Pipeline:
             logs.bind(request_id=raw.request_id, exchange=raw.exchange, account=raw.account)
             query = validate_command(raw)
             logs.bind(request_id=query.request_id, exchange=query.exchange, account=query.account)
-            self._check_enabled(query.exchange)
+            self.gate.check_enabled(query.exchange)
             self._check_age(timestamp_ms)
             fetched = await self._fetch(query)
         except RegistryUnavailable:
@@ -199,69 +188,6 @@ class Pipeline:
             pass
         return self._failed(raw, query, value if echo else None, exc, now_ms())
 
-    # --- venue lifecycle and circuits --------------------------------------------------------
-
-    def _check_enabled(self, exchange: str) -> None:
-        if exchange in self.disabled:
-            venue = registry.get(exchange)
-            switch = f"{venue.env_prefix}ENABLED" if venue is not None else "its ENABLED setting"
-            raise VenueDisabled(
-                f"exchange {exchange} is disabled by configuration ({switch}=false): this "
-                "worker does not serve it"
-            )
-
-    def _scope(self, adapter: ExchangeAdapter, account: Any) -> str:
-        return adapter.circuit_scope(account) if isinstance(adapter, CircuitScoped) else VENUE_SCOPE
-
-    def should_schedule(self, exchange: str, account: str) -> bool:
-        """Whether the standing-query scheduler should publish a command for ``account`` now:
-        False for a disabled venue and while the circuit the account depends on is open (its
-        command would only be answered VENUE_UNAVAILABLE); True once a probe may go, so the
-        scheduled command is the probe. An unknown venue or account is True: the command's
-        own FAILED result says what is wrong."""
-        if exchange in self.disabled:
-            return False
-        adapter = self.adapters.get(exchange)
-        if adapter is None:
-            return True
-        try:
-            acc = self.accounts.get(exchange, account)
-        except UnknownAccount:
-            return True
-        return self.circuits.breaker(exchange, self._scope(adapter, acc)).would_allow()
-
-    def is_open(self, exchange: str, account: str | None = None) -> bool:
-        """Whether commands for ``exchange`` (for ``account``'s scope; any scope when None)
-        would be answered VENUE_UNAVAILABLE now. A disabled venue is not "open": see
-        :attr:`disabled`."""
-        if account is None:
-            return self.circuits.is_open(exchange)
-        return exchange not in self.disabled and not self.should_schedule(exchange, account)
-
-    def circuit_status(self) -> dict[str, Any]:
-        """For ``/status``: the disabled venues and every breaker's state, per venue and scope
-        (see :func:`connector.status.circuit_state`)."""
-        return circuit_state(self.circuits, self.disabled)
-
-    def _settle(
-        self,
-        exchange: str,
-        adapter: ExchangeAdapter,
-        account: Any,
-        breaker: CircuitBreaker,
-        permit: Permit,
-        error: BaseException | None,
-    ) -> None:
-        """Hand the fetch's result to the breaker that admitted it. When the adapter learned a
-        smaller scope for the account during the fetch (e.g. the account's group), the fetch
-        got past the unit it was admitted for, and its result belongs to the new scope."""
-        after = self._scope(adapter, account)
-        if after == breaker.scope:
-            breaker.record(permit, error)
-            return
-        breaker.record(permit, None)
-        self.circuits.breaker(exchange, after).observe(error)
-
     def _check_age(self, timestamp_ms: int | None) -> None:
         max_age = self.settings.command_max_age_s
         if not max_age or timestamp_ms is None or timestamp_ms <= 0:
@@ -283,16 +209,10 @@ class Pipeline:
         adapter = self.adapters.get(query.exchange)
         if adapter is None:
             raise Unsupported(f"exchange {query.exchange} is not enabled in this worker")
-        breaker = self.circuits.breaker(query.exchange, self._scope(adapter, account))
-        permit = breaker.allow()  # an open circuit answers here, without calling the venue
-        error: BaseException | None = None
-        try:
-            return await self._call(adapter, account, query)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._settle(query.exchange, adapter, account, breaker, permit, error)
+        # An open circuit answers here, without calling the venue.
+        return await self.gate.run(
+            query.exchange, adapter, account, lambda: self._call(adapter, account, query)
+        )
 
     async def _call(self, adapter: ExchangeAdapter, account: Any, query: OrderQuery) -> FetchResult:
         budget = self.settings.command_timeout_s

@@ -22,6 +22,7 @@ import asyncio
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -78,6 +79,38 @@ async def ensure_internal_topics(settings: Settings) -> list[str]:
     )
 
 
+async def encode_state_records(
+    serializer: Serializer,
+    topic: str,
+    records: Iterable[StateRecord],
+    *,
+    request_id: str,
+    exchange: str,
+    account: str,
+    encoded: Mapping[int, bytes] | None = None,
+) -> list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]]:
+    """Key, value (None for a tombstone) and headers of each state-topic record of one
+    snapshot, as published: the one encoder of state records (the worker's state writer and
+    the tests use it).
+
+    Headers are those of every output record (``request_id`` of the snapshot that caused it,
+    ``exchange``, ``account``), and ``schema`` on upserts only: a tombstone has no value. An
+    upsert's value is taken from ``encoded`` (by id of the value: the same OrderEvent already
+    encoded for the orders topic) when there, else encoded here.
+    """  # fmt: skip
+    headers = state_headers(request_id, exchange, account)
+    out: list[tuple[bytes, bytes | None, list[tuple[str, bytes]]]] = []
+    for rec in records:
+        value = None
+        if rec.value is not None:
+            value = encoded.get(id(rec.value)) if encoded is not None else None
+            if value is None:
+                value = await serializer.encode(topic, ORDER_EVENT, dict(rec.value))
+        key = rec.key.encode("utf-8", "backslashreplace")
+        out.append((key, value, headers[value is not None]))
+    return out
+
+
 async def encode_state_record(
     serializer: Serializer,
     topic: str,
@@ -87,15 +120,11 @@ async def encode_state_record(
     exchange: str,
     account: str,
 ) -> tuple[bytes, bytes | None, list[tuple[str, bytes]]]:
-    """Key, value (None for a tombstone) and headers of a state-topic record, as published.
-
-    Headers are those of every output record (``request_id`` of the snapshot that caused it,
-    ``exchange``, ``account``), and ``schema`` on upserts only: a tombstone has no value.
-    """  # fmt: skip
-    value = None
-    if rec.value is not None:
-        value = await serializer.encode(topic, ORDER_EVENT, dict(rec.value))
-    return rec.key.encode(), value, state_headers(request_id, exchange, account)[value is not None]
+    """One record through :func:`encode_state_records`."""
+    records = await encode_state_records(
+        serializer, topic, [rec], request_id=request_id, exchange=exchange, account=account
+    )
+    return records[0]
 
 
 def state_headers(

@@ -52,10 +52,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
-from demo import CONNECTOR, free_port, stop, wait_line  # noqa: E402
-
 from connector import codec  # noqa: E402
 from connector.account import Accounts  # noqa: E402
+from connector.devstack import Stack, free_port  # noqa: E402
 from connector.exchanges._json import decode  # noqa: E402
 from connector.exchanges.ascendex import parsing as asc  # noqa: E402
 from connector.exchanges.ascendex import simulator as asc_sim  # noqa: E402
@@ -65,14 +64,16 @@ from connector.model import FetchResult, OrderQuery  # noqa: E402
 from connector.pipeline import Pipeline  # noqa: E402
 from connector.settings import Settings  # noqa: E402
 
-BIG = [asc_sim.bench_alias(1000, c) for c in range(1, asc_sim.BENCH_ACCOUNTS_PER_SIZE + 1)]
-MID = [asc_sim.bench_alias(100, c) for c in range(1, asc_sim.BENCH_ACCOUNTS_PER_SIZE + 1)]
+# The benchmark's own AscendEX accounts, seeded into the sandbox by its orders file (see
+# orders_file): four with 1,000-order books, four with 100-order books.
+BIG = [f"ascendex-bench-1000-{c}" for c in range(1, 5)]
+MID = [f"ascendex-bench-100-{c}" for c in range(1, 5)]
 SMALL = ["ascendex-demo"]  # 5 orders
 # Scale-out: eight accounts of each size on an 8-partition command topic, one account per
 # partition (its own: murmur2 of ``ascendex:<account>``, where the worker handles an account's
 # commands), so any even split of the partitions gives two workers the same load. The four
 # 1,000-order bench accounts, plus sandbox group accounts given books by the sandbox's
-# --orders-file (scale_orders_file): four copies of the 1,000-order book, eight 5-order books.
+# --orders-file (orders_file): four copies of the 1,000-order book, eight 5-order books.
 SCALE_PARTITIONS = 8
 
 
@@ -100,6 +101,18 @@ BENCH_LIMITS = {"connect_limit": 10**9, "req_level1": 10**9, "req_level2": 10**9
                 "max_sessions_per_group": 10**6}  # fmt: skip
 
 
+def book(alias: str, n: int) -> list[dict[str, Any]]:
+    """A seeded bench account's book: ``n`` limit orders, alternately BTC-PERP buys and ETH-PERP
+    sells, each row with the account's own accountId (the one the sandbox derives)."""
+    account_id = asc_sim.seeded_account(alias).futures_account_id
+    tag = alias.removeprefix("ascendex-bench-").replace("-", "x")
+    return [asc_sim.order_row(account_id, orderId=f"bench{tag}o{i:06d}", time=1615696544843 + i,
+                              lastExecTime=1615696544851 + i, seqNum=i,
+                              symbol=("BTC-PERP", "ETH-PERP")[i % 2], side=("Buy", "Sell")[i % 2],
+                              price=f"{60000 + i}.5" if i % 2 == 0 else f"{3000 + i}.25",
+                              orderQty="0.0100") for i in range(n)]  # fmt: skip
+
+
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
@@ -110,7 +123,7 @@ def median(xs: list[float]) -> float:
 def bench_normalize(repeats: int) -> dict[str, Any]:
     import fastavro
 
-    rows = asc_sim._default_accounts()[BIG[0]].orders
+    rows = book(BIG[0], 1000)
     text = json.dumps({"m": "futures-open-orders", "code": 0, "id": "x", "ac": "FUTURES",
                        "data": rows})  # fmt: skip
     pipeline = Pipeline(Settings(), Accounts([]), {}, codec.Serializer())
@@ -222,7 +235,7 @@ class Watcher:
                     else:
                         self.events[rid] = self.events.get(rid, 0) + 1
 
-    procs: list[subprocess.Popen[str]] = []  # fail fast if one of them dies
+    stack: Stack | None = None  # fail fast if one of its processes dies
 
     def wait(self, ids: list[str], timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
@@ -230,7 +243,7 @@ class Watcher:
             with self._lock:
                 if all(r in self.done for r in ids):
                     return
-            dead = [p.args for p in self.procs if p.poll() is not None]
+            dead = self.stack.dead() if self.stack else []
             if dead:
                 raise RuntimeError(f"exited during the benchmark: {dead}")
             time.sleep(0.02)
@@ -462,13 +475,15 @@ def e2e(bench: Bench, repeats: int, sizes: dict[str, int], queued: int) -> dict[
 # --- 6. scale out ---------------------------------------------------------------------------
 
 
-def scale_orders_file(path: Path) -> None:
-    """The books of the scale-out case's extra accounts, for ``connector sandbox --orders-file``
-    (JSON is YAML): copies of the first 1,000-order bench book and 5-order books, each row with
-    the account's own accountId."""
-    accounts = asc_sim._default_accounts()
-    big = accounts[BIG[0]].orders
-    books: dict[str, list[dict[str, Any]]] = {}
+def orders_file(path: Path) -> Path:
+    """The sandbox's seed, for ``connector sandbox --orders-file`` (JSON is YAML): the bench
+    accounts (created by the sandbox, with keys derived from their names) and the books of the
+    scale-out case's extra accounts (sandbox group accounts): copies of the first 1,000-order
+    bench book and 5-order books, each row with the account's own accountId."""
+    accounts = asc_sim.default_accounts()
+    big = book(BIG[0], 1000)
+    books: dict[str, list[dict[str, Any]]] = {a: book(a, 1000) for a in BIG}
+    books |= {a: book(a, 100) for a in MID}
     for n, alias in enumerate(SCALE_BIG[len(BIG) :], 1):
         acc = accounts[alias].futures_account_id
         books[alias] = [
@@ -476,13 +491,14 @@ def scale_orders_file(path: Path) -> None:
         ]
     for n, alias in enumerate(SCALE_SMALL, 1):
         acc = accounts[alias].futures_account_id
-        books[alias] = [asc_sim._order(acc, orderId=f"scale{n:02d}o{i:06d}", time=1615696544843 + i,
+        books[alias] = [asc_sim.order_row(acc, orderId=f"scale{n:02d}o{i:06d}", time=1615696544843 + i,
                                        lastExecTime=1615696544851 + i, seqNum=i,
                                        symbol=("BTC-PERP", "ETH-PERP")[i % 2],
                                        side=("Buy", "Sell")[i % 2],
                                        price=f"{60000 + i}.5" if i % 2 == 0 else f"{3000 + i}.25",
                                        orderQty="0.0100") for i in range(5)]  # fmt: skip
     path.write_text(json.dumps({"ascendex": books}))
+    return path
 
 
 def scale_out(bench: Bench, start_worker: Any, stop_worker: Any, repeats: int,
@@ -628,7 +644,7 @@ def machine() -> dict[str, Any]:
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
 
 
-def forwarded(web_port: str) -> float:
+def forwarded(web_port: int) -> float:
     """``connector_commands_forwarded_total`` of the connector's worker (its /metrics)."""
     import httpx
 
@@ -849,71 +865,46 @@ def main() -> int:
 
 def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool,
               backlog: int) -> dict[str, Any]:  # fmt: skip
-    work = Path(tempfile.mkdtemp(prefix="connector-bench-"))
-    port = free_port()
-    env = {**os.environ, "CONNECTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
-           "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6", "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
-           "CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS": "20", "CONNECTOR_LOG_LEVEL": "WARNING"}  # fmt: skip
     topics = {"connector_commands": "query-orders", "connector_orders": "orders",
               "connector_results": "order-query-results", "naive_commands": "naive-query-orders",
               "naive_orders": "naive-orders", "naive_results": "naive-results",
               "ping": "bench-ping", "scale1_commands": "scale1-query-orders",
               "scale2_commands": "scale2-query-orders"}  # fmt: skip
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        broker = subprocess.Popen([*CONNECTOR, "broker"], env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-        procs.append(broker)
-        wait_line(broker, "broker ready", 60)
-        create_topics(env["CONNECTOR_KAFKA_BOOTSTRAP"], [*topics.values(), "order-errors"],
+    settings = {"CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS": "20", "CONNECTOR_LOG_LEVEL": "WARNING"}
+    with Stack(Path(tempfile.mkdtemp(prefix="connector-bench-")), env=settings) as stack:
+        work = stack.workdir
+        broker = stack.start_broker()
+        create_topics(stack.env["CONNECTOR_KAFKA_BOOTSTRAP"], [*topics.values(), "order-errors"],
                       wide=frozenset({topics["scale1_commands"], topics["scale2_commands"]}))  # fmt: skip
-        scale_orders_file(work / "scale-orders.json")
-        sandbox = subprocess.Popen([*CONNECTOR, "sandbox", "--workdir", str(work), "--orders-file",
-                                    str(work / "scale-orders.json")], env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
-        procs.append(sandbox)
-        env.update(
-            dict(t.split("=", 1) for t in shlex.split(wait_line(sandbox, "CONNECTOR_", 120)))
-        )
-        env.update(
-            {"CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(work / "data")}
-        )
-        worker = subprocess.Popen([*CONNECTOR, "worker"], env=env, text=True,
-                                  stdout=(work / "worker.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
-        procs.append(worker)
-        groups = {a: asc_sim.BENCH_ACCOUNT_GROUP for a in BIG + MID} | {"ascendex-demo": 7}
-        naive_env = {**env, "NAIVE_GROUPS": json.dumps(groups), "NAIVE_WEB_PORT": str(free_port()),
-                     "NAIVE_DATA_DIR": str(work / "naive"), "NAIVE_COMMANDS": topics["naive_commands"],
-                     "NAIVE_ORDERS": topics["naive_orders"], "NAIVE_RESULTS": topics["naive_results"]}  # fmt: skip
-        naive = subprocess.Popen([sys.executable, str(ROOT / "scripts/bench_naive.py"), "worker",
-                                  "-l", "warn"], env=naive_env, text=True,
-                                 stdout=(work / "naive.log").open("w"), stderr=subprocess.STDOUT)  # fmt: skip
-        procs.append(naive)
-        bench = Bench({k: v for k, v in env.items() if k.startswith("CONNECTOR_")}, topics,
-                      {"worker": worker.pid, "naive": naive.pid, "sandbox": sandbox.pid,
+        stack.start_sandbox(orders_file=orders_file(work / "orders.json"), timeout=120)
+        worker = stack.start_worker()
+        groups = {a: asc_sim.SEEDED_ACCOUNT_GROUP for a in BIG + MID} | {"ascendex-demo": 7}
+        naive = stack.start("naive", [sys.executable, str(ROOT / "scripts/bench_naive.py"),
+                                      "worker", "-l", "warn"],
+                            NAIVE_GROUPS=json.dumps(groups), NAIVE_WEB_PORT=str(free_port()),
+                            NAIVE_DATA_DIR=str(work / "naive"),
+                            NAIVE_COMMANDS=topics["naive_commands"],
+                            NAIVE_ORDERS=topics["naive_orders"],
+                            NAIVE_RESULTS=topics["naive_results"])  # fmt: skip
+        assert stack.sandbox is not None
+        bench = Bench(dict(stack.env), topics,
+                      {"worker": worker.pid, "naive": naive.pid, "sandbox": stack.sandbox.pid,
                        "broker": broker.pid, "bench clients": os.getpid()})  # fmt: skip
-        bench.watcher.procs = procs
-        scale: dict[str, subprocess.Popen[str]] = {}
+        bench.watcher.stack = stack
 
         def start_worker(name: str, app_id: str, topic: str) -> None:
-            wenv = {**env, "CONNECTOR_APP_ID": app_id, "CONNECTOR_TOPIC_QUERY_ORDERS": topic,
-                    "CONNECTOR_TOPIC_PARTITIONS": str(SCALE_PARTITIONS),
-                    "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(work / name)}  # fmt: skip
-            scale[name] = subprocess.Popen([*CONNECTOR, "worker"], env=wenv, text=True,
-                                           stdout=(work / f"{name}.log").open("w"),
-                                           stderr=subprocess.STDOUT)  # fmt: skip
-            procs.append(scale[name])
-            bench.pids[name] = scale[name].pid
+            scaled = stack.start_worker(name, CONNECTOR_APP_ID=app_id,
+                                        CONNECTOR_TOPIC_QUERY_ORDERS=topic,
+                                        CONNECTOR_TOPIC_PARTITIONS=str(SCALE_PARTITIONS))  # fmt: skip
+            bench.pids[name] = scaled.pid
 
         def stop_worker(name: str) -> None:
-            proc = scale.pop(name)
             bench.pids.pop(name)
-            procs.remove(proc)
-            stop(proc)
+            stack.stop_process(stack.workers[name])
 
         try:
             out = e2e(bench, repeats, sizes, queued)
-            out["forwarded"] = forwarded(env["CONNECTOR_WEB_PORT"])
+            out["forwarded"] = forwarded(worker.web_port)
             out["bitget"] = bitget(bench, backlog)
             out["scale_out"] = scale_out(bench, start_worker, stop_worker, repeats, sizes)
             if profile:
@@ -927,9 +918,6 @@ def run_stack(repeats: int, sizes: dict[str, int], queued: int, profile: bool,
             return out
         finally:
             bench.close()
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
 
 
 if __name__ == "__main__":

@@ -10,42 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-CONNECTOR = [sys.executable, "-m", "connector"]
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python scripts/demo.py` from a checkout
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if needle in line:
-            return line.strip()
-        if not line and proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited with {proc.returncode}")
-    raise SystemExit(f"timed out waiting for {needle!r} from {proc.args}")
-
-
-def stop(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+from connector.devstack import CONNECTOR, Stack  # noqa: E402
 
 
 def show(line: str) -> None:
@@ -124,48 +97,23 @@ def state_step(env: dict[str, str]) -> None:
 
 
 def main() -> int:
-    work = Path(tempfile.mkdtemp(prefix="connector-demo-"))
-    port = free_port()
-    base_env = {
-        **os.environ,
-        "CONNECTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}",
-        # Dev-only: the embedded broker completes group joins after session_timeout/2.
-        "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6",
-        "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",
-        # Dev-only: the embedded broker answers a waiting fetch only when the wait expires.
-        "CONNECTOR_KAFKA_FETCH_MAX_WAIT_MS": "50",
+    with Stack(Path(tempfile.mkdtemp(prefix="connector-demo-"))) as stack:
         # Dev-only: one record per produce batch, so the embedded broker's end offsets are right
         # and Faust recovers the state table fully after a restart (docs/state-topic.md).
-        "CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE": "1",
-        "CONNECTOR_LOG_FORMAT": "text",
-    }
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        print(f"Starting the embedded broker on 127.0.0.1:{port} ...")
-        broker = subprocess.Popen([*CONNECTOR, "broker"], env=base_env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-        procs.append(broker)
-        print("  " + wait_line(broker, "broker ready", 60))
+        stack.env.update(
+            {"CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE": "1", "CONNECTOR_LOG_FORMAT": "text"}
+        )
+        print("Starting the embedded broker ...")
+        broker = stack.start_broker()
+        print("  " + broker.wait_line("broker ready", 0))
 
         print("Starting the sandbox exchanges ...")
-        sandbox = subprocess.Popen(
-            [*CONNECTOR, "sandbox", "--workdir", str(work / "sandbox")],
-            env=base_env, text=True, stdout=subprocess.PIPE, stderr=(work / "sandbox.log").open("w"),
-        )  # fmt: skip
-        procs.append(sandbox)
-        env_line = wait_line(sandbox, "CONNECTOR_", 30)
-        print("  " + env_line)
-        env = dict(base_env)
-        env.update(dict(t.split("=", 1) for t in shlex.split(env_line)))
+        sandbox = stack.start_sandbox()
+        print("  " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sandbox.items()))
+        env = {**os.environ, **stack.env}
 
-        worker_log = work / "worker.log"
-        print(f"Starting the worker (log: {worker_log}) ...")
-        worker = subprocess.Popen(
-            [*CONNECTOR, "worker"],
-            env={**env, "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(work / "data")},
-            stdout=worker_log.open("w"), stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        procs.append(worker)
+        worker = stack.start_worker()
+        print(f"Starting the worker (log: {worker.log_path}) ...")
 
         query(env, ["--exchange", "ascendex", "--account", "ascendex-demo"], expect=0)
         query(
@@ -185,13 +133,10 @@ def main() -> int:
         query(env, ["--exchange", "ascendex", "--account", "no-such-account"], expect=1)
         if "CONNECTOR_BITGET_REST_URL" in env:
             state_step(env)  # last: the state topic after an order was closed
-        if worker.poll() is not None:
-            raise SystemExit("the worker died; see " + str(worker_log))
+        if not worker.alive():
+            raise SystemExit(f"the worker died; see {worker.log_path}")
         print("\nDemo complete: every command ended in exactly one QueryResult.")
         return 0
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
 
 
 if __name__ == "__main__":

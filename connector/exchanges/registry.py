@@ -94,12 +94,15 @@ class Simulator:
 
     ``create_app(orders_file)`` builds the aiohttp app; ``demo_accounts()`` gives the
     accounts-file entries that match it; ``env(base_url)`` gives the environment assignments that
-    point a worker at a simulator listening on ``base_url`` (``http://host:port``).
+    point a worker at a simulator listening on ``base_url`` (``http://host:port``);
+    ``app_accounts(app)``, when given, gives the entries of a running app instead of
+    ``demo_accounts()``: the demo accounts plus any its orders file seeded.
     """
 
     create_app: Callable[[str | None], web.Application]
     demo_accounts: Callable[[], Mapping[str, Mapping[str, Any]]]
     env: Callable[[str], dict[str, str]]
+    app_accounts: Callable[[web.Application], Mapping[str, Mapping[str, Any]]] | None = None
 
 
 class _VenueSwitch(BaseSettings):

@@ -1,7 +1,8 @@
 """What every venue needs to survive a real exchange, written once.
 
 * :mod:`.retry` — one retry policy (exponential backoff with jitter, a cap, ``Retry-After``,
-  throttling retried until the command's deadline, never past it), built on tenacity;
+  throttling retried until the command's deadline, never past it), built on tenacity, and the
+  one ``Retry-After`` header parser (``retry_after_s``);
 * :mod:`.limiter` — the sliding-window client-side rate limiter, one per (venue, key);
 * :mod:`.clock` — the server-clock offset, measured from a round trip's midpoint and re-measured
   on demand (a venue's "timestamp expired" error);
@@ -21,7 +22,7 @@ from .cache import InstrumentCache
 from .clock import ServerClock
 from .coalesce import FetchCoalescer
 from .limiter import LimiterRegistry, SlidingWindowLimiter
-from .retry import RetryPolicy
+from .retry import RetryPolicy, retry_after_s
 
 __all__ = [
     "BreakerPolicy",
@@ -34,4 +35,5 @@ __all__ = [
     "RetryPolicy",
     "ServerClock",
     "SlidingWindowLimiter",
+    "retry_after_s",
 ]

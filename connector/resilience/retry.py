@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
@@ -36,6 +39,32 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def retry_after_s(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header, or None when absent or unreadable.
+
+    Both forms of RFC 9110 are read: delta-seconds (``"120"``) and an HTTP-date (``"Wed, 21 Oct
+    2015 07:28:00 GMT"``, counted from ``now``, the epoch time, default the current time). A
+    negative or past value means "now" (0.0); junk means the header is ignored (None), so the
+    policy's own backoff applies. One parser for every venue, next to the policy that honours it.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is GMT; a zone-less one is read as such
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 def _retryable(exc: BaseException) -> bool:

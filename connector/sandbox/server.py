@@ -74,7 +74,10 @@ async def start_sandbox(
         runner, bound = await _serve(app, host, ports.get(name, 0))
         sandbox.runners.append(runner)
         sandbox.apps[name] = app
-        accounts.update({alias: dict(entry) for alias, entry in simulator.demo_accounts().items()})
+        entries = (
+            simulator.app_accounts(app) if simulator.app_accounts else simulator.demo_accounts()
+        )
+        accounts.update({alias: dict(entry) for alias, entry in entries.items()})
         sandbox.env.update(simulator.env(f"http://{public}:{bound}"))
     accounts_file = directory / "accounts.yaml"
     accounts_file.write_text(yaml.safe_dump({"accounts": accounts}, sort_keys=True))

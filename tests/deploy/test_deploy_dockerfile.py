@@ -137,7 +137,7 @@ def dockerignore_excludes(path: str) -> bool:
 @pytest.mark.parametrize(
     "path",
     [
-        "connector/worker.py",
+        "connector/worker/app.py",
         "avro/order_event.avsc",
         "pyproject.toml",
         "setup.py",

@@ -8,7 +8,6 @@ consumer group are unique to the run, so runs never see each other's records.
 from __future__ import annotations
 
 import os
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -16,25 +15,21 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connector.broker import start_tansu
+from connector import devstack
 from connector.kafka import ensure_topics, wait_for_broker
 from connector.settings import Settings
 from connector.statetopic import ensure_state_topic
 
 from .harness import (
-    PY,
     Commands,
     Outputs,
     Stack,
     Worker,
     free_port,
     isolated_env,
-    parse_env_line,
-    read_first_line,
     settings_from_env,
     start_worker,
-    stop_process,
-    wait_ready,
+    write_orders_file,
 )
 
 pytestmark = pytest.mark.integration
@@ -43,17 +38,19 @@ RUN = uuid.uuid4().hex[:8]
 
 
 @pytest.fixture(scope="session")
-def bootstrap() -> Iterator[str]:
+def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devstack.Stack]:
+    """The run's broker and sandbox processes (connector/devstack.py), stopped at the end."""
+    with devstack.Stack(tmp_path_factory.mktemp("stack")) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def bootstrap(dev_stack: devstack.Stack) -> str:
     external = os.environ.get("CONNECTOR_KAFKA_BOOTSTRAP")
     if external:
-        yield external
-        return
-    port = free_port()
-    proc = start_tansu("127.0.0.1", port)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_process(proc)
+        return external
+    # Tansu alone: the topics are this run's own, created by the ``topics`` fixture.
+    return dev_stack.start_broker(bare=True).bootstrap
 
 
 @pytest.fixture(scope="session")
@@ -95,21 +92,10 @@ async def topics(settings: Settings) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`connector sandbox`, wired exactly as a user would: by reading its first line."""
-    workdir = tmp_path_factory.mktemp("sandbox")
-    proc = subprocess.Popen(
-        [PY, "-m", "connector", "sandbox", "--workdir", str(workdir)],
-        stdout=subprocess.PIPE,
-        stderr=(workdir / "sandbox.log").open("wb"),
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        env = parse_env_line(read_first_line(proc, timeout=30))
-        yield env
-    finally:
-        stop_process(proc)
+def sandbox(dev_stack: devstack.Stack) -> dict[str, str]:
+    """`connector sandbox`, wired exactly as a user would: by reading its first line; seeded
+    with the run's own accounts (harness.write_orders_file)."""
+    return dev_stack.start_sandbox(orders_file=write_orders_file(dev_stack.workdir / "orders.json"))
 
 
 @pytest.fixture(scope="session")
@@ -141,11 +127,10 @@ async def worker(
 ) -> AsyncIterator[Worker]:
     w = start_worker(worker_env, tmp_path_factory.mktemp("worker") / "worker.log")
     try:
-        await wait_ready(w)
+        await w.wait_ready()
         yield w
     finally:
-        stop_process(w.proc)
-        w.log_file.close()
+        w.stop()
 
 
 @pytest.fixture(scope="session")
@@ -190,7 +175,7 @@ async def isolated_stack(
         await ensure_topics(settings)
         await ensure_state_topic(settings)
         worker = start_worker(env, tmp_path / f"worker-{tag}.log")
-        await wait_ready(worker)
+        await worker.wait_ready()
         outputs = Outputs(settings)
         await outputs.start()
         commands = Commands(settings)
@@ -201,7 +186,6 @@ async def isolated_stack(
 
     yield make
     for s in stacks:
-        stop_process(s.worker.proc)
-        s.worker.log_file.close()
+        s.worker.stop()
         await s.outputs.stop()
         await s.commands.stop()

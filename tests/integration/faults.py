@@ -4,10 +4,7 @@ scenario sent/answered/lost/repeated, and recording the figures in ``.results/fa
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -17,58 +14,63 @@ from typing import Any
 
 import httpx
 
-from connector.broker import start_tansu
+from connector import devstack
 from connector.codec import QUERY_RESULT
 
-from .harness import Outputs, Worker, free_port, stop_process
+from .harness import Outputs, Worker, wait_until
 
 RESULTS = Path(__file__).resolve().parents[2] / ".results" / "faults.json"
 
 
 @dataclass
 class Broker:
-    """The embedded broker on a port fixed for the test, really stopped and started again.
+    """The embedded broker on a port fixed for the test, really stopped and started again
+    (Tansu alone, through connector/devstack.py, so a freeze or a kill reaches the broker).
 
     Its storage is in memory, so a restart loses topics, records and group offsets (topics are
     re-created by the test). Real Kafka keeps them; what is tested is the worker's side.
     """
 
     port: int
-    proc: subprocess.Popen[bytes] | None = None
+    log_dir: Path
+    process: devstack.Broker | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.process is None else self.process.proc
+
     def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None
-        self.proc = start_tansu("127.0.0.1", self.port)
+        assert self.process is None or not self.process.alive()
+        self.process = devstack.start_broker(self.port, self.log_dir / "broker.log", bare=True)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
 
     def freeze(self) -> None:
         """SIGSTOP: the broker stops answering but keeps its connections and its data (a long
         pause, a hung host); :meth:`thaw` resumes it where it was."""
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGSTOP)
+        assert self.process is not None
+        self.process.freeze()
 
     def thaw(self) -> None:
-        assert self.proc is not None
-        os.killpg(self.proc.pid, signal.SIGCONT)
+        assert self.process is not None
+        self.process.thaw()
 
     def kill(self) -> None:
         """SIGKILL: the broker is gone at once (a crash, not a clean shutdown)."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+        if self.process is not None:
+            self.process.kill()
+            self.process = None
 
 
-def new_broker() -> Broker:
-    return Broker(free_port())
+def new_broker(log_dir: Path) -> Broker:
+    return Broker(devstack.free_port(), log_dir)
 
 
 def results_by_request(outputs: Outputs) -> Counter[str]:
@@ -101,20 +103,16 @@ async def status(worker: Worker, path: str) -> int:
 
 
 async def wait_status(worker: Worker, path: str, code: int, timeout: float = 60) -> None:
-    async def poll() -> None:
-        # Polls another process's endpoint: there is no event to wait on across processes.
-        while await status(worker, path) != code:
-            await asyncio.sleep(0.2)
+    # Polls another process's endpoint: there is no event to wait on across processes.
+    async def answered() -> bool:
+        return await status(worker, path) == code
 
-    await asyncio.wait_for(poll(), timeout)
+    await wait_until(answered, timeout=timeout, what=f"{path} answering {code}", interval=0.2)
 
 
 async def wait_log(worker: Worker, text: str, timeout: float = 60) -> None:
-    async def poll() -> None:
-        while text not in worker.log_text():
-            await asyncio.sleep(0.1)
-
-    await asyncio.wait_for(poll(), timeout)
+    await wait_until(lambda: text in worker.log_text(), timeout=timeout,
+                     what=f"{text!r} in the worker's log", interval=0.1)  # fmt: skip
 
 
 def assert_clean_log(worker: Worker) -> None:

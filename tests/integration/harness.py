@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shlex
-import signal
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from connector import devstack
 from connector.client import Decoded, decode_message, topic_partitions
 from connector.codec import ERROR_EVENT, ORDER_EVENT, QUERY_RESULT, Serializer
 from connector.kafka import client_kwargs, consumer_kwargs
@@ -27,105 +22,43 @@ from connector.settings import Settings
 
 PY = sys.executable
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def read_first_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    """The sandbox's env line; fail fast (with its output) if it dies instead."""
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line:
-            return line.strip()
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before printing")
-    raise TimeoutError("no first line")
+# Starting, waiting for and stopping processes: the one launcher (connector/devstack.py), shared
+# with `make demo` and `make bench`.
+free_port = devstack.free_port
+parse_env_line = devstack.parse_env_line
+stop_process = devstack.stop_process
+wait_until = devstack.wait_until
+wait_all_assigned = devstack.wait_all_assigned
+Worker = devstack.Worker
 
 
-def parse_env_line(line: str) -> dict[str, str]:
-    env = {}
-    for token in shlex.split(line):
-        name, sep, value = token.partition("=")
-        assert sep and name.startswith("CONNECTOR_"), f"not an env assignment: {token!r}"
-        env[name] = value
-    return env
+def start_worker(env: dict[str, str], log_path: Path) -> Worker:
+    """A ``connector worker`` with ``env`` (over this process's environment), logging to
+    ``log_path``; returns at once."""
+    return devstack.start_worker(env, log_path)
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+#: An AscendEX account with a 100-order book, seeded into the run's sandbox (its orders file).
+LARGE_ACCOUNT = "ascendex-large-100"
 
 
-@dataclass
-class Worker:
-    proc: subprocess.Popen[bytes]
-    env: dict[str, str]
-    log_path: Path
-    web_port: int
-    log_file: IO[bytes]
+def write_orders_file(path: Path) -> Path:
+    """The run's sandbox seed (``connector sandbox --orders-file``): :data:`LARGE_ACCOUNT`."""
+    from connector.exchanges.ascendex import simulator as asc_sim
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    account_id = asc_sim.seeded_account(LARGE_ACCOUNT).futures_account_id
+    rows = [asc_sim.order_row(account_id, orderId=f"large100o{i:06d}", time=1615696544843 + i,
+                              lastExecTime=1615696544851 + i, seqNum=i,
+                              symbol=("BTC-PERP", "ETH-PERP")[i % 2], side=("Buy", "Sell")[i % 2],
+                              price=f"{60000 + i}.5" if i % 2 == 0 else f"{3000 + i}.25",
+                              orderQty="0.0100") for i in range(100)]  # fmt: skip
+    path.write_text(json.dumps({"ascendex": {LARGE_ACCOUNT: rows}}))
+    return path
 
 
 async def wait_ready(worker: Worker, timeout: float = 90) -> None:
     """Until /readyz says ready; fails at once, with the log's tail, if the process exits."""
-    import httpx
-
-    url = f"http://127.0.0.1:{worker.web_port}/readyz"
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as http:
-        while time.monotonic() < deadline:
-            if worker.proc.poll() is not None:
-                tail = "\n".join(worker.log_text().splitlines()[-25:])
-                raise RuntimeError(f"worker exited with {worker.proc.returncode}:\n{tail}")
-            try:
-                if (await http.get(url)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"worker not ready within {timeout}s")
-
-
-async def wait_all_assigned(workers: list[Worker], timeout: float = 90) -> None:
-    """Until every worker's /readyz reports partitions assigned ("N partitions assigned"), i.e.
-    the group's rebalance gave each a share. Polls: there is no event to wait on across
-    processes."""
-    import httpx
-
-    async def reasons(http: httpx.AsyncClient) -> list[str]:
-        return [(await http.get(f"http://127.0.0.1:{w.web_port}/readyz")).json()["reason"]
-                for w in workers]  # fmt: skip
-
-    async def poll() -> None:
-        async with httpx.AsyncClient(timeout=5) as http:
-            while not all(r[:1].isdigit() for r in await reasons(http)):
-                await asyncio.sleep(0.2)
-
-    await asyncio.wait_for(poll(), timeout)
-
-
-def start_worker(env: dict[str, str], log_path: Path) -> Worker:
-    log_file = log_path.open("ab")
-    proc = subprocess.Popen(
-        [PY, "-m", "connector", "worker"],
-        env={**os.environ, **env},
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Worker(proc, env, log_path, int(env["CONNECTOR_WEB_PORT"]), log_file)
+    await worker.wait_ready(timeout)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from connector import codec
 
-from .harness import Commands, Outputs, Worker, rid
+from .harness import LARGE_ACCOUNT, Commands, Outputs, Worker, rid
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +65,10 @@ async def test_large_snapshot_published_as_record_batches_is_complete_and_in_ord
     worker: Worker, commands: Commands, outputs: Outputs
 ) -> None:
     """100 orders: about 25 per partition, so they go as aiokafka record batches (see
-    Connector._send_batch). Same keys, partitions, headers and per-partition order as one send
-    per record, and the result only after every event was acknowledged."""
-    account = "ascendex-bench-100-1"
+    KafkaPublisher.send in connector/worker/publisher.py). Same keys, partitions, headers and
+    per-partition order as one send per record, and the result only after every event was
+    acknowledged."""
+    account = LARGE_ACCOUNT
     request_id = await commands.send(
         request_id=rid("asc-big"), exchange="ascendex", account=account
     )

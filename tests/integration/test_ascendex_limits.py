@@ -39,6 +39,7 @@ from .harness import (
     start_worker,
     stop_process,
     wait_ready,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -122,13 +123,15 @@ async def until(
     sim: Callable[..., Any], predicate: Callable[[dict[str, int]], bool]
 ) -> dict[str, int]:
     """Poll the simulator's counters until ``predicate`` holds (10 s at most)."""
-    deadline = time.monotonic() + 10
-    while True:
+    current: dict[str, int] = {}
+
+    async def reached() -> bool:
+        nonlocal current
         current = await stats(sim)
-        if predicate(current):
-            return current
-        assert time.monotonic() < deadline, f"simulator never reached the state: {current}"
-        await asyncio.sleep(0.1)
+        return predicate(current)
+
+    await wait_until(reached, timeout=10, what="the simulator's counters", interval=0.1)
+    return current
 
 
 async def ask(stack: Stack, account: str, tag: str, **extra: Any) -> Any:

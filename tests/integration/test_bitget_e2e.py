@@ -1,10 +1,15 @@
 """Bitget end to end through the broker: paging, rate limiting, errors, retries, and every
 hazard of the endpoint's documented versions (docs/bitget.md). The worker walks two 89-day
-windows here (``CONNECTOR_BITGET_HISTORY_DAYS=178`` in conftest)."""
+windows here (``CONNECTOR_BITGET_HISTORY_DAYS=178`` in conftest) on the first snapshot of a
+scope; the worker lives for the whole session, so a later snapshot of the same scope walks back
+only to the oldest order the last one listed (docs/bitget.md "Requests per snapshot"): where a
+test repeats a scope, it accepts either count."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +46,52 @@ async def test_paging_to_the_end(
     assert sorted(o.value["snapshot_seq"] for o in answer.orders) == list(range(1, rows + 1))
     assert all(o.value["product_type"] == "USDT-FUTURES" for o in answer.orders)
     assert all(o.key == f"bitget:{account}:{o.value['order_id']}" for o in answer.orders)
+
+    # Repeated: the rows are a day old, so one window from the oldest (minus the margin); the
+    # older window is not asked again. An empty account is covered from the last start.
+    again = await commands.send(request_id=rid(account), exchange="bitget", account=account)
+    result = (await outputs.answer(again)).result
+    assert (result["status"], result["order_count"]) == ("OK", rows)
+    assert result["exchange_calls"] == pages - 1
+
+
+async def test_repeated_snapshots_ask_less_and_miss_nothing(
+    worker: Worker,
+    commands: Commands,
+    outputs: Outputs,
+    sandbox: dict[str, str],
+    control: httpx.AsyncClient,
+) -> None:
+    """Issue 22 through the worker: an order opened 150 days ago and still open stays listed,
+    an order opened after a snapshot is in the next one, and once nothing old is open a
+    repeated snapshot is one window: its page and the empty page that ends it."""
+    base, account, day = sandbox["CONNECTOR_BITGET_REST_URL"], "bitget-20", 86_400_000
+
+    async def change(**spec: Any) -> None:
+        r = await control.post(f"{base}/__sandbox/orders", json={"account": account, **spec})
+        r.raise_for_status()
+
+    async def listed() -> tuple[set[str], int]:
+        request_id = await commands.send(request_id=rid("bg-rep"), exchange="bitget",
+                                         account=account)  # fmt: skip
+        answer = await outputs.answer(request_id)
+        assert answer.result["status"] == "OK"
+        return {o.value["order_id"] for o in answer.orders}, answer.result["exchange_calls"]
+
+    r = await control.get(f"{base}/__sandbox/orders", params={"account": account})
+    rows = r.json()["rows"]
+    ids = {row["trackingNo"] for row in rows}
+    now = time.time_ns() // 1_000_000
+    old = {**rows[0], "trackingNo": "1290000000000000001", "openTime": str(now - 150 * day)}
+    await change(upsert=[old])
+    # First of this scope: both windows, each with rows.
+    assert await listed() == ({*ids, old["trackingNo"]}, 4)
+    new = {**rows[0], "trackingNo": "1290000000000000002", "openTime": str(now + 1)}
+    await change(upsert=[new])
+    assert await listed() == ({*ids, old["trackingNo"], new["trackingNo"]}, 4)
+    await change(remove=[old["trackingNo"]])
+    assert await listed() == ({*ids, new["trackingNo"]}, 3)  # its range once more
+    assert await listed() == ({*ids, new["trackingNo"]}, 2)
 
 
 async def test_copy_trading_fields(worker: Worker, commands: Commands, outputs: Outputs) -> None:
@@ -120,8 +171,9 @@ async def test_thirty_identical_concurrent_commands_share_fetches(
     assert stats["rate_limit_violations"] == 0
     admitted = stats["by_account"]["bitget-demo"]["admitted"]
     print(f"30 identical concurrent commands: {admitted} exchange requests "
-          f"(3 per fetch, 90 without coalescing)")  # fmt: skip
-    assert admitted % 3 == 0 and admitted <= 45
+          f"(2 or 3 per fetch, 60 or more without coalescing)")  # fmt: skip
+    # 3 per fetch on the full horizon, 2 on a repeated one (the account was listed before).
+    assert 2 <= admitted <= 45
 
 
 async def test_wrong_passphrase_is_auth_failed_with_bitgets_code(
@@ -152,7 +204,8 @@ async def test_server_error_mid_paging_is_retried_into_a_complete_snapshot(
     )
     answer = await outputs.answer(request_id)
     assert (answer.result["status"], answer.result["order_count"]) == ("OK", 120)
-    assert answer.result["exchange_calls"] == 6  # 3 pages + empty + retried one + older window
+    # 3 pages + empty + the retried one, + the older window on the full horizon.
+    assert answer.result["exchange_calls"] in (5, 6)
     assert len({o.value["order_id"] for o in answer.orders}) == 120
 
 
@@ -222,7 +275,8 @@ def assert_failed_without_events(answer: Answer, exchange_code: str | None = Non
     # reference: pages 1-3 + an empty 4th; the older window repeats page 1 (no time filter).
     # current-list: pages 1-3 + an empty 4th (no endId); the older window is empty.
     # current-object: the same (endId "" on page 3 is confirmed by the empty 4th).
-    [("reference", 5), ("current-list", 5), ("current-object", 5)],
+    # The older window is asked on the full horizon only (the first run of the account).
+    [("reference", (4, 5)), ("current-list", (4, 5)), ("current-object", (4, 5))],
 )
 async def test_137_rows_on_every_version_and_shape(
     worker: Worker,
@@ -231,12 +285,12 @@ async def test_137_rows_on_every_version_and_shape(
     sandbox: dict[str, str],
     control: httpx.AsyncClient,
     version: str,
-    calls: int,
+    calls: tuple[int, int],
 ) -> None:
     await configure(control, sandbox, version=version)
     answer = await snapshot(commands, outputs, "bitget-137")
     assert_complete(answer, 137)
-    assert answer.result["exchange_calls"] == calls
+    assert answer.result["exchange_calls"] in calls
 
 
 @pytest.mark.parametrize("version", ["current-list", "current-object"])
@@ -312,7 +366,8 @@ async def test_over_maximum_page_size(
     await configure(control, sandbox, max_limit=30)  # limit=50 is over it: 20 rows a page
     answer = await snapshot(commands, outputs, "bitget-137")
     assert_complete(answer, 137)
-    assert answer.result["exchange_calls"] == 9  # 7 pages of <= 20 + empty + older window
+    # 7 pages of <= 20 + empty, + the older window on the full horizon.
+    assert answer.result["exchange_calls"] in (8, 9)
 
 
 async def test_non_ascii_symbol(worker: Worker, commands: Commands, outputs: Outputs) -> None:

@@ -1,7 +1,7 @@
-"""The connector's commit rule (connector/faust_transport.py) through Faust's real consumer and
+"""The connector's commit rule (connector/worker/faust_internals.py) through Faust's real consumer and
 stream iterator, against the embedded broker.
 
-Each test starts an in-process :class:`connector.faust_transport.App` on a topic and consumer
+Each test starts an in-process :class:`connector.worker.faust_internals.App` on a topic and consumer
 group of its own, with one agent that hands every event to the test without acknowledging it
 (``stream.noack()``), so the test decides which offsets are answered and when. Faust fetches,
 delivers through its conductor, iterates its stream, tracks and acknowledges as in production;
@@ -21,7 +21,7 @@ import asyncio
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from aiokafka.structs import TopicPartition
 from prometheus_client import REGISTRY
 
-from connector.faust_transport import HOLE_GRACE_S, App
+from connector.devstack import wait_until
+from connector.worker.faust_internals import HOLE_GRACE_S, App
 
 pytestmark = pytest.mark.integration
 
@@ -183,14 +184,6 @@ class Run:
             await self.app.stop()
 
 
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    """Poll ``condition`` until it holds (a condition wait, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 def run_factory(bootstrap: str, topics: list[str], tmp_path: Path) -> Callable[[], Any]:
     """Runs on the session's broker (``topics``: once it answers)."""
@@ -240,10 +233,14 @@ async def test_a_record_the_iterator_skips_is_not_acknowledged(
         async def queued(n: int) -> bool:
             return bool(run.channel.queue.qsize() == n)
 
-        await until(lambda: queued(3))  # delivered to the stream's buffer, not to the agent
+        await wait_until(
+            lambda: queued(3), timeout=30, what="3 records buffered"
+        )  # delivered to the stream's buffer, not to the agent
         run.app.flow_control.suspend()  # as a rebalance does
         reader = asyncio.create_task(run.next_event())
-        await until(lambda: queued(0))  # the iterator took them, and skipped them
+        await wait_until(
+            lambda: queued(0), timeout=30, what="buffer drained"
+        )  # the iterator took them, and skipped them
         assert not reader.done() and run.received == [0]
         first.ack()
         assert await run.commit()

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connector.kafka import client_kwargs
 from connector.settings import Settings
 
-from .harness import Commands, Outputs, Worker, rid
+from .harness import Commands, Outputs, Worker, rid, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +54,11 @@ async def test_input_offsets_are_committed_after_processing(
         ends = commands.ends(topic)
         assert ends
 
-        async def committed_all() -> None:
-            while True:
-                committed = {p: await reader.committed(TopicPartition(topic, p)) for p in ends}
-                if all((committed[p] or -1) >= end for p, end in ends.items()):
-                    return
-                await asyncio.sleep(0.2)  # polling an observable condition, bounded below
+        async def committed_all() -> bool:
+            committed = {p: await reader.committed(TopicPartition(topic, p)) for p in ends}
+            return all((committed[p] or -1) >= end for p, end in ends.items())
 
-        await asyncio.wait_for(committed_all(), timeout=30)
+        await wait_until(committed_all, timeout=30, what="every command committed", interval=0.2)
     finally:
         await reader.stop()
 

@@ -47,6 +47,7 @@ from .harness import (
     start_worker,
     stop_process,
     wait_ready,
+    wait_until,
 )
 from .test_delivery import _secrets
 from .test_operations import metric, scrape
@@ -55,9 +56,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 
 @pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
+async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
     """A broker of this test's own, on a port fixed for the test, not yet started."""
-    b = new_broker()
+    b = new_broker(tmp_path)
     try:
         yield b
     finally:
@@ -365,11 +366,10 @@ async def test_broker_frozen_and_resumed_mid_commands(
         for i in range(6)
     ]
 
-    async def all_in_flight() -> None:
-        while metric(await scrape(stack.worker), "connector_commands_in_flight") < len(in_flight):
-            await asyncio.sleep(0.05)
+    async def all_in_flight() -> bool:
+        return metric(await scrape(stack.worker), "connector_commands_in_flight") >= len(in_flight)
 
-    await asyncio.wait_for(all_in_flight(), 30)
+    await wait_until(all_in_flight, timeout=30, what="every command in flight")
     calls = "connector_exchange_call_duration_seconds_count"
     labels = {"exchange": "ascendex", "endpoint": "futures-open-orders"}
     calls_before = metric(await scrape(stack.worker), calls, **labels)
@@ -382,11 +382,10 @@ async def test_broker_frozen_and_resumed_mid_commands(
         sent = (await control.get(f"{base}/__sandbox/stats")).json()["requests"] - requests_before
         assert 1 <= sent <= len(in_flight)
 
-        async def fetches_done() -> None:  # the exchange answered; now only publishing waits
-            while metric(await scrape(stack.worker), calls, **labels) < calls_before + sent:
-                await asyncio.sleep(0.1)
+        async def fetches_done() -> bool:  # the exchange answered; now only publishing waits
+            return metric(await scrape(stack.worker), calls, **labels) >= calls_before + sent
 
-        await asyncio.wait_for(fetches_done(), 30)
+        await wait_until(fetches_done, timeout=30, what="the exchange calls done", interval=0.1)
         (await control.post(f"{base}/__sandbox/reset")).raise_for_status()
         assert stack.worker.proc.poll() is None
         await asyncio.sleep(3)  # the outage lasts 3 s more: the fault, not a sync
@@ -590,7 +589,7 @@ async def test_killed_with_a_slow_command_in_flight_loses_nothing(
 ) -> None:
     """Commands finish out of order: A waits on a slow exchange while B, after it on the same
     partition, is answered, and the worker commits. Faust alone would commit past A (its guard
-    is off by one); killed then, A would never be answered. connector/faust_transport.py holds
+    is off by one); killed then, A would never be answered. connector/worker/faust_internals.py holds
     the commit at A, so the next worker answers it."""
 
     stack = await isolated_stack("slowkill")
@@ -608,8 +607,11 @@ async def test_killed_with_a_slow_command_in_flight_loses_nothing(
     a = await stack.commands.send(
         request_id=rid("slow-a"), exchange="bitget", account="bitget-demo"
     )
-    while await requests() == 0:  # polls the sandbox: A's fetch is under way
-        await asyncio.sleep(0.05)
+
+    async def a_fetching() -> bool:  # polls the sandbox: A's fetch is under way
+        return await requests() > 0
+
+    await wait_until(a_fetching, timeout=60, what="A's fetch under way")
     partition = partition_for(b"bitget:bitget-demo", n)
     a_offset = stack.commands.ends(topic)[partition] - 1
     b = await stack.commands.send(
@@ -626,8 +628,11 @@ async def test_killed_with_a_slow_command_in_flight_loses_nothing(
     await stack.outputs.answer(d, timeout=60)
     q = partition_for(f"ascendex:{other}".encode(), n)
     d_end = stack.commands.ends(topic)[q]
-    while await _committed(stack.settings, topic, q) < d_end:  # polls the group's offsets
-        await asyncio.sleep(0.1)
+
+    async def d_committed() -> bool:  # polls the group's offsets
+        return await _committed(stack.settings, topic, q) >= d_end
+
+    await wait_until(d_committed, timeout=60, what="D's offset committed", interval=0.1)
     committed = await _committed(stack.settings, topic, partition)
     assert committed <= a_offset, (committed, a_offset)  # not past the unanswered A
 

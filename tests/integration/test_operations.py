@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from connector import codec
 from tests.support.registry import start_registry
 
-from .harness import Commands, Outputs, Stack, Worker, rid, start_worker
+from .harness import Commands, Outputs, Stack, Worker, rid, start_worker, wait_until
 from .test_state_worker import StateRecords
 
 pytestmark = pytest.mark.integration
@@ -135,12 +135,11 @@ async def test_worker_killed_mid_command_loses_nothing(
         request_id=rid("crash"), exchange="ascendex", account="ascendex-demo"
     )
 
-    async def in_flight() -> None:
+    async def in_flight() -> bool:
         # Polls another process's gauge: there is no event to wait on across processes.
-        while metric(await scrape(stack.worker), "connector_commands_in_flight") < 1:
-            await asyncio.sleep(0.05)
+        return metric(await scrape(stack.worker), "connector_commands_in_flight") >= 1
 
-    await asyncio.wait_for(in_flight(), timeout=30)
+    await wait_until(in_flight, timeout=30, what="the command in flight")
     stack.worker.proc.send_signal(signal.SIGKILL)
     stack.worker.proc.wait()
     assert not any(m.headers.get("request_id") == request_id for m in stack.outputs.messages)
@@ -166,18 +165,17 @@ async def test_logs_are_json_lines_with_request_context(
 
 
 async def test_worker_survives_a_broker_restart(
-    isolated_stack: Callable[..., Awaitable[Stack]],
+    isolated_stack: Callable[..., Awaitable[Stack]], tmp_path: Path
 ) -> None:
     """Its own embedded broker (whatever CONNECTOR_KAFKA_BOOTSTRAP says), since the test must
     stop and start it: readiness drops while it is down, and the worker serves again after."""
-    from connector.broker import start_tansu
+    from connector import devstack
     from connector.kafka import ensure_topics, wait_for_broker
     from connector.statetopic import ensure_internal_topics
 
-    from .harness import free_port, stop_process
-
-    port = free_port()
-    broker = start_tansu("127.0.0.1", port)
+    port = devstack.free_port()
+    log = tmp_path / "broker.log"
+    broker = devstack.start_broker(port, log, bare=True)
     try:
         stack = await isolated_stack("restart", CONNECTOR_KAFKA_BOOTSTRAP=f"127.0.0.1:{port}")
         first = await stack.commands.send(
@@ -185,11 +183,11 @@ async def test_worker_survives_a_broker_restart(
         )
         assert (await stack.outputs.answer(first)).result["status"] == "OK"
 
-        stop_process(broker)
+        broker.stop()
         await _wait_readyz(stack.worker, 503)
         assert stack.worker.proc.poll() is None
 
-        broker = start_tansu("127.0.0.1", port)
+        broker = devstack.start_broker(port, log, bare=True)
         await wait_for_broker(stack.settings)
         await ensure_topics(stack.settings)  # in-memory storage: the restart lost them
         await ensure_internal_topics(stack.settings)  # with the worker's internal topics
@@ -203,18 +201,16 @@ async def test_worker_survives_a_broker_restart(
             and len(answer.orders) == answer.result["order_count"] > 0
         )
     finally:
-        stop_process(broker)
+        broker.stop()
 
 
 async def _wait_readyz(worker: Worker, status: int, timeout: float = 60) -> None:
-    async def poll() -> None:
-        async with httpx.AsyncClient(timeout=5) as http:
-            while (
-                await http.get(f"http://127.0.0.1:{worker.web_port}/readyz")
-            ).status_code != status:
-                await asyncio.sleep(0.2)
+    async with httpx.AsyncClient(timeout=5) as http:
 
-    await asyncio.wait_for(poll(), timeout)
+        async def answers() -> bool:
+            return (await http.get(worker.url("/readyz"))).status_code == status
+
+        await wait_until(answers, timeout=timeout, what=f"/readyz {status}", interval=0.2)
 
 
 async def test_status_and_metrics_show_state_and_no_secret(

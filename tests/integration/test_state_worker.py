@@ -38,6 +38,7 @@ from .harness import (
     rid,
     start_worker,
     wait_ready,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -226,8 +227,11 @@ async def test_older_snapshot_finishing_last_leaves_the_newer_state(
     # A reads the rows (all three), then its answer is held; meanwhile B sees one removed.
     await venue.change(hold_next_ms=3000)
     a = await commands.send(request_id=rid("st-older"), exchange="bitget", account=ACC)
-    while await venue.requests() == before:  # A's first page has been read
-        await asyncio.sleep(0.05)
+
+    async def a_read() -> bool:  # A's first page has been read
+        return await venue.requests() != before
+
+    await wait_until(a_read, timeout=30, what="A's first page read")
     await venue.change(remove=[gone["trackingNo"]])
     b, answer_b = await snapshot(commands, outputs, "st-newer")
     await state.wait(b, len(rows))  # two upserts + one tombstone

@@ -8,26 +8,22 @@ answer comes back as OrderEvents and an OK QueryResult.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from connector import devstack
 from connector.kafka import ensure_topics, wait_for_broker
 
 from .harness import (
-    PY,
     Commands,
     Outputs,
     isolated_env,
-    parse_env_line,
-    read_first_line,
     rid,
     settings_from_env,
     start_worker,
-    stop_process,
     wait_ready,
 )
 
@@ -42,19 +38,9 @@ PLUGIN_ENV = {
 
 @pytest.fixture
 def toy_sandbox(tmp_path: Path) -> Iterator[dict[str, str]]:
-    proc = subprocess.Popen(
-        [PY, "-m", "connector", "sandbox", "--workdir", str(tmp_path / "sandbox")],
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "sandbox.log").open("wb"),
-        text=True,
-        start_new_session=True,
-        env={**os.environ, **PLUGIN_ENV},
-        cwd=tmp_path,  # importable only through PYTHONPATH, like an installed plugin
-    )
-    try:
-        yield parse_env_line(read_first_line(proc, timeout=30))
-    finally:
-        stop_process(proc)
+    # Run from tmp_path: the plugin is importable only through PYTHONPATH, like an installed one.
+    with devstack.Stack(tmp_path / "toy", env=PLUGIN_ENV, cwd=tmp_path) as stack:
+        yield stack.start_sandbox()
 
 
 async def test_toy_venue_end_to_end(
@@ -115,5 +101,4 @@ async def test_toy_venue_end_to_end(
     finally:
         await commands.stop()
         await outputs.stop()
-        stop_process(worker.proc)
-        worker.log_file.close()
+        worker.stop()

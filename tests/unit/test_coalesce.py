@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from connector import codec
 from connector.account import Account, Accounts
+from connector.devstack import wait_until
 from connector.errors import ExchangeUnavailable
 from connector.model import FetchResult, Order, OrderQuery, OrderStatus, Side
 from connector.pipeline import Pipeline
@@ -68,9 +70,8 @@ def cmd(request_id: str, **fields: Any) -> bytes:
     return json.dumps({**base, **fields}).encode()
 
 
-async def until(condition: Any) -> None:
-    while not condition():
-        await asyncio.sleep(0)
+async def until(condition: Callable[[], bool]) -> None:
+    await wait_until(condition, timeout=5, what="the pipeline's state", interval=0)
 
 
 async def test_commands_waiting_for_the_limiter_share_one_fetch_that_starts_after_them() -> None:

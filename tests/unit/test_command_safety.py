@@ -22,7 +22,7 @@ from connector.model import FetchResult
 from connector.pipeline import Outcome, Pipeline
 from connector.secrets import Secret
 from connector.settings import Settings
-from connector.worker import is_outage
+from connector.worker.outages import is_outage
 
 from .test_pipeline import SECRET, FakeAdapter, cmd, order
 

@@ -1,4 +1,4 @@
-"""The commit rule the connector adds to Faust's consumer (connector/faust_transport.py).
+"""The commit rule the connector adds to Faust's consumer (connector/worker/faust_internals.py).
 
 Faust commits the first run of consecutive acknowledged offsets even when an earlier offset is
 still being processed (its guard is off by one and absent before the first commit). These tests
@@ -15,7 +15,7 @@ from typing import Any
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from connector.faust_transport import (
+from connector.worker.faust_internals import (
     App,
     ReadOffsets,
     commit_end,

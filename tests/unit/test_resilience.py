@@ -15,7 +15,7 @@ from connector.errors import (
     ExchangeUnavailable,
     RateLimited,
 )
-from connector.resilience import InstrumentCache, RetryPolicy, ServerClock
+from connector.resilience import InstrumentCache, RetryPolicy, ServerClock, retry_after_s
 
 
 def scripted(*outcomes: BaseException | str) -> tuple[list[float], Callable[[], Awaitable[str]]]:
@@ -69,6 +69,29 @@ async def test_retry_after_is_honoured() -> None:
     loop = asyncio.get_running_loop()
     await RetryPolicy(3, 0.001).call(op, deadline=loop.time() + 5, venue="t", what="op")
     assert started[1] - started[0] >= 0.2
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("120", 120.0),
+        (" 1.5 ", 1.5),
+        ("0", 0.0),
+        ("-3", 0.0),  # a negative delay means "now"
+        # HTTP-date (RFC 9110), counted from now = 1445412400 (07:26:40 GMT): 80 s ahead.
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 80.0),
+        ("Wed, 21 Oct 2015 07:00:00 GMT", 0.0),  # already past: now
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+        ("Wed, 21 Oct 2015 07:28:00", None),  # no zone: not an HTTP-date
+        ("Wed, 99 Foo 2015 07:28:00 GMT", None),
+    ],
+)
+def test_retry_after_header_parsing(header: str | None, seconds: float | None) -> None:
+    assert retry_after_s(header, now=1445412400.0) == seconds
 
 
 async def test_a_wait_past_the_deadline_ends_as_timeout_keeping_the_exchange_code() -> None:

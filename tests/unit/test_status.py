@@ -123,7 +123,7 @@ async def test_status_document(tmp_path: Any) -> None:
     metrics.EXCHANGE_CLOCK_OFFSET.labels("ascendex").set(0.25)
     c.venue_health.record("ascendex", False, "TIMEOUT")
     await asyncio.sleep(0)
-    doc = c.status()
+    doc = c.health.status()
     assert doc["version"] == __version__
     assert doc["configuration"]["kafka_sasl_password"] == REDACTED
     venue = doc["venues"]["ascendex"]

@@ -8,6 +8,7 @@ VENUE_DISABLED, and its settings may be broken without stopping start-up.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,7 +145,7 @@ async def test_a_refusing_host_is_answered_at_once_after_n_failures_and_the_rest
         err = error_of(await pipeline.process(cmd("ascendex", "desk-a", f"r{i}")))
         assert err["code"] == "EXCHANGE_UNAVAILABLE"
     assert scoped.calls == ["desk-a"] * 3
-    assert pipeline.is_open("ascendex") and pipeline.is_open("ascendex", "desk-a")
+    assert pipeline.gate.is_open("ascendex") and pipeline.gate.is_open("ascendex", "desk-a")
 
     err = error_of(await pipeline.process(cmd("ascendex", "desk-a", "r-fast")))
     assert scoped.calls == ["desk-a"] * 3  # answered without calling the venue
@@ -156,16 +157,16 @@ async def test_a_refusing_host_is_answered_at_once_after_n_failures_and_the_rest
     # The same venue's other host, and the other venue, are served as before.
     assert (await pipeline.process(cmd("ascendex", "desk-b"))).ok
     assert (await pipeline.process(cmd("bitget", "copy"))).ok
-    assert not pipeline.is_open("ascendex", "desk-b") and not pipeline.is_open("bitget")
-    assert pipeline.should_schedule("ascendex", "desk-b")
-    assert not pipeline.should_schedule("ascendex", "desk-a")
+    assert not pipeline.gate.is_open("ascendex", "desk-b") and not pipeline.gate.is_open("bitget")
+    assert pipeline.gate.should_schedule("ascendex", "desk-b")
+    assert not pipeline.gate.should_schedule("ascendex", "desk-a")
 
     # After the cool-down one command is the probe; the host is back, so the circuit closes.
     scoped.down.clear()
     clock.now += 30
-    assert pipeline.should_schedule("ascendex", "desk-a")
+    assert pipeline.gate.should_schedule("ascendex", "desk-a")
     assert (await pipeline.process(cmd("ascendex", "desk-a", "r-probe"))).ok
-    assert not pipeline.is_open("ascendex")
+    assert not pipeline.gate.is_open("ascendex")
     assert scoped.calls.count("desk-a") == 4
 
 
@@ -227,7 +228,7 @@ async def test_caller_mistakes_and_short_deadlines_do_not_trip_the_circuit() -> 
     plain.error = ExchangeTimeout("did not answer within 0.100s", venue_down=False)
     for i in range(5):
         error_of(await pipeline.process(cmd("bitget", "copy", f"short{i}")))
-    assert plain.calls == 10 and not pipeline.is_open("bitget")
+    assert plain.calls == 10 and not pipeline.gate.is_open("bitget")
 
 
 async def test_a_disabled_venue_is_answered_at_once_not_retryable() -> None:
@@ -239,7 +240,7 @@ async def test_a_disabled_venue_is_answered_at_once_not_retryable() -> None:
     # Even for an alias the accounts file does not have: the venue is off, not the account.
     assert error_of(await pipeline.process(cmd("ascendex", "nobody")))["code"] == "VENUE_DISABLED"
     assert scoped.calls == []
-    assert not pipeline.should_schedule("ascendex", "desk-a")
+    assert not pipeline.gate.should_schedule("ascendex", "desk-a")
     assert (await pipeline.process(cmd("bitget", "copy"))).ok
 
 
@@ -248,7 +249,7 @@ async def test_the_disabled_set_defaults_to_the_environment(
 ) -> None:
     monkeypatch.setenv("CONNECTOR_ASCENDEX_ENABLED", "false")
     pipeline = Pipeline(Settings(), ACCOUNTS, {}, codec.Serializer())
-    assert pipeline.disabled == {"ascendex"}
+    assert pipeline.gate.disabled == {"ascendex"}
     assert error_of(await pipeline.process(cmd("ascendex", "desk-a")))["code"] == "VENUE_DISABLED"
 
 
@@ -264,7 +265,7 @@ async def test_circuit_status_goes_into_the_status_document() -> None:
         venues=["ascendex"],
         venue_settings={},
         aliases={"ascendex": ["desk-a", "desk-b"]},
-        **pipeline.circuit_status(),
+        **pipeline.gate.status(),
     )
     assert doc["disabled_venues"] == ["bitget"]
     circuits = doc["venues"]["ascendex"]["circuits"]
@@ -334,3 +335,34 @@ def test_lifecycle_settings_are_known_settings() -> None:
             "CIRCUIT_MAX_COOLDOWN_S",
         ):
             assert f"CONNECTOR_{venue}_{field}" in names
+
+
+def test_a_disabled_venue_s_accounts_and_schedules_are_not_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A desk keeps its AscendEX accounts and standing queries in its files after switching the
+    venue off: the worker starts, without those accounts, and schedules only the rest."""
+    from connector.accounts_file import load_accounts
+    from connector.worker.standing import load_checked_schedules
+
+    accounts_file = tmp_path / "accounts.yaml"
+    accounts_file.write_text(
+        "old-desk: {exchange: ascendex, api_key: k, secret: s, not_a_field: 1}\n"
+        "copy: {exchange: bitget, api_key: k, api_secret: s, passphrase: p}\n"
+    )
+    accounts_file.chmod(0o600)
+    schedules_file = tmp_path / "schedules.yaml"
+    schedules_file.write_text(
+        "schedules:\n"
+        "  - {exchange: ascendex, account: old-desk, interval_s: 5}\n"
+        "  - {exchange: bitget, account: copy, interval_s: 5}\n"
+    )
+    with pytest.raises(ConfigurationError, match="old-desk"):  # enabled: the entry is wrong
+        load_accounts(accounts_file)
+    monkeypatch.setenv("CONNECTOR_ASCENDEX_ENABLED", "false")
+    accounts = load_accounts(accounts_file)
+    assert [a.alias for a in accounts] == ["copy"]
+    settings = Settings(schedules_file=str(schedules_file))
+    assert [(s.exchange, s.account) for s in load_checked_schedules(settings, accounts)] == [
+        ("bitget", "copy")
+    ]

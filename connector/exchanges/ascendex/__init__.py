@@ -34,7 +34,7 @@ def _simulator() -> Simulator:
     def create_app(orders_file: str | None) -> Any:
         return simulator.create_app(orders_file)
 
-    return Simulator(create_app, simulator.demo_accounts, env)
+    return Simulator(create_app, simulator.demo_accounts, env, simulator.app_accounts)
 
 
 VENUE = register(

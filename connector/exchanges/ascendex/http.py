@@ -31,10 +31,9 @@ from ...errors import (
     ExchangeTimeout,
     ExchangeUnavailable,
     MalformedResponse,
-    retry_after_s,
 )
 from ...model import now_ms
-from ...resilience import InstrumentCache, ServerClock
+from ...resilience import InstrumentCache, ServerClock, retry_after_s
 from .._json import decode
 from .auth import REST_INFO_PATH, rest_headers
 from .parsing import (

@@ -34,20 +34,20 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import itertools
 import json
 import logging
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import WSMsgType, web
 from aiohttp.web_exceptions import NotAppKeyWarning
+
+from ...sandbox.orders import read_orders_file
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,9 @@ class SimAccount:
     expires_in_ms: int | None = None
     # Answer with the live payload quirks: envelope ``code: "0"``, string ``time``/``seqNum``.
     live_quirks: bool = False
+    # Orders from an orders file: nothing changes them while the simulator runs, so their JSON
+    # is serialized once (large seeded books must not make the simulator what is measured).
+    seeded: bool = False
 
     def expire_time(self, now_ms: int) -> int:
         return -1 if self.expires_in_ms is None else now_ms + self.expires_in_ms
@@ -87,7 +90,7 @@ class SimAccount:
         return self.expires_in_ms is not None and self.expires_in_ms <= 0
 
 
-def _order(account_id: str, **fields_: Any) -> dict[str, Any]:
+def order_row(account_id: str, **fields_: Any) -> dict[str, Any]:
     """An open-order row in the reference's key order, with the reference's placeholders."""
     row: dict[str, Any] = {
         "ac": "FUTURES",
@@ -128,7 +131,7 @@ DEMO_FUTURES_ACCOUNT = "futQ7dmRb2kqZ0sLxW4nVe8yTcP1aHj3"
 def _demo_orders() -> list[dict[str, Any]]:
     acct = DEMO_FUTURES_ACCOUNT
     # AscendEX sometimes names the limit price "orderPrice"; it sits where "price" would be.
-    base = _order(
+    base = order_row(
         acct,
         orderId="r1782f1a90c1U3792951278sethpAckQ",
         time=1615696601000,
@@ -142,13 +145,13 @@ def _demo_orders() -> list[dict[str, Any]]:
     )
     order_price_row = {("orderPrice" if k == "price" else k): v for k, v in base.items()}
     return [
-        _order(
+        order_row(
             acct,
             orderId="r1782f04c58aU3792951278sbtcp7EbA",
             price="66000",
             orderQty="0.0001",
         ),
-        _order(
+        order_row(
             acct,
             orderId="r1782f0a1b7cU3792951278sbtcpPf2Q",
             time=1615696550120,
@@ -165,7 +168,7 @@ def _demo_orders() -> list[dict[str, Any]]:
             fee="0.0072006",
             cumFee="0.0072006",
         ),
-        _order(
+        order_row(
             acct,
             orderId="r1782f11d2e4U3792951278sethpSl9K",
             time=1615696580500,
@@ -182,7 +185,7 @@ def _demo_orders() -> list[dict[str, Any]]:
             status="PendingNew",
         ),
         order_price_row,
-        _order(
+        order_row(
             acct,
             orderId="r1782f1c3d55U3792951278sethpSm4Z",
             time=1615696622000,
@@ -207,19 +210,19 @@ def _intent_orders() -> list[dict[str, Any]]:
     (string ``time``/``seqNum``, ``seqNum`` -1, ``status: "Ack"``, ``liquidityInd``...)."""
     acct = INTENT_FUTURES_ACCOUNT
     return [
-        _order(acct, orderId="intentReduceOnly0001", execInst="ReduceOnly", side="Buy",
+        order_row(acct, orderId="intentReduceOnly0001", execInst="ReduceOnly", side="Buy",
                price="61000", orderQty="0.2", time="1640217303541", seqNum="28793943559",
                lastExecTime="1640217303541", liquidityInd="n"),
-        _order(acct, orderId="intentLiquidation0002", execInst="Liquidation", side="Sell",
+        order_row(acct, orderId="intentLiquidation0002", execInst="Liquidation", side="Sell",
                orderType="Market", orderQty="0.5", status="Ack", seqNum=-1, feeAsset=""),
-        _order(acct, orderId="intentPosStopMkt0003", execInst="PosStopMkt", side="Sell",
+        order_row(acct, orderId="intentPosStopMkt0003", execInst="PosStopMkt", side="Sell",
                orderType="StopMarket", orderQty="0.1", stopPrice="58000", stopBy="ref-px",
                posStopLossTrigger="market", status="PendingNew", seqNum="-1"),
-        _order(acct, orderId="intentPostOnly0004", execInst="Post", side="Buy", price="59000",
+        order_row(acct, orderId="intentPostOnly0004", execInst="Post", side="Buy", price="59000",
                orderQty="0.3"),
-        _order(acct, orderId="intentOpenStop0005", execInst="OpenStopMkt", side="Buy",
+        order_row(acct, orderId="intentOpenStop0005", execInst="OpenStopMkt", side="Buy",
                orderType="StopMarket", orderQty="0.4", stopPrice="70000", status="PendingNew"),
-        _order(acct, orderId="intentLowerCase0006", execInst="reduceOnly", side="Sell",
+        order_row(acct, orderId="intentLowerCase0006", execInst="reduceOnly", side="Sell",
                price="75000", orderQty="0.05"),
     ]  # fmt: skip
 
@@ -249,7 +252,7 @@ def _group_accounts() -> list[SimAccount]:
                 futures_account_id=account_id,
                 user_uid=f"U9{n:09d}",
                 orders=[
-                    _order(
+                    order_row(
                         account_id,
                         orderId=f"grp{n:02d}order0001",
                         side="Buy",
@@ -262,51 +265,28 @@ def _group_accounts() -> list[SimAccount]:
     return accounts
 
 
-#: Accounts with large books, for ``make bench``: orders per snapshot, accounts of each size.
-BENCH_ACCOUNT_SIZES = (100, 1000)
-BENCH_ACCOUNTS_PER_SIZE = 4
-BENCH_ACCOUNT_GROUP = 5
+#: The account group of accounts an orders file creates (see :func:`load_orders_file`).
+SEEDED_ACCOUNT_GROUP = 5
 
 
-def bench_alias(n: int, copy: int) -> str:
-    return f"ascendex-bench-{n}-{copy}"
+def seeded_account(alias: str, orders: list[dict[str, Any]] | None = None) -> SimAccount:
+    """The account an orders file creates for an alias that is not a demo account: sandbox-only
+    keys and ids derived from the alias (the same every run), in :data:`SEEDED_ACCOUNT_GROUP`.
+    Callers writing its rows read ``futures_account_id`` from here."""
+    seed = hashlib.sha512(f"ascendex-sandbox:{alias}".encode()).digest()
+    return SimAccount(
+        alias=alias,
+        api_key=base64.b32encode(seed[:20]).decode()[:32],
+        accepted_secret=base64.b64encode(seed[16:64]).decode(),
+        account_group=SEEDED_ACCOUNT_GROUP,
+        futures_account_id="futSeed" + seed[:12].hex(),
+        user_uid=f"U8{int.from_bytes(seed[:4], 'big') % 10**9:09d}",
+        orders=list(orders or []),
+        seeded=True,
+    )
 
 
-def _bench_accounts() -> list[SimAccount]:
-    accounts = []
-    for n, copy in itertools.product(BENCH_ACCOUNT_SIZES, range(1, BENCH_ACCOUNTS_PER_SIZE + 1)):
-        alias = bench_alias(n, copy)
-        seed = hashlib.sha512(f"ascendex-sandbox:{alias}".encode()).digest()
-        account_id = f"futBench{n:05d}{copy}" + seed[:10].hex()
-        orders = [
-            _order(
-                account_id,
-                orderId=f"bench{n:05d}{copy}o{i:06d}",
-                time=1615696544843 + i,
-                lastExecTime=1615696544851 + i,
-                seqNum=i,
-                symbol=("BTC-PERP", "ETH-PERP")[i % 2],
-                side=("Buy", "Sell")[i % 2],
-                price=f"{60000 + i}.5" if i % 2 == 0 else f"{3000 + i}.25",
-                orderQty="0.0100",
-            )
-            for i in range(n)
-        ]
-        accounts.append(
-            SimAccount(
-                alias=alias,
-                api_key=base64.b32encode(seed[:20]).decode()[:32],
-                accepted_secret=base64.b64encode(seed[16:64]).decode(),
-                account_group=BENCH_ACCOUNT_GROUP,
-                futures_account_id=account_id,
-                user_uid=f"U8{copy}{n:08d}",
-                orders=orders,
-            )
-        )
-    return accounts
-
-
-def _default_accounts() -> dict[str, SimAccount]:
+def default_accounts() -> dict[str, SimAccount]:
     accounts = [
         SimAccount(
             alias="ascendex-demo",
@@ -364,15 +344,25 @@ def _default_accounts() -> dict[str, SimAccount]:
             expires_in_ms=-86_400_000,  # expired yesterday: the WebSocket login is refused
         ),
         *_group_accounts(),
-        *_bench_accounts(),
     ]
     return {a.alias: a for a in accounts}
 
 
 def demo_accounts() -> dict[str, dict[str, Any]]:
     """The accounts-file entries matching the simulator's demo keys."""
+    return account_entries(default_accounts().values())
+
+
+def app_accounts(app: web.Application) -> dict[str, dict[str, Any]]:
+    """The accounts-file entries of a running simulator: its demo accounts and those its orders
+    file created."""
+    return account_entries(get_state(app).accounts.values())
+
+
+def account_entries(accounts: Iterable[SimAccount]) -> dict[str, dict[str, Any]]:
+    """Accounts-file entries for simulated accounts (``badkey``'s secret deliberately wrong)."""
     result: dict[str, dict[str, Any]] = {}
-    for account in _default_accounts().values():
+    for account in accounts:
         result[account.alias] = {
             "exchange": EXCHANGE,
             "api_key": account.api_key,
@@ -1047,9 +1037,9 @@ _DATA_CACHE: dict[tuple[int, str | None], tuple[list[dict[str, Any]], str]] = {}
 
 
 def _data_json(account: SimAccount, symbol: str | None, orders: list[dict[str, Any]]) -> str:
-    """The JSON of ``orders``; cached for the benchmark's large accounts (nothing changes their
-    orders), serialized afresh for every other account (tests may change those)."""
-    if not account.alias.startswith("ascendex-bench-"):
+    """The JSON of ``orders``; cached for seeded accounts (nothing changes their orders while
+    the simulator runs), serialized afresh for every other account (tests may change those)."""
+    if not account.seeded:
         return json.dumps(orders, separators=(",", ":"))
     key = (id(account), symbol)
     cached = _DATA_CACHE.get(key)
@@ -1151,13 +1141,15 @@ def _normalize_order(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_orders_file(path: str | Path, accounts: Mapping[str, SimAccount]) -> None:
-    """Replace the orders of the aliases the file names.
+def load_orders_file(path: str | Path, accounts: dict[str, SimAccount]) -> None:
+    """Replace the orders of the aliases the file names; seed new accounts.
 
-    The same file feeds every simulator, so aliases of other exchanges are skipped; an
-    ``ascendex:`` section, when present, is used instead of the top level.
+    The same file feeds every simulator: in an ``ascendex:`` section, when present, an alias
+    that is not a demo account is created (:func:`seeded_account`: keys derived from its name,
+    written to the sandbox's accounts file), so a caller such as the benchmark brings accounts
+    of its own. Without the section, aliases of other exchanges are skipped.
     """
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = read_orders_file(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: must map account aliases to lists of orders")
     nested = data.get(EXCHANGE)
@@ -1165,16 +1157,19 @@ def load_orders_file(path: str | Path, accounts: Mapping[str, SimAccount]) -> No
     for alias, rows in section.items():
         account = accounts.get(str(alias))
         if account is None:
-            continue
+            if section is data:  # top level: another exchange's alias
+                continue
+            account = accounts[str(alias)] = seeded_account(str(alias))
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ValueError(f"{path}: {alias} must be a list of order objects")
         account.orders = [_normalize_order(r) for r in rows]
+        account.seeded = True
 
 
 def create_app(
     orders_file: str | None = None, *, accounts: Mapping[str, SimAccount] | None = None
 ) -> web.Application:
-    sim_accounts = dict(accounts) if accounts is not None else _default_accounts()
+    sim_accounts = dict(accounts) if accounts is not None else default_accounts()
     if orders_file:
         load_orders_file(orders_file, sim_accounts)
     app = web.Application()

@@ -34,9 +34,9 @@ from ...errors import (
     ExchangeUnavailable,
     MalformedResponse,
     RateLimited,
-    retry_after_s,
 )
 from ...model import now_ms
+from ...resilience import retry_after_s
 from .._json import decode
 from .auth import SignKey, ws_auth_message
 from .http import CallCounter, remaining_timeout

@@ -4,7 +4,8 @@ Layout follows nautilus_trader's adapters: ``config`` holds settings, the accoun
 the command options, ``auth`` signs, ``http`` talks to the exchange (one pooled client, clock
 sync, error mapping, retries), ``ratelimit`` keeps every account under Bitget's per-UID limit,
 ``schemas`` names the raw payloads, ``parsing`` turns them into the normalized model without
-I/O, ``adapter`` pages a command's snapshot together, and ``simulator`` is the sandbox server.
+I/O, ``scopes`` remembers how far back the next snapshot of a scope has to look, ``adapter``
+pages a command's snapshot together, and ``simulator`` is the sandbox server.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _simulator() -> Simulator:
     def env(base: str) -> dict[str, str]:
         return {"CONNECTOR_BITGET_REST_URL": base}
 
-    return Simulator(simulator.create_app, simulator.demo_accounts, env)
+    return Simulator(simulator.create_app, simulator.demo_accounts, env, simulator.app_accounts)
 
 
 VENUE = register(

@@ -11,7 +11,9 @@ A server ignores the other version's parameters. So every request carries both:
   maximum a server may silently answer 20 rows), ``pageNo`` = the page number in the window, and
   from the second page ``idLessThan`` = ``endId`` or else the last row's ``trackingNo``;
 * ``startTime``/``endTime``: the walk goes back from now in windows of at most
-  ``CONNECTOR_BITGET_WINDOW_DAYS`` (89) days to ``CONNECTOR_BITGET_HISTORY_DAYS`` (365).
+  ``CONNECTOR_BITGET_WINDOW_DAYS`` (89) days to ``CONNECTOR_BITGET_HISTORY_DAYS`` (365) on the
+  first snapshot of a scope, and on repeated ones only to the oldest tracking order the last
+  complete one listed, minus a margin (:mod:`.scopes`, docs/bitget.md "Requests per snapshot").
 
 Rows are de-duplicated on ``trackingNo``. A window ends only on evidence of its end: an empty
 page, or a first page whose rows were all seen in a newer window (a server that ignores the time
@@ -29,8 +31,9 @@ page costs the exchange and the rate limit as much as a first try, and that is w
 reading ``exchange_calls`` wants to see). The server-time and contracts requests are not counted:
 they are shared, cached metadata (see :mod:`connector.resilience.cache`), counted in
 ``connector_exchange_metadata_fetches_total`` instead. Without retries, a snapshot costs at
-least one request per window (5 with the defaults) plus one per further page, and a window
-with rows ends with an empty page.
+least one request per window (5 on the full horizon with the defaults) plus one per further
+page, and a window with rows ends with an empty page: a repeated snapshot of an account whose
+open tracking orders are younger than 89 days is one window, 2 requests for up to 50 rows.
 """
 
 from __future__ import annotations
@@ -41,21 +44,23 @@ from urllib.parse import urlsplit
 from ...account import Account
 from ...errors import ConnectorError, SnapshotIncomplete, SnapshotTooLarge
 from ...model import FetchResult, Order, OrderQuery
-from ...resilience import InstrumentCache, LimiterRegistry
+from ...resilience import InstrumentCache, LimiterRegistry, SlidingWindowLimiter
 from ...settings import Settings
 from .._json import decode, raw_text
 from .config import BitgetOptions, BitgetSettings
 from .http import BitgetHttpClient
 from .parsing import (
+    DAY_MS,
     ContractInfo,
     parse_contracts,
     parse_page,
     parse_tracking_order,
     tracking_no,
-    windows,
+    windows_between,
 )
 from .ratelimit import limiter_key
 from .schemas import PATH_CONTRACTS, PATH_CURRENT_TRACKING_ORDERS, Contract, TrackingOrder
+from .scopes import ScopeMemory, scope_key
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +92,14 @@ class BitgetAdapter:
         self._max_pages = venue.max_pages
         self._history_days = venue.history_days
         self._window_days = venue.window_days
+        # Long-lived like the adapter (one per worker process): what each scope's last complete
+        # snapshot listed, so the next walks back only as far as it has to.
+        self._scopes = ScopeMemory(
+            margin_ms=venue.skew_margin_s * 1000,
+            full_every=venue.full_scan_every,
+            full_interval_ms=int(venue.full_scan_interval_s * 1000),
+            capacity=venue.scopes_remembered,
+        )
         # Every Bitget request goes to the one API host: it is the failure unit.
         self._host = urlsplit(venue.rest_url).hostname or "api"
 
@@ -119,22 +132,64 @@ class BitgetAdapter:
             options = BitgetOptions.model_validate(options.model_dump())
         product_type = options.product_type
         limiter = self._limiters.get(limiter_key(account))
-
-        def count_call() -> None:
-            calls[0] += 1
-
+        symbol = query.symbol.strip().upper() if query.symbol else None
         base_params: list[tuple[str, str]] = [("productType", product_type)]
-        if query.symbol:
-            base_params.append(("symbol", query.symbol.strip().upper()))
+        if symbol:
+            base_params.append(("symbol", symbol))
         if options.trader_id:
             base_params.append(("traderId", options.trader_id))
 
         await self._http.clock.ensure(deadline=deadline)
         now = self._http.clock.now_ms()
+        scope = scope_key(account, product_type, symbol, options.trader_id)
+        plan = self._scopes.plan(scope, now_ms=now, horizon_ms=now - self._history_days * DAY_MS)
+        try:
+            orders, pages, duplicates = await self._walk(
+                account, product_type, base_params, plan.start_ms, now, limiter, deadline, calls
+            )
+        except BaseException:  # FAILED (or cancelled): the next snapshot walks the full horizon
+            self._scopes.failed(scope)
+            raise
+        self._scopes.complete(plan, now_ms=now, created_ms=(o.created_at for o in orders))
+        log.info(
+            "bitget %s %s: %d tracking orders in %d page(s), %d request(s), %d duplicate(s)",
+            account.alias,
+            product_type,
+            len(orders),
+            pages,
+            calls[0],
+            duplicates,
+        )
+        log.debug(
+            "bitget %s %s: %s, %.1f days back",
+            account.alias,
+            product_type,
+            "full horizon" if plan.full else "since the last complete snapshot",
+            (now - plan.start_ms) / DAY_MS,
+        )
+        return FetchResult(orders=orders, calls=calls[0])
+
+    async def _walk(
+        self,
+        account: Account,
+        product_type: str,
+        base_params: list[tuple[str, str]],
+        from_ms: int,
+        now: int,
+        limiter: SlidingWindowLimiter,
+        deadline: float,
+        calls: list[int],
+    ) -> tuple[list[Order], int, int]:
+        """Every open tracking order created from ``from_ms`` to ``now``: (orders, pages,
+        duplicates), or the error that makes the snapshot FAILED."""
+
+        def count_call() -> None:
+            calls[0] += 1
+
         rows: dict[str, tuple[TrackingOrder, str]] = {}
         duplicates = 0
         pages = 0
-        for start_ms, end_ms in windows(now, self._history_days, self._window_days):
+        for start_ms, end_ms in windows_between(from_ms, now, self._window_days):
             page_no = 1
             cursor: str | None = None
             while True:
@@ -202,16 +257,7 @@ class BitgetAdapter:
                     index=index,
                 )
             )
-        log.info(
-            "bitget %s %s: %d tracking orders in %d page(s), %d request(s), %d duplicate(s)",
-            account.alias,
-            product_type,
-            len(orders),
-            pages,
-            calls[0],
-            duplicates,
-        )
-        return FetchResult(orders=orders, calls=calls[0])
+        return orders, pages, duplicates
 
     async def _load_contracts(self, product_type: str, deadline: float) -> dict[str, ContractInfo]:
         data = await self._http.get_public(

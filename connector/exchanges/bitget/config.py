@@ -29,6 +29,17 @@ class BitgetSettings(BaseSettings):
     # later). Windows of at most ``window_days`` (<= 89: "three months" may be read as 90 days).
     history_days: int = Field(default=365, ge=1, le=3650)
     window_days: int = Field(default=89, ge=1, le=89)
+    # Requests per snapshot (docs/bitget.md "Requests per snapshot"): after a complete snapshot
+    # of a scope (account, product type, symbol, trader), the next one walks back only to the
+    # oldest tracking order it listed (or its start), minus this margin for clock skew and
+    # listing delay. Ten times Bitget's 30-second timestamp window; it costs no request.
+    skew_margin_s: int = Field(default=300, ge=0, le=86_400)
+    # The full horizon as a check: every N-th snapshot of a scope (1: always, i.e. off) ...
+    full_scan_every: int = Field(default=60, ge=1)
+    # ... and whenever the scope's last full one is this old (0: always).
+    full_scan_interval_s: float = Field(default=600.0, ge=0)
+    # Scopes remembered per process (least recently used forgotten: its next snapshot is full).
+    scopes_remembered: int = Field(default=10_000, ge=0)
 
     @field_validator("rest_url")
     @classmethod

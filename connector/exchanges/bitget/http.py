@@ -80,7 +80,7 @@ from ...errors import (
     SnapshotIncomplete,
 )
 from ...metrics import EXCHANGE_CALL_LATENCY
-from ...resilience import RetryPolicy, ServerClock, SlidingWindowLimiter
+from ...resilience import RetryPolicy, ServerClock, SlidingWindowLimiter, retry_after_s
 from ...secrets import redact
 from .._json import decode, decoder
 from .auth import HEADER_LOCALE, LOCALE, build_query, signed_headers
@@ -137,16 +137,6 @@ class TimedOutOrBadSignature(AuthFailed):
 
 def _endpoint_label(path: str) -> str:
     return path.rsplit("/", 1)[-1] or path
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def map_response(
@@ -388,4 +378,5 @@ class BitgetHttpClient:
             if limiter is not None:
                 limiter.release()
         log.debug("bitget GET %s -> HTTP %d", path, response.status_code)
-        return map_response(path, response.status_code, response.content, _retry_after(response))
+        retry_after = retry_after_s(response.headers.get("Retry-After"))
+        return map_response(path, response.status_code, response.content, retry_after)

@@ -173,14 +173,21 @@ def parse_page(data: msgspec.Raw, where: str) -> Page:
 
 def windows(now_ms: int, history_days: int, window_days: int) -> Iterator[tuple[int, int]]:
     """``(startTime, endTime)`` from ``now_ms`` back to ``now_ms - history_days``, newest first,
-    each spanning at most ``window_days``. Adjacent windows share their boundary millisecond,
-    so no row falls between them whether the server's bounds are inclusive or not."""
-    horizon = now_ms - history_days * DAY_MS
-    end = now_ms
+    each spanning at most ``window_days`` (the full horizon; see :func:`windows_between`)."""
+    return windows_between(now_ms - history_days * DAY_MS, now_ms, window_days)
+
+
+def windows_between(start_ms: int, end_ms: int, window_days: int) -> Iterator[tuple[int, int]]:
+    """``(startTime, endTime)`` from ``end_ms`` back to ``start_ms``, newest first, each spanning
+    at most ``window_days``. Adjacent windows share their boundary millisecond, so no row falls
+    between them whether the server's bounds are inclusive or not. A start at or after the end
+    gives the one window ``(end_ms, end_ms)``: never a start after the end (``40707``)."""
+    start_ms = min(start_ms, end_ms)
+    end = end_ms
     while True:
-        start = max(horizon, end - window_days * DAY_MS)
+        start = max(start_ms, end - window_days * DAY_MS)
         yield start, end
-        if start <= horizon:
+        if start <= start_ms:
             return
         end = start
 

@@ -68,7 +68,8 @@ Row times are relative to the simulator's start, so the three-month window appli
 ``orders_file`` (YAML) replaces the rows of an account: either a top-level ``bitget:`` mapping of
 alias -> rows, or top-level aliases starting with ``bitget`` (the file is shared with the other
 simulators). An alias that is not a demo account is created with the credentials
-:func:`credentials_for` derives from its name. Quote numeric values: rows are served as written.
+:func:`credentials_for` derives from its name (and listed by :func:`app_accounts`). Quote
+numeric values: rows are served as written.
 """
 
 from __future__ import annotations
@@ -80,14 +81,14 @@ import json
 import time
 import warnings
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-import yaml
 from aiohttp import web
 
+from ...sandbox.orders import read_orders_file
 from .auth import sign
 
 TIMESTAMP_WINDOW_MS = 30_000
@@ -303,8 +304,19 @@ _NOT_FOLLOWER = {"bitget-notfollower"}
 
 def demo_accounts() -> dict[str, dict[str, str]]:
     """Accounts-file entries matching the simulator (``bitget-badpass`` deliberately wrong)."""
+    return account_entries(DEMO_ROWS)
+
+
+def app_accounts(app: web.Application) -> dict[str, dict[str, str]]:
+    """Accounts-file entries of a running simulator: the demo accounts and those its orders file
+    created."""
+    state: SimState = app["state"]
+    return account_entries(a.alias for a in state.accounts.values())
+
+
+def account_entries(aliases: Iterable[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
-    for alias in DEMO_ROWS:
+    for alias in aliases:
         creds = credentials_for(alias)
         passphrase = creds["passphrase"]
         if alias in _WRONG_PASSPHRASE:
@@ -415,7 +427,7 @@ class SimState:
 
 
 def _load_orders_file(path: str) -> dict[str, list[dict[str, Any]]]:
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    data = read_orders_file(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of account alias -> rows")
     section = data.get("bitget")

@@ -1,4 +1,31 @@
-"""The Faust Kafka transport, with two corrections for this connector.
+"""Everything that touches Faust's or aiokafka's private names, and the Kafka transport with
+its corrections for this connector.
+
+This is the only module under ``connector/`` that reads or writes a private attribute or calls a
+private method of faust-streaming or aiokafka; the rest of the worker goes through the small
+public functions at the end of this module (:func:`live_actor_count`,
+:func:`recovery_started_at`, :func:`aiokafka_producer`, :func:`started_aiokafka_producer`,
+:func:`wait_on_metadata`, :func:`uncommitted_acks`, :func:`committed_offsets`). An upgrade of
+either library therefore means re-checking this list, and only this module.
+
+Private names relied on, checked against the pins in requirements.lock (faust-streaming 0.15.3,
+aiokafka 0.14.0):
+
+* ``faust.transport.drivers.aiokafka.Consumer``: ``_new_offset`` (replaced: the commit rule),
+  ``_acked``, ``_acked_index``, ``_gap`` (an IntervalTree per partition), ``_committed_offset``,
+  ``_unacked_messages``, ``_read_offset`` (replaced by :class:`ReadOffsets`), ``_add_gap``
+  (wrapped), ``_new_consumer_thread`` (overridden).
+* ``faust.transport.drivers.aiokafka.AIOKafkaConsumerThread._create_worker_consumer``
+  (wrapped).
+* ``faust.App._new_transport`` (overridden).
+* ``faust.transport.drivers.aiokafka.Producer``: ``_producer`` (the aiokafka producer, None
+  until started) and ``_ensure_producer()``.
+* ``faust.agents.Agent._actors`` (its actor references; each one's ``actor_task`` is public).
+* ``faust.tables.recovery.Recovery._recovery_started_at`` (monotonic start of a recovery).
+* ``aiokafka.AIOKafkaConsumer._fetch_max_wait_ms`` (read when its fetcher is built).
+* ``aiokafka.client.AIOKafkaClient._wait_on_metadata(topic)``.
+
+The Kafka transport's corrections:
 
 **Configurable long-poll wait.** faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for its
 consumer. Against Apache Kafka that is harmless: the broker answers a waiting fetch as soon as
@@ -70,7 +97,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from . import metrics
+from .. import metrics
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +332,51 @@ class App(faust.App):
 
     def _new_transport(self) -> Any:
         return self._transport_class(self.conf.broker_consumer, self)
+
+
+# --- public functions over the private names (see the module docstring) -----------------------
+
+
+def live_actor_count(agent: Any) -> int | None:
+    """How many of ``agent``'s actors are running; None before the agent started."""
+    if not agent.started:
+        return None
+    return len([a for a in list(agent._actors) if a.actor_task and not a.actor_task.done()])
+
+
+def recovery_started_at(app: Any) -> float | None:
+    """When (``time.monotonic()``) the table recovery in progress started; None when no
+    recovery is in progress."""
+    recovery: Any = getattr(app.tables, "recovery", None)
+    started = getattr(recovery, "_recovery_started_at", None)
+    if getattr(recovery, "in_recovery", False) and started is not None:
+        return float(started)
+    return None
+
+
+def aiokafka_producer(app: Any) -> Any:
+    """The aiokafka producer under Faust's, created if it is not yet (for record batches)."""
+    return app.producer._ensure_producer()
+
+
+def started_aiokafka_producer(app: Any) -> Any | None:
+    """The aiokafka producer under Faust's once Faust's producer has started, else None."""
+    producer = getattr(app.producer, "_producer", None)
+    if producer is None or not app.producer.started:
+        return None
+    return producer
+
+
+async def wait_on_metadata(aio: Any, topic: str) -> None:
+    """Until the aiokafka producer ``aio`` has metadata for ``topic`` (its partitions)."""
+    await aio.client._wait_on_metadata(topic)
+
+
+def uncommitted_acks(consumer: Any) -> dict[str, int]:
+    """Per ``topic:partition``, how many acknowledged offsets Faust has not committed yet."""
+    return {f"{tp.topic}:{tp.partition}": len(v) for tp, v in consumer._acked.items() if v}
+
+
+def committed_offsets(consumer: Any) -> dict[str, int]:
+    """Per ``topic:partition``, the offset Faust last committed (the next one to read)."""
+    return {f"{tp.topic}:{tp.partition}": o for tp, o in consumer._committed_offset.items()}
