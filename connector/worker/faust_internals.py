@@ -91,7 +91,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
@@ -311,12 +311,33 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
 
 
 class App(faust.App):
-    """faust.App using :func:`transport_class` for its Kafka transport."""
+    """faust.App using :func:`transport_class` for its Kafka transport, with two hooks around
+    its stop (the worker's shutdown, connector/worker/shutdown.py):
+
+    * ``stop_hooks`` run first, while the consumer, tables and agents are still alive. Faust's
+      own ``on_before_shutdown`` comes only after it stopped the consumer, which (with
+      ``stream_wait_empty``, its default) waits without a limit for every message in flight: a
+      command stuck on a slow exchange held SIGTERM past any drain limit (issue 20).
+    * ``shutdown_hooks`` run last, once the agents and the consumer have stopped: what they use
+      (exchange clients) can be closed without failing a command still running.
+    """
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         self._transport_class = transport_class(fetch_max_wait_ms)
+        self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         super().__init__(*args, **kwargs)
         self.timer(interval=1.0, name="offset-holes")(self._heal_offsets)
+
+    async def on_stop(self) -> None:
+        for hook in self.stop_hooks:
+            await hook()
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        for hook in self.shutdown_hooks:
+            await hook()
 
     async def _heal_offsets(self, *args: Any) -> None:
         consumer: Any = self.consumer
