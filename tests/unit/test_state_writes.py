@@ -260,7 +260,7 @@ async def test_a_successor_whose_clock_is_behind_still_upserts_new_orders() -> N
     old = Writer()
     await old.publish_state(*outcome(10_000, "a", "b"))  # started at 11000 on the old clock
     new = Writer({KEY: json.loads(json.dumps(old.store.load(KEY)))})
-    behind, position, encoded = outcome(6_000, "b", "c")  # started at 7000 on the new clock
+    behind, _, encoded = outcome(6_000, "b", "c")  # started at 7000 on the new clock
     await new.publish_state(behind, (1, 0), encoded)
     assert new.sends()[-1] == upserts("b", "c") + tombstones("a")
     state = new.store.load(KEY)
