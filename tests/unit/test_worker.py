@@ -239,3 +239,15 @@ async def test_in_memory_publisher_holds_sends_at_its_gate() -> None:
     publisher.gate.set()
     await send
     assert publisher.topics() == ["t"]
+
+
+def test_a_by_account_topic_keeping_commands_less_long_than_the_command_topic_is_refused() -> None:
+    from connector.worker.routing import retention_problem
+
+    line = retention_problem("by", 60_000, "cmd", 86_400_000)
+    assert line is not None and "retention.ms=60000" in line and "'cmd' (86400000 ms)" in line
+    assert "forever" in (retention_problem("by", 60_000, "cmd", -1) or "")
+    assert retention_problem("by", 86_400_000, "cmd", 86_400_000) is None
+    assert retention_problem("by", -1, "cmd", 1000) is None
+    assert retention_problem("by", None, "cmd", 1000) is None  # not reported: not checked
+    assert retention_problem("by", 1000, "cmd", None) is None
