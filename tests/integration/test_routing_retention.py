@@ -16,6 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connector.errors import ConfigurationError
 from connector.kafka import client_kwargs
+from connector.settings import Settings
 from connector.worker.routing import check_by_account_retention, retention_ms
 
 from .harness import isolated_env, settings_from_env
@@ -23,8 +24,8 @@ from .harness import isolated_env, settings_from_env
 pytestmark = pytest.mark.integration
 
 
-async def _create(settings: object, topics: dict[str, int]) -> None:
-    admin = AIOKafkaAdminClient(**client_kwargs(settings))  # type: ignore[arg-type]
+async def _create(settings: Settings, topics: dict[str, int]) -> None:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
         await admin.create_topics([
@@ -49,7 +50,7 @@ async def test_a_by_account_topic_with_a_shorter_retention_fails_the_start(
     assert reported == {settings.topic_query_orders: 86_400_000,
                         settings.commands_by_account_topic: by_account_ms}  # fmt: skip
     if by_account_ms == 60_000:
-        with pytest.raises(ConfigurationError, match="retention.ms=60000, less than"):
+        with pytest.raises(ConfigurationError, match=r"retention\.ms=60000, less than"):
             await check_by_account_retention(settings)
     else:
         await check_by_account_retention(settings)
