@@ -141,9 +141,6 @@ class Connector:
             broker_commit_interval=settings.kafka_commit_interval_s,
             broker_commit_every=settings.kafka_commit_every,
             consumer_auto_offset_reset="earliest",
-            # Faust must not wait without a limit for the commands in flight when it stops: the
-            # drain does, up to shutdown_drain_s (connector/worker/shutdown.py).
-            stream_wait_empty=False,
             producer_acks=-1,
             # Send path: a 1,000-order snapshot is ~600 KB of events. Faust's default 16 KB
             # batches split it into ~40 batches per partition, each one more object and request

@@ -90,11 +90,13 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
+from faust.exceptions import AlreadyConfiguredWarning
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from .. import metrics
@@ -317,7 +319,11 @@ class App(faust.App):
     * ``stop_hooks`` run first, while the consumer, tables and agents are still alive. Faust's
       own ``on_before_shutdown`` comes only after it stopped the consumer, which (with
       ``stream_wait_empty``, its default) waits without a limit for every message in flight: a
-      command stuck on a slow exchange held SIGTERM past any drain limit (issue 20).
+      command stuck on a slow exchange held SIGTERM past any drain limit (issue 20). So once
+      the hooks have drained (with their own limit), ``stream_wait_empty`` is turned off for
+      the rest of the stop. It stays on until then: at a rebalance, Faust's wait for the
+      commands in flight before it gives up a partition is what keeps a worker from writing an
+      account's state after its successor took the partition over.
     * ``shutdown_hooks`` run last, once the agents and the consumer have stopped: what they use
       (exchange clients) can be closed without failing a command still running.
     """
@@ -332,6 +338,9 @@ class App(faust.App):
     async def on_stop(self) -> None:
         for hook in self.stop_hooks:
             await hook()
+        with warnings.catch_warnings():  # "reconfiguring late": meant, for the stop only
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            self.conf.stream_wait_empty = False
         await super().on_stop()
 
     async def on_shutdown(self) -> None:

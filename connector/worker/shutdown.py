@@ -4,9 +4,9 @@ commit, and close the exchange clients.
 At shutdown (SIGTERM/SIGINT) :func:`drain_and_commit` runs first, before Faust stops anything
 (``App.stop_hooks``, connector/worker/faust_internals.py): no new command starts, the commands
 in flight get ``shutdown_drain_s`` to finish, then what was answered is committed so the next
-owner of these partitions does not repeat it. A command still running then is abandoned: the
-app runs with ``stream_wait_empty=False``, so Faust does not wait for it either (it used to
-wait without a limit, before this hook even ran), and the agent never acknowledges it when its
+owner of these partitions does not repeat it. A command still running then is abandoned:
+Faust does not wait for it either (``stream_wait_empty`` is turned off after this hook; it used
+to wait without a limit, before this hook even ran), and the agent never acknowledges it when its
 actor is cancelled (app.py ``hold_unanswered``): its offset stays uncommitted for the next
 owner. :func:`close_clients` runs last (``App.shutdown_hooks``), once the agents are stopped, so
 an abandoned command is cancelled rather than answered FAILED by a closed exchange client. The
