@@ -103,6 +103,7 @@ async def test_agent_failure_fails_liveness(tmp_path: Any) -> None:
     with pytest.raises(RuntimeError):
         await c.consume(FakeStream([event]))
     assert c.health.alive() == (False, "agent failed: RuntimeError")
+    assert event.message.refcount > 0  # held: the stream's own final ack is never the last
 
 
 async def test_metric_labels_are_the_configured_venues(tmp_path: Any) -> None:
@@ -147,9 +148,13 @@ class FakeEvent:
     def __init__(self, topic: str, offset: int, value: bytes, timestamp: float = 1.0) -> None:
         self.value = value
         self.message = SimpleNamespace(
-            topic=topic, partition=0, offset=offset, timestamp=timestamp, headers=[]
+            topic=topic, partition=0, offset=offset, timestamp=timestamp, headers=[], refcount=0
         )
+        self.message.incref = self._incref  # Faust's Message.incref: holds back the final ack
         self.acks = 0
+
+    def _incref(self, n: int = 1) -> None:
+        self.message.refcount += n
 
     def ack(self) -> bool:
         self.acks += 1
