@@ -10,6 +10,7 @@ A leaf module: it imports only other leaves (:mod:`connector.secrets`, :mod:`con
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +46,22 @@ class Accounts:
     def get(self, exchange: str, alias: str) -> Account:
         account = self._by_alias.get(alias)
         if account is None or account.exchange != exchange:
-            # Same message for both cases: do not reveal which aliases exist on other exchanges.
-            raise UnknownAccount(f"no {exchange} account with alias {alias!r} is configured")
+            hint = self._hint(exchange, alias)
+            raise UnknownAccount(f"no {exchange} account with alias {alias!r} is configured{hint}")
         return account
+
+    def _hint(self, exchange: str, alias: str) -> str:
+        """What the sender most likely meant: the venue the alias belongs to, or the closest
+        aliases of the venue asked for. Aliases are names, not secrets (commands carry them in
+        the clear, and the worker's ready line lists them)."""
+        other = self._by_alias.get(alias)
+        if other is not None:
+            return f"; {alias!r} is a {other.exchange} account"
+        same = [a.alias for a in self._by_alias.values() if a.exchange == exchange]
+        close = difflib.get_close_matches(alias, same, n=3, cutoff=0.6)
+        if not close:
+            return ""
+        return "; did you mean " + " or ".join(repr(name) for name in close) + "?"
 
     def __iter__(self) -> Any:
         return iter(self._by_alias.values())

@@ -16,8 +16,10 @@ File format (YAML or TOML, chosen by extension)::
         options: {...}                # venue-specific, optional
 
 Each entry is validated by its venue's credentials model (``extra="forbid"``, secrets as
-``SecretStr``), so a misspelt field fails at start. A duplicate alias fails too, and a file that
-others can read logs a warning.
+``SecretStr``), so a misspelt field fails at start; every mistake in the file is reported in the
+one ConfigurationError line, not only the first. A duplicate alias fails too; a file that others
+can read, and an account still holding the example file's ``REPLACE_WITH_...`` placeholders, log
+a warning.
 
 A top-level mapping without the ``accounts:`` wrapper is accepted too.
 
@@ -27,13 +29,14 @@ registry (each venue's credentials model), and venue code needs the models.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from .account import Account, Accounts
 from .errors import ConfigurationError
@@ -99,7 +102,8 @@ def load_accounts(path: str | Path) -> Accounts:
         data = data["accounts"]
     if not isinstance(data, dict) or not data:
         raise ConfigurationError(f"{setting}: {p} must map account aliases to credentials")
-    accounts = []
+    accounts: list[Account] = []
+    problems: list[str] = []
     disabled = registry.disabled_names()
     for alias, entry in data.items():
         if isinstance(entry, dict) and str(entry.get("exchange", "")).lower() in disabled:
@@ -107,41 +111,58 @@ def load_accounts(path: str | Path) -> Accounts:
             # VENUE_DISABLED before any account lookup): a desk can keep them in the file.
             log.info("%s: account %r skipped: its venue is disabled", setting, str(alias))
             continue
-        accounts.append(_parse_entry(str(alias), entry, setting))
+        account, wrong = _parse_entry(str(alias), entry)
+        problems += wrong
+        if account is not None:
+            accounts.append(account)
+    if problems:  # every mistake at once: fixing a file one error per restart is slow
+        raise ConfigurationError(f"{setting}: " + "; ".join(problems))
     return Accounts(accounts)
 
 
-def _parse_entry(alias: str, entry: Any, setting: str) -> Account:
-    """Validate one entry with its venue's credentials model. Errors name the alias and the
-    field, never a value (the value may be a secret)."""
-    where = f"{setting}: account {alias!r}"
+#: How the example accounts file (deploy/accounts.example.yaml) marks a value to fill in.
+PLACEHOLDER = "REPLACE_WITH_"
+
+
+def _parse_entry(alias: str, entry: Any) -> tuple[Account | None, list[str]]:
+    """Validate one entry with its venue's credentials model: the account, or what is wrong
+    with it (each problem names the alias and the field, never a value: it may be a secret)."""
+    where = f"account {alias!r}"
     if not isinstance(entry, dict):
-        raise ConfigurationError(f"{where} must be a mapping")
+        return None, [f"{where} must be a mapping"]
     name = str(entry.get("exchange", "")).lower()
     venue = registry.get(name) if name else None
     if venue is None:
         known = ", ".join(registry.names())
-        raise ConfigurationError(f"{where}: exchange must be one of {known}")
+        return None, [f"{where}: exchange must be one of {known}"]
     try:
         creds = venue.credentials.model_validate({**entry, "exchange": name})
     except ValidationError as exc:
-        # A misspelt field also makes the real one missing; name the misspelling first.
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
-        err = errors[0]
-        field_name = ".".join(str(p) for p in err["loc"]) or "entry"
-        if err["type"] == "missing":
-            raise ConfigurationError(f"{where}: {field_name} is required") from None
-        if err["type"] == "extra_forbidden":
-            raise ConfigurationError(
-                f"{where}: {field_name} is not a field of a {name} account"
-            ) from None
-        raise ConfigurationError(f"{where}: {field_name}: {err['msg']}") from None
+        return None, [f"{where}: {problem}" for problem in _field_problems(exc, name)]
     secrets = [Secret(s.get_secret_value()) for s in creds.secrets()]
-    for field_name, secret in zip(("api_key", "api_secret"), secrets, strict=False):
-        if not secret:
-            raise ConfigurationError(f"{where}: {field_name} is required")
+    empty = [
+        f"{where}: {field_name} is required"
+        for field_name, secret in zip(("api_key", "api_secret"), secrets, strict=False)
+        if not secret
+    ]
+    if empty:
+        return None, empty
+    placeholders = [
+        field_name
+        for field_name, value in creds
+        if isinstance(value, SecretStr)
+        and value.get_secret_value().strip().upper().startswith(PLACEHOLDER)
+    ]
+    if placeholders:
+        log.warning(
+            "%s: %s has placeholder credentials (%s): the venue will reject them until they are "
+            "replaced with the account's real ones",
+            SETTING,
+            where,
+            ", ".join(placeholders),
+        )
     passphrase = getattr(creds, "passphrase", None)
-    return Account(
+    account = Account(
         alias=alias,
         exchange=name,
         api_key=secrets[0],
@@ -149,3 +170,31 @@ def _parse_entry(alias: str, entry: Any, setting: str) -> Account:
         passphrase=Secret(passphrase.get_secret_value()) if passphrase is not None else None,
         options=creds.option_values(),
     )
+    return account, []
+
+
+def _field_problems(exc: ValidationError, venue: str) -> list[str]:
+    """One phrase per field the venue's model rejected. A misspelt field also makes the real
+    one missing: that is one mistake, named once, with the spelling that was meant."""
+    errors = exc.errors()
+    missing = [_field(e) for e in errors if e["type"] == "missing"]
+    problems: list[str] = []
+    meant: set[str] = set()
+    for err in errors:
+        field_name = _field(err)
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field_name, [m for m in missing if m not in meant], 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            meant.update(close)
+            problems.append(f"{field_name} is not a field of a {venue} account{hint}")
+    for err in errors:
+        field_name = _field(err)
+        if err["type"] == "missing" and field_name not in meant:
+            problems.append(f"{field_name} is required")
+        elif err["type"] not in ("missing", "extra_forbidden"):
+            problems.append(f"{field_name}: {err['msg']}")
+    return problems
+
+
+def _field(err: Any) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "entry"

@@ -69,8 +69,16 @@ def start_tansu(
 
 
 def port_in_use(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be listened on (e.g. another broker has it), or None."""
+    """Why ``host:port`` cannot be listened on (e.g. another broker has it), or None.
+
+    The probe binds with ``SO_REUSEADDR``, as the broker's own listener does: connections of a
+    broker just stopped linger in TIME-WAIT for a minute, and they must not stop it from being
+    started again at once, while a port some process listens on is still refused (on POSIX,
+    ``SO_REUSEADDR`` never lets a second socket bind next to a listening one).
+    """
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        if os.name == "posix":  # on Windows the option means "share a port in use"
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:

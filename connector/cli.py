@@ -6,20 +6,25 @@ value that may be secret), a port already in use (exit 2), no broker for ``query
 ``state`` (exit 3). Each subcommand's ``--help`` lists the ``CONNECTOR_*`` variables it reads,
 with their defaults, from the settings models themselves so the list cannot go stale.
 
-Exit codes: 0 done (``query --wait``: OK); 1 ``query --wait`` FAILED, or ``tail`` of a topic
-that does not exist; 2 configuration or usage error, or ``query --wait`` timed out; 3 broker
-unreachable; 130 interrupted.
+Output is for whoever reads it: ``query``, ``tail`` and ``state`` print one readable summary line
+per record on a terminal and JSON lines into a pipe or file (``--format`` always wins), and a
+reader that stops early (``| head``) ends the command quietly with exit 0, as Unix tools do.
+
+Exit codes: 0 done (``query --wait``: OK; also when the reader of stdout went away); 1
+``query --wait`` FAILED, or ``tail`` of a topic that does not exist; 2 configuration or usage
+error, or ``query --wait`` timed out; 3 broker unreachable; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -160,13 +165,50 @@ def _settings(level: str | None = None) -> Settings:
     return settings
 
 
+FORMATS = ("jsonl", "summary")
+
+
+def output_format(fmt: str | None, out: TextIO) -> str:
+    """The ``--format`` given, else ``summary`` for a person at a terminal and ``jsonl`` for a
+    program reading a pipe or a file (a terminal has no use for the ``raw`` JSON of each order,
+    a script has no use for aligned text)."""
+    if fmt is not None:
+        return fmt
+    try:
+        return "summary" if out.isatty() else "jsonl"
+    except ValueError:  # a closed stream
+        return "jsonl"
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    help="jsonl: one JSON object per record; summary: one readable line per record "
+    "[default: summary on a terminal, jsonl otherwise]",
+)
+
+
+def _stdout_gone() -> None:
+    """The reader closed stdout: point it at /dev/null so the interpreter's last flush of what
+    is still buffered cannot fail ("Exception ignored ... BrokenPipeError") at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
 def _run(coro: Any) -> int:
     from aiokafka.errors import KafkaError
 
-    from .client import BrokerUnreachable
+    from .client import BrokerUnreachable, OutputClosed
 
     try:
         return int(asyncio.run(coro))
+    except OutputClosed:  # ``| head``: the reader has what it wanted
+        _stdout_gone()
+        return 0
     except BrokerUnreachable as exc:
         click.echo(f"connector: {exc}", err=True)
         return EXIT_BROKER
@@ -278,14 +320,7 @@ def sandbox(
     show_default=True,
     help="seconds to wait for the result (exit 2 after)",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["jsonl", "summary"]),
-    default="jsonl",
-    show_default=True,
-    help="JSON lines, or one readable line per record",
-)
+@format_option
 @connect_timeout_option
 def query(
     exchange: str,
@@ -299,7 +334,7 @@ def query(
     avro: bool,
     wait: bool,
     timeout: float,
-    fmt: str,
+    fmt: str | None,
     connect_timeout: float,
 ) -> None:
     """Publish one query-orders command; with --wait, print its order events, error and result.
@@ -323,6 +358,7 @@ def query(
         product_type=product_type,
         trader_id=trader_id,
         deadline_ms=deadline_ms,
+        requested_at=now_ms,
     )
     sys.exit(
         _run(
@@ -332,7 +368,7 @@ def query(
                 wait=wait,
                 timeout=timeout,
                 avro=avro,
-                fmt=fmt,
+                fmt=output_format(fmt, sys.stdout),
                 connect_timeout=connect_timeout,
             )
         )
@@ -345,9 +381,7 @@ def query(
 @click.option("--max-messages", type=int, help="stop after this many records")
 @click.option("--idle-timeout", type=Duration(), help="exit after this much silence (e.g. 5s)")
 @click.option("--request-id", help="only the records of this request_id")
-@click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "summary"]), default="jsonl", show_default=True
-)
+@format_option
 @connect_timeout_option
 def tail(
     topic: str,
@@ -355,10 +389,11 @@ def tail(
     max_messages: int | None,
     idle_timeout: float | None,
     request_id: str | None,
-    fmt: str,
+    fmt: str | None,
     connect_timeout: float,
 ) -> None:
-    """Decode a topic as JSON lines: partition, offset, timestamp, key, headers, schema, value.
+    """Decode a topic: partition, offset, timestamp, key, headers, schema and value as JSON
+    lines, or one summary line per record (the default on a terminal).
 
     TOPIC is a topic name or a role: orders, results, errors, commands (query-orders, JSON or
     Avro) or state (CONNECTOR_TOPIC_STATE).
@@ -375,7 +410,7 @@ def tail(
                 max_messages=max_messages,
                 idle_timeout=idle_timeout,
                 request_id=request_id,
-                fmt=fmt,
+                fmt=output_format(fmt, sys.stdout),
                 connect_timeout=connect_timeout,
             )
         )
@@ -386,14 +421,14 @@ def tail(
 @click.option("--exchange", required=True, type=VenueChoice())
 @click.option("--account", required=True)
 @click.option("--symbol", help="only this symbol's orders")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "summary"]), default="jsonl")
+@format_option
 @click.option("--idle-timeout", type=Duration(), default=5.0, help="stop after this silence")
 @connect_timeout_option
 def state(
     exchange: str,
     account: str,
     symbol: str | None,
-    fmt: str,
+    fmt: str | None,
     idle_timeout: float,
     connect_timeout: float,
 ) -> None:
@@ -405,7 +440,12 @@ def state(
     async def run() -> int:
         await require_broker(settings, connect_timeout)
         return await state_command(
-            settings, exchange, account, symbol=symbol, fmt=fmt, idle_timeout=idle_timeout
+            settings,
+            exchange,
+            account,
+            symbol=symbol,
+            fmt=output_format(fmt, sys.stdout),
+            idle_timeout=idle_timeout,
         )
 
     sys.exit(_run(run()))

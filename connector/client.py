@@ -4,6 +4,10 @@ Both check first that the broker is listening (:class:`BrokerUnreachable`, one l
 ``CONNECTOR_KAFKA_BOOTSTRAP``), so a missing broker is one clear line rather than a traceback.
 ``tail`` decodes Avro (single-object or Confluent framing) and JSON (hand-written commands), and
 shows each record's partition, offset, timestamp and headers.
+
+Output goes through :func:`emit`: a reader that stops reading (``connector tail orders | head -1``)
+is not a failure of the command, so a closed stdout becomes :class:`OutputClosed`, which the
+command line turns into a quiet exit 0, as Unix tools do, instead of a "broker" error.
 """
 
 from __future__ import annotations
@@ -40,6 +44,19 @@ CONNECT_TIMEOUT_S = 10.0
 
 class BrokerUnreachable(Exception):
     """The broker did not answer within the connect timeout (one line, no traceback)."""
+
+
+class OutputClosed(Exception):
+    """Whoever read our output closed it (``| head``): stop quietly, nothing failed."""
+
+
+def emit(line: str, out: TextIO) -> None:
+    """Print one line and flush it, so a reader sees each record as it comes; a closed output
+    (EPIPE) is :class:`OutputClosed`, told apart from a broker connection's broken pipe."""
+    try:
+        print(line, file=out, flush=True)
+    except BrokenPipeError:
+        raise OutputClosed from None
 
 
 async def require_broker(settings: Settings, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -168,7 +185,7 @@ async def query(
         finally:
             await producer.stop()
         if consumer is None:
-            print(json.dumps({"published": command["request_id"]}), file=out, flush=True)
+            emit(json.dumps({"published": command["request_id"]}), out)
             return 0
         return await _await_result(consumer, serializer, command["request_id"], timeout, out, fmt)
     finally:
@@ -247,10 +264,10 @@ async def _await_result(
             ok = result.get("status") == "OK"
             if orders >= result.get("order_count", 0) and (ok or errors >= 1):
                 for decoded in sorted(collected, key=_contract_order):
-                    print(render(decoded, fmt), file=out, flush=True)
+                    emit(render(decoded, fmt), out)
                 return 0 if ok else 1
     for decoded in sorted(collected, key=_contract_order):  # what did arrive, for diagnosis
-        print(render(decoded, fmt), file=out, flush=True)
+        emit(render(decoded, fmt), out)
     print(json.dumps({"error": f"no result for {request_id} within {timeout}s"}), file=sys.stderr)
     return 2
 
@@ -260,31 +277,61 @@ def render(decoded: Decoded, fmt: str) -> str:
     return decoded.to_json() if fmt == "jsonl" else summary_line(decoded)
 
 
+#: The OrderEvent booleans ``summary`` lists after ``flags=`` when true (docs/contract.md).
+ORDER_FLAGS = ("reduce_only", "post_only", "liquidation")
+
+
+def _text(value: Any) -> str:
+    """A field as the summary shows it: ``-`` for an absent value, never ``None``."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def _identity(d: Decoded, v: dict[str, Any]) -> str:
+    """``exchange:account req=<request_id>``, from the record or, failing that, its headers."""
+
+    def field(name: str) -> str:
+        value = v.get(name)
+        return _text(value if value not in (None, "") else d.headers.get(name))
+
+    return f"{field('exchange')}:{field('account')} req={field('request_id')}"
+
+
 def summary_line(d: Decoded) -> str:
-    """The fields a risk engineer looks at first, on one line (scripts/demo.py's format)."""
+    """The fields a risk engineer looks at first, on one line: record kind, then
+    ``exchange:account req=<request_id>`` on every line (so lines from several commands can be
+    told apart in ``tail``), then the record's own fields; ``-`` marks an absent value."""
     v = d.value if isinstance(d.value, dict) else {}
+    who = _identity(d, v)
     if d.schema == ORDER_EVENT:
+        flags = ",".join(name for name in ORDER_FLAGS if v.get(name)) or "-"
         return (
-            f"OrderEvent  {v.get('snapshot_seq')}/{v.get('snapshot_size')} "
-            f"{v.get('symbol')!s:<9} ({v.get('unified_symbol')}) {v.get('side')} "
-            f"{v.get('order_type')} {v.get('status')} price={v.get('price')} "
-            f"qty={v.get('quantity')} filled={v.get('filled_quantity')} "
-            f"order_id={v.get('order_id')}"
+            f"OrderEvent  {who} {_text(v.get('snapshot_seq'))}/{_text(v.get('snapshot_size'))} "
+            f"{_text(v.get('symbol')):<9} ({_text(v.get('unified_symbol'))}) "
+            f"{_text(v.get('side'))} {_text(v.get('position_side'))} {_text(v.get('order_type'))} "
+            f"{_text(v.get('status'))} price={_text(v.get('price'))} "
+            f"qty={_text(v.get('quantity'))} filled={_text(v.get('filled_quantity'))} "
+            f"flags={flags} order_id={_text(v.get('order_id'))}"
         )
     if d.schema == QUERY_RESULT:
         took = (v.get("completed_at") or 0) - (v.get("started_at") or 0)
         return (
-            f"QueryResult {v.get('status')} order_count={v.get('order_count')} "
-            f"error_code={v.get('error_code')} exchange_calls={v.get('exchange_calls')} "
-            f"took={took}ms"
+            f"QueryResult {who} {_text(v.get('status'))} order_count={_text(v.get('order_count'))} "
+            f"error_code={_text(v.get('error_code'))} "
+            f"exchange_calls={_text(v.get('exchange_calls'))} took={took}ms"
         )
     if d.schema == ERROR_EVENT:
         return (
-            f"ErrorEvent  {v.get('code')} exchange_code={v.get('exchange_code')}: "
-            f"{v.get('message')}"
+            f"ErrorEvent  {who} {_text(v.get('code'))} "
+            f"exchange_code={_text(v.get('exchange_code'))}: {_text(v.get('message'))}"
         )
+    if d.schema in (QUERY_ORDERS, JSON_SCHEMA) and "request_id" in v:
+        options = " ".join(
+            f"{name}={_text(v.get(name))}"
+            for name in ("symbol", "product_type", "trader_id", "requested_at", "deadline_ms")
+        )
+        return f"QueryOrders {who} {options}"
     where = f"{d.topic}[{d.partition}]@{d.offset}"
-    return f"{d.schema or 'record'} {where} key={d.key} {json.dumps(d.value)}"
+    return f"{d.schema or 'record'} {who} {where} key={_text(d.key)} {json.dumps(d.value)}"
 
 
 def _contract_order(d: Decoded) -> tuple[int, int]:
@@ -342,7 +389,7 @@ async def tail(
                     decoded = await decode_message(msg, serializer)
                     if request_id is not None and _request_id(decoded) != request_id:
                         continue
-                    print(render(decoded, fmt), file=out, flush=True)
+                    emit(render(decoded, fmt), out)
                     seen += 1
                     if max_messages is not None and seen >= max_messages:
                         return 0

@@ -47,6 +47,8 @@ QUERY_ORDERS = f"{NAMESPACE}.QueryOrders"
 ORDER_EVENT = f"{NAMESPACE}.OrderEvent"
 QUERY_RESULT = f"{NAMESPACE}.QueryResult"
 ERROR_EVENT = f"{NAMESPACE}.ErrorEvent"
+ACCOUNT_STATUS = f"{NAMESPACE}.AccountStatus"  # connector/freshness.py
+ORDER_CHANGE = f"{NAMESPACE}.OrderChange"  # connector/changes.py
 
 
 class DecodeError(ValueError):

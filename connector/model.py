@@ -144,6 +144,18 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+#: Epoch milliseconds below this are in 1973 or earlier: such a value is epoch *seconds*.
+SECONDS_LIKE_BELOW = 10**11
+
+
+def seconds_hint(field: str, value: int) -> str:
+    """For a timestamp field found in the past: the likely reason when it looks like epoch
+    seconds (``1796674350``), a mistake that otherwise reads only as "deadline passed"."""
+    if 0 < value < SECONDS_LIKE_BELOW:
+        return f"; {field} is in milliseconds; {value} looks like seconds"
+    return ""
+
+
 def text_or_none(value: object) -> str | None:
     """A string field, with exchange placeholders (``""``, ``"None"``, ``NULL_VAL``) as None."""
     if value is None:

@@ -42,7 +42,7 @@ from .errors import (
     Unsupported,
 )
 from .exchanges.base import ExchangeAdapter
-from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms
+from .model import FetchResult, Order, OrderQuery, canonical_decimal, now_ms, seconds_hint
 from .resilience import FetchCoalescer
 from .resilience.breaker import CircuitBoard
 from .secrets import (
@@ -201,7 +201,10 @@ class Pipeline:
 
     async def _fetch(self, query: OrderQuery) -> FetchResult:
         if query.deadline_ms is not None and now_ms() > query.deadline_ms:
-            raise Expired(f"deadline {query.deadline_ms} passed before the query started")
+            raise Expired(
+                f"deadline {query.deadline_ms} passed before the query started"
+                + seconds_hint("deadline_ms", query.deadline_ms)
+            )
         account = self.accounts.get(query.exchange, query.account)
         adapter = self.adapters.get(query.exchange)
         if adapter is None:

@@ -43,48 +43,73 @@ class Secret:
         return hash(self._value)
 
 
-_secrets: set[str] = set()
-# Longest first, so a secret containing another is replaced whole. Rebuilt on registration
-# (start-up) rather than sorted on every log line.
-_ordered: tuple[tuple[str, bytes], ...] = ()
-_automaton: AhoCorasick | None = None  # over _secrets; None while there are none
-_bytes_automaton: BytesAhoCorasick | None = None  # the same over their UTF-8 bytes
-# Whether every secret reads the same inside a JSON string: none holds a character JSON escapes
-# (quote, backslash, control characters). See :func:`secrets_survive_json`.
-_json_safe = True
-_lock = threading.Lock()
 REDACTED = "***"
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
+class SecretRegistry:
+    """The secret values registered so far, and the matchers built over them.
+
+    One process-wide instance, :data:`REGISTRY`, is what the module's functions use; a copy
+    (:meth:`copy`) is an independent registry with the same secrets (a test that registers
+    secrets of its own swaps one in and out, instead of reaching into the module's state).
+    """
+
+    def __init__(self, values: frozenset[str] = frozenset()) -> None:
+        self._lock = threading.Lock()
+        self.values: frozenset[str] = frozenset()
+        # Longest first, so a secret containing another is replaced whole. Rebuilt on
+        # registration (start-up) rather than sorted on every log line.
+        self.ordered: tuple[tuple[str, bytes], ...] = ()
+        self.automaton: AhoCorasick | None = None  # over the values; None while there are none
+        self.bytes_automaton: BytesAhoCorasick | None = None  # the same over their UTF-8 bytes
+        # Whether every secret reads the same inside a JSON string: none holds a character
+        # JSON escapes (quote, backslash, control characters). See secrets_survive_json.
+        self.json_safe = True
+        self._rebuild(values)
+
+    def register(self, *secrets: Secret | None) -> None:
+        """Called at start-up by whoever loads credentials (the accounts file, the settings):
+        remembers their values, so every redaction and scan from then on covers them."""
+        with self._lock:
+            # Very short values would redact ordinary text; real credentials are long.
+            added = {s.reveal() for s in secrets if s is not None and len(s.reveal()) >= 4}
+            if not added <= self.values:
+                self._rebuild(self.values | added)
+
+    def copy(self) -> SecretRegistry:
+        return SecretRegistry(self.values)
+
+    def _rebuild(self, values: frozenset[str]) -> None:
+        ordered = tuple((s, s.encode()) for s in sorted(values, key=len, reverse=True))
+        self.automaton = (
+            AhoCorasick(list(values), implementation=Implementation.DFA) if values else None
+        )
+        self.bytes_automaton = (
+            BytesAhoCorasick([b for _, b in ordered], implementation=Implementation.DFA)
+            if values
+            else None
+        )
+        self.json_safe = not any(_JSON_ESCAPED.search(s) for s in values)
+        self.ordered = ordered
+        self.values = values
+
+
+REGISTRY = SecretRegistry()
+"""The process-wide registry behind :func:`register_secrets`, :func:`redact` and the scans."""
 
 
 def register_secrets(*secrets: Secret | None) -> None:
     """Remember secret values so :func:`redact` can scrub them from any output."""
-    global _ordered, _automaton, _bytes_automaton, _json_safe
-    with _lock:
-        for s in secrets:
-            # Very short values would redact ordinary text; real credentials are long.
-            if s is not None and len(s.reveal()) >= 4:
-                _secrets.add(s.reveal())
-        _ordered = tuple((s, s.encode()) for s in sorted(_secrets, key=len, reverse=True))
-        _automaton = (
-            AhoCorasick(list(_secrets), implementation=Implementation.DFA) if _secrets else None
-        )
-        _bytes_automaton = (
-            BytesAhoCorasick([b for _, b in _ordered], implementation=Implementation.DFA)
-            if _secrets
-            else None
-        )
-        _json_safe = not any(_JSON_ESCAPED.search(s) for s in _secrets)
+    REGISTRY.register(*secrets)
 
 
 def redact(text: str) -> str:
     """Replace every registered secret value in ``text``."""
-    for s, _ in _ordered:
+    for s, _ in REGISTRY.ordered:
         if s in text:
             text = text.replace(s, REDACTED)
     return text
-
-
-_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
 
 
 def secrets_survive_json() -> bool:
@@ -92,7 +117,7 @@ def secrets_survive_json() -> bool:
     U+001F). JSON escaping maps each character on its own, so then any string holding a secret
     still holds it verbatim once JSON-encoded, and :func:`contains_secret` may scan the JSON
     of a whole record at once (connector/pipeline.py)."""
-    return _json_safe
+    return REGISTRY.json_safe
 
 
 def contains_secret(text: str) -> bool:
@@ -100,7 +125,7 @@ def contains_secret(text: str) -> bool:
     over ``text`` for all secrets at once. A worker with many accounts holds many secrets and
     every outgoing record is checked; one ``in`` per secret was the worker's top cost (py-spy,
     ``make bench``), ten times this. Any occurrence yields at least one match."""
-    automaton = _automaton
+    automaton = REGISTRY.automaton
     return automaton is not None and bool(automaton.find_matches_as_indexes(text))
 
 
@@ -108,12 +133,12 @@ def contains_secret_utf8(data: bytes) -> bool:
     """:func:`contains_secret` for UTF-8 ``data``, without decoding it (a third cheaper per
     character). The same answer as on the decoded text: a secret's UTF-8 starts with a lead
     byte, so its bytes can only match at a character boundary of valid UTF-8."""
-    automaton = _bytes_automaton
+    automaton = REGISTRY.bytes_automaton
     return automaton is not None and bool(automaton.find_matches_as_indexes(data))
 
 
 def redact_bytes(data: bytes) -> bytes:
-    for _, b in _ordered:
+    for _, b in REGISTRY.ordered:
         if b in data:
             data = data.replace(b, REDACTED.encode())
     return data

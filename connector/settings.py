@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     topic_errors: str = "order-errors"
     # Compacted open-orders table (see docs/state-topic.md); created by `connector broker`.
     topic_state: str = "open-orders"
+    # Freshness as data (issue 21, docs/contract.md): per account, how fresh its open orders are
+    # (compacted, key <exchange>:<account>), and per order what changed between snapshots
+    # (delete retention, key <exchange>:<account>:<order_id>).
+    topic_account_status: str = "account-status"
+    topic_order_changes: str = "order-changes"
     topic_partitions: int = Field(default=4, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     kafka_session_timeout_s: float = Field(default=30.0, gt=0)
@@ -101,6 +106,10 @@ class Settings(BaseSettings):
     # offsets stay uncommitted). Keep it below the pod's terminationGracePeriodSeconds.
     shutdown_drain_s: float = Field(default=20.0, ge=0)
 
+    # An account is STALE when its newest complete snapshot started longer ago than this
+    # (connector/freshness.py): keep it above the slowest standing-query interval plus a fetch.
+    account_stale_after_s: float = Field(default=120.0, gt=0, le=86_400)
+
     # State topic and routing (issue 13, docs/state-topic.md)
     # Commands repartitioned by ``<exchange>:<account>``, so one worker handles an account (its
     # state table partition and its exchange rate limits).
@@ -162,16 +171,22 @@ class Settings(BaseSettings):
         return f"{self.app_id}-__assignor-__leader"
 
     def topic_for(self, role: str) -> str:
-        """The topic of a role: ``orders``, ``results``, ``errors``, ``commands``, ``state``
-        (the one role-to-topic map; the worker, the client and the CLI all ask here).
-        Raises KeyError for anything else."""
+        """The topic of a role: ``orders``, ``results``, ``errors``, ``commands``, ``state``,
+        ``account-status``, ``order-changes`` (the one role-to-topic map; the worker, the client
+        and the CLI all ask here). Raises KeyError for anything else."""
         return {
             "orders": self.topic_orders,
             "results": self.topic_results,
             "errors": self.topic_errors,
             "commands": self.topic_query_orders,
             "state": self.topic_state,
+            "account-status": self.topic_account_status,
+            "order-changes": self.topic_order_changes,
         }[role]
+
+    @property
+    def account_stale_after_ms(self) -> int:
+        return int(self.account_stale_after_s * 1000)
 
     @property
     def topics(self) -> dict[str, str]:

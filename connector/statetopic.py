@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import NewTopic
 
-from .client import decode_message, topic_partitions
+from .client import OutputClosed, decode_message, topic_partitions
 from .codec import ORDER_EVENT, Serializer, serializer_for
 from .kafka import consumer_kwargs, create_missing_topics
 from .settings import Settings
@@ -234,7 +234,7 @@ def print_state(table: StateTable, fmt: str, out: TextIO = sys.stdout) -> None:
         print(f"  {sym}: {n}", file=out)
     for o in orders:
         fields = ("order_id", "symbol", "side", "order_type", "status", "price", "quantity")
-        print("  " + " ".join(str(o.get(f)) for f in fields), file=out)
+        print("  " + " ".join("-" if o.get(f) is None else str(o.get(f)) for f in fields), file=out)
 
 
 async def state_command(
@@ -252,5 +252,9 @@ async def state_command(
     if table is None:
         print(f"topic {settings.topic_state!r} does not exist", file=sys.stderr)
         return 1
-    print_state(table, fmt, out)
+    try:
+        print_state(table, fmt, out)
+        out.flush()
+    except BrokenPipeError:  # ``| head``: the reader has what it wanted
+        raise OutputClosed from None
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `python scripts/demo.py` from a checkout
 
-from connector.devstack import CONNECTOR, Stack  # noqa: E402
+from connector.devstack import CONNECTOR, Stack, Worker  # noqa: E402
 
 
 def show(line: str) -> None:
@@ -96,6 +96,18 @@ def state_step(env: dict[str, str]) -> None:
             print("  " + line)
 
 
+def disabled_venue_step(stack: Stack, worker: Worker, env: dict[str, str]) -> None:
+    """AscendEX has stopped operating (docs/ascendex.md): the operator switches it off. The
+    worker restarts without it and answers its commands at once, VENUE_DISABLED, instead of
+    letting each wait out a timeout against an exchange that is gone."""
+    print("\nAscendEX has shut down: the worker restarts with CONNECTOR_ASCENDEX_ENABLED=false.")
+    stack.stop_process(worker)
+    stack.start_worker("worker-ascendex-off", CONNECTOR_ASCENDEX_ENABLED="false")
+    query(env, ["--exchange", "ascendex", "--account", "ascendex-demo"], expect=1)
+    if "CONNECTOR_BITGET_REST_URL" in env:
+        query(env, ["--exchange", "bitget", "--account", "bitget-demo"], expect=0)
+
+
 def main() -> int:
     with Stack(Path(tempfile.mkdtemp(prefix="connector-demo-"))) as stack:
         # Dev-only: one record per produce batch, so the embedded broker's end offsets are right
@@ -135,6 +147,7 @@ def main() -> int:
             state_step(env)  # last: the state topic after an order was closed
         if not worker.alive():
             raise SystemExit(f"the worker died; see {worker.log_path}")
+        disabled_venue_step(stack, worker, env)
         print("\nDemo complete: every command ended in exactly one QueryResult.")
         return 0
 

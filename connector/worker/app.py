@@ -51,7 +51,7 @@ from .outages import Outages
 from .outcomes import OutcomeWriter
 from .publisher import KafkaPublisher, Publisher
 from .routing import Router
-from .shutdown import drain_and_commit
+from .shutdown import close_clients, drain_and_commit
 from .standing import StandingQueries
 from .state_store import FaustTableStore, StateStore
 from .state_writer import StateWriter
@@ -74,6 +74,16 @@ def credentials(settings: Settings) -> Any:
     if ctx is not None:
         return faust.SSLCredentials(ctx)
     return None
+
+
+def hold_unanswered(event: Any) -> None:
+    """Keep Faust from ever acknowledging ``event``, a command that was not answered (issue
+    20). Faust acks an event when the agent's loop asks for the next one, and again when the
+    loop ends (an exception, a cancellation at shutdown or rebalance): the stream generator's
+    ``finally`` acks its current event, which a later commit would then pass, a lost command.
+    The extra references keep every such ack from being final; the offset stays uncommitted and
+    the next owner of the partition processes the command again."""
+    event.message.incref(1 << 30)
 
 
 class Connector:
@@ -199,10 +209,9 @@ class Connector:
             self.app, settings, accounts, self.venues, self.liveness, self.pipeline.gate.status
         )
         self.health.register_pages()
-        self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
-
-    async def _on_shutdown(self, app: Any, *args: Any, **kwargs: Any) -> None:
-        await drain_and_commit(self)
+        # Shutdown (connector/worker/shutdown.py): drain first, close the clients last.
+        self.app.stop_hooks.append(partial(drain_and_commit, self))
+        self.app.shutdown_hooks.append(partial(close_clients, self))
 
     async def consume(self, stream: Any) -> None:
         """The agent (one per actor): handles each event of ``stream`` and acknowledges it once
@@ -210,13 +219,10 @@ class Connector:
         the redelivery guard and, on failure, liveness."""
         async for event in stream.events():
             if self.draining:
-                # Shutting down: do not start this command, and do not let Faust ack it (it
-                # acks an event when the loop asks for the next one, and again when the agent
-                # is cancelled: the stream generator's ``finally`` acks the current event, which
-                # a later commit would then skip: a lost command). The extra references keep
-                # every such ack from being final. Parked until the agent is cancelled; the
-                # offset stays uncommitted for the next owner.
-                event.message.incref(1 << 30)
+                # Shutting down: do not start this command, and do not let Faust ack it (see
+                # hold_unanswered). Parked until the agent is cancelled; the offset stays
+                # uncommitted for the next owner.
+                hold_unanswered(event)
                 await asyncio.Event().wait()
             msg = event.message
             ts = msg.timestamp
@@ -255,13 +261,15 @@ class Connector:
                 done.set_result(True)
             except Exception as exc:
                 # Unreachable by design (handle answers or waits). If it happens anyway, do not
-                # move on: that would acknowledge an unanswered command. Fail liveness so the
-                # pod restarts and the uncommitted command is processed again.
+                # move on: that would acknowledge an unanswered command (held unacknowledged in
+                # ``finally``). Fail liveness so the pod restarts and the uncommitted command is
+                # processed again.
                 self.liveness.fail(f"agent failed: {type(exc).__name__}")
                 log.exception("agent failed; /healthz now fails so the worker restarts")
                 raise
             finally:
                 if not done.done():  # failed or cancelled: a redelivery is handled afresh
+                    hold_unanswered(event)  # the stream's ``finally`` must not ack it
                     done.set_result(False)
 
     async def handle(

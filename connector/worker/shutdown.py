@@ -1,10 +1,17 @@
-"""Stopping the worker: the shutdown hook that drains the commands in flight and makes the
-final commit.
+"""Stopping the worker: the shutdown hooks that drain the commands in flight, make the final
+commit, and close the exchange clients.
 
-At shutdown (SIGTERM/SIGINT) Faust has stopped fetching but its agents still run: the commands
-in flight finish (bounded by ``shutdown_drain_s``), no new one starts, then what was answered is
-committed so the next owner of these partitions does not repeat it. The hook sees the worker
-through :class:`Drainable`, so this module does not import the Connector that connects it.
+At shutdown (SIGTERM/SIGINT) :func:`drain_and_commit` runs first, before Faust stops anything
+(``App.stop_hooks``, connector/worker/faust_internals.py): no new command starts, the commands
+in flight get ``shutdown_drain_s`` to finish, then what was answered is committed so the next
+owner of these partitions does not repeat it. A command still running then is abandoned:
+Faust does not wait for it either (``stream_wait_empty`` is turned off after this hook; it used
+to wait without a limit, before this hook even ran), and the agent never acknowledges it when its
+actor is cancelled (app.py ``hold_unanswered``): its offset stays uncommitted for the next
+owner. :func:`close_clients` runs last (``App.shutdown_hooks``), once the agents are stopped, so
+an abandoned command is cancelled rather than answered FAILED by a closed exchange client. The
+hooks see the worker through :class:`Drainable`, so this module does not import the Connector
+that connects them.
 """
 
 from __future__ import annotations
@@ -41,10 +48,9 @@ class Drainable(Protocol):
 
 
 async def drain_and_commit(connector: Drainable) -> None:
-    """Called by Faust (``on_before_shutdown``, connected by the Connector) when the worker
-    stops: sets the connector draining (the agent starts no new command), waits for the
-    commands in flight, commits the acknowledged offsets, closes the exchange adapters and the
-    serializer."""
+    """Called first when the worker stops (``App.stop_hooks``, connected by the Connector):
+    sets the connector draining (the agent starts no new command), waits for the commands in
+    flight up to ``shutdown_drain_s``, commits the acknowledged offsets."""
     connector.draining = True
     settings = connector.settings
     try:
@@ -73,6 +79,11 @@ async def drain_and_commit(connector: Drainable) -> None:
         log.info("final commit of acknowledged offsets: %s", "done" if committed else "none")
     except Exception as exc:  # best effort: at worst the next owner repeats them
         log.warning("final commit failed: %s", type(exc).__name__)
+
+
+async def close_clients(connector: Drainable) -> None:
+    """Called last when the worker stops (``App.shutdown_hooks``, connected by the Connector),
+    once its agents are stopped: closes the exchange adapters and the serializer."""
     for adapter in connector.adapters.values():
         try:
             await adapter.aclose()

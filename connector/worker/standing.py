@@ -1,7 +1,15 @@
 """Standing queries (connector/schedules.py) in the worker: the group leader's timer publishes
-them to the command topic; the progress per schedule (last slot published, deadline of the
-unanswered one) is a GlobalTable, so a new leader after a rebalance or restart continues from
-it. The leader topic elects the one worker that runs the timer.
+them to the command topic; the progress per schedule (the last slot published) is a
+GlobalTable, so a new leader after a rebalance or restart continues from it. The leader topic
+elects the one worker that runs the timer.
+
+Only the leader writes the table, and it decides by the clock alone: one command per schedule
+and slot. It does not wait for answers: those are handled on whichever worker owns the account's
+partition, and a GlobalTable write from another worker is not seen by the leader's copy (Faust
+keeps a GlobalTable's changelog partition active on every worker; see faust-streaming/faust#283).
+When it did wait, an account answered by the other worker of two got every other slot skipped.
+No pile-up follows from not waiting: each command's deadline bounds its fetch (see "Ticks" in
+connector/schedules.py).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from ..commands import RawCommand, validate_command
 from ..errors import ConfigurationError, ConnectorError
 from ..exchanges.registry import disabled_names
 from ..model import now_ms
-from ..schedules import SETTING, Progress, Schedule, load_schedules, parse_request_id
+from ..schedules import SETTING, Progress, Schedule, load_schedules
 from ..settings import SCHEDULES_TABLE, Settings
 from ..state import table_key
 from .outcomes import utf8
@@ -64,8 +72,8 @@ class StandingQueries:
 
     async def tick(self, *args: Any) -> None:
         """Called by Faust's timer, on the leader only: publish the standing queries that are
-        due (one per schedule and slot, none while the previous one is unanswered), each acked
-        before it counts. Affects the command topic and the progress table."""
+        due (one per schedule and slot, by the clock), each acked before it counts. Affects the
+        command topic and the progress table."""
         app = self.app
         if self._idle() or app.rebalancing or not app.tables.recovery.completed.is_set():
             return  # the progress table may be stale until recovery is done
@@ -91,13 +99,8 @@ class StandingQueries:
             log.warning("standing queries: publishing failed (%s)", type(exc).__name__)
 
     def mark_answered(self, request_id: str) -> None:
-        """Called by the agent once a command is answered: a standing query's answer ends its
-        deadline in the progress table; any other request id changes nothing."""
-        if parse_request_id(request_id) is None:
-            return
-        changed = Progress({k: dict(v) for k, v in self.table.items()}).answered(request_id)
-        if changed is not None:
-            self.table[changed[0]] = changed[1]
+        """Nothing to do: the leader does not wait for answers (module docstring). Kept while
+        ``Connector.handle`` still calls it; that call can go."""
 
 
 def load_checked_schedules(settings: Settings, accounts: Accounts) -> list[Schedule]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import metrics
 from ..codec import Serializer
@@ -30,6 +30,8 @@ from ..state import (
     Snapshot,
     StateRecord,
     apply_snapshot,
+    newest_started_at,
+    not_before,
     scope_of_query,
     table_key,
     unpublished_tombstones,
@@ -79,6 +81,9 @@ class StateWriter:
         self._locks: dict[str, asyncio.Lock] = {}
         self._queues: dict[str, list[_StateWrite]] = {}
         self._published: dict[str, AccountState] = {}
+        # Per account: the newest version time of a state restored from another writer, below
+        # which no later snapshot's version may start (connector/state.py "Clocks").
+        self._floors: dict[str, int] = {}
 
     def queued(self, key: str) -> int:
         """How many snapshots of the account (table key) wait for its lock."""
@@ -103,6 +108,7 @@ class StateWriter:
         queue, lock and stored state, and connector_state_records_total."""
         query = outcome.query
         if not outcome.ok or query is None:
+            await self._confirm_restored(outcome)  # issue 20: FAILED, but tombstones pending
             return
         key = table_key(outcome.exchange, outcome.account)
         snap = Snapshot(
@@ -150,8 +156,14 @@ class StateWriter:
             try:
                 resend = unpublished_tombstones(loaded, first.snap.exchange, first.snap.account)
                 unconfirmed = loaded
+                self._restored_floor(key, loaded)
             except (ValueError, KeyError, TypeError):  # unreadable: reported just below
                 pass
+        # Snapshots started after a restore are newer than the restored state, whatever the
+        # clocks say (connector/state.py "Clocks").
+        for write in queued:
+            write.snap = replace(write.snap, version=not_before(write.snap.version,
+                                                               self._floors.get(key)))  # fmt: skip
         batches = [(resend, first.outcome, first.encoded)]
         counts: list[tuple[int, int]] = []
         state = loaded
@@ -182,6 +194,44 @@ class StateWriter:
         # Counted as acknowledged (connector_state_records_total) only now.
         for write, (upserts, tombstones) in zip(queued, counts, strict=True):
             write.upserts, write.tombstones = upserts, tombstones
+
+    def _restored_floor(self, key: str, loaded: AccountState) -> None:
+        """Remember the newest version time of a state this process restored (not published)."""
+        newest = newest_started_at(loaded)
+        if newest is not None:
+            self._floors[key] = max(newest, self._floors.get(key, newest))
+
+    async def _confirm_restored(self, outcome: Outcome) -> None:
+        """A FAILED or EXPIRED outcome changes no state; but when its account's state was
+        restored by this process (a command re-run after a crash), the tombstones it names as
+        pending may never have been sent. Send them now and store the state without them once
+        they are acknowledged, rather than leaving those orders open on the state topic until
+        the account's next OK snapshot. Affects the state topic and the stored state (only its
+        ``pending``)."""
+        if not outcome.exchange or not outcome.account:
+            return
+        key = table_key(outcome.exchange, outcome.account)
+        async with self.lock(key):
+            loaded = self.store.load(key)
+            if loaded is None or loaded is self._published.get(key) or not loaded.get("pending"):
+                return
+            try:
+                resend = unpublished_tombstones(loaded, outcome.exchange, outcome.account)
+                self._restored_floor(key, loaded)
+            except (ValueError, KeyError, TypeError):  # unreadable: the next OK snapshot says so
+                return
+            ids = {"exchange": outcome.exchange, "account": outcome.account,
+                   "request_ids": [outcome.request_id]}  # fmt: skip
+            refused = await self.outages.until_acked(lambda: self._send([(resend, outcome, {})]))
+            if refused is not None:
+                log.error("state records refused by the broker (%s)", refusal_name(refused),
+                          extra=ids)  # fmt: skip
+                return
+            confirmed = {**loaded, "pending": []}
+            if await self.store.store(key, confirmed):
+                self._published[key] = confirmed
+            else:
+                log.error("state table change refused (pending tombstones were sent)", extra=ids)
 
     async def _send(
         self, batches: list[tuple[list[StateRecord], Outcome, dict[int, bytes]]]

@@ -5,9 +5,14 @@
 //   node consumer.js --bootstrap HOST:PORT --avro-dir ../../avro \
 //        --orders-topic orders --results-topic order-query-results \
 //        --request-id r-1 [--request-id r-2 ...] [--timeout-ms 60000] [--session-timeout-ms 6000]
+//        [--account-status-topic account-status --status-key EXCHANGE:ACCOUNT ...]
+//        [--order-changes-topic order-changes --change-key EXCHANGE:ACCOUNT:ORDER_ID ...]
 //
 // Prints one JSON line per request id (the summary the test suite checks) and exits 0 when every
-// requested snapshot was judged (complete or FAILED) before the timeout, 1 otherwise.
+// requested snapshot was judged (complete or FAILED) before the timeout, 1 otherwise. With the
+// account-status and order-changes topics (docs/contract.md, "Freshness as data"), it also waits
+// for a status per --status-key and a change per --change-key, and prints the account's last
+// status (a compacted topic: the last record per key wins) and each order's changes.
 //
 // What a risk consumer must do, and this example does:
 // - decode by fingerprint: C3 01, 8-byte little-endian CRC-64-AVRO of the schema's parsing
@@ -88,7 +93,7 @@ function decodeSingleObject(buf, known) {
 
 // --- arguments ---------------------------------------------------------------------------------
 function parseArgs(argv) {
-  const args = { requestIds: [], timeoutMs: 60000, sessionTimeoutMs: 30000 };
+  const args = { requestIds: [], statusKeys: [], changeKeys: [], timeoutMs: 60000, sessionTimeoutMs: 30000 };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i], argv[i + 1]];
     if (value === undefined) throw new Error(`missing value for ${flag}`);
@@ -98,6 +103,10 @@ function parseArgs(argv) {
       case '--orders-topic': args.ordersTopic = value; break;
       case '--results-topic': args.resultsTopic = value; break;
       case '--request-id': args.requestIds.push(value); break;
+      case '--account-status-topic': args.statusTopic = value; break;
+      case '--order-changes-topic': args.changesTopic = value; break;
+      case '--status-key': args.statusKeys.push(value); break;
+      case '--change-key': args.changeKeys.push(value); break;
       case '--timeout-ms': args.timeoutMs = Number(value); break;
       case '--session-timeout-ms': args.sessionTimeoutMs = Number(value); break;
       default: throw new Error(`unknown option ${flag}`);
@@ -106,7 +115,11 @@ function parseArgs(argv) {
   for (const k of ['bootstrap', 'avroDir', 'ordersTopic', 'resultsTopic']) {
     if (!args[k]) throw new Error(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} is required`);
   }
-  if (!args.requestIds.length) throw new Error('at least one --request-id is required');
+  if (!args.requestIds.length && !args.statusKeys.length && !args.changeKeys.length) {
+    throw new Error('at least one --request-id, --status-key or --change-key is required');
+  }
+  if (args.statusKeys.length && !args.statusTopic) throw new Error('--status-key needs --account-status-topic');
+  if (args.changeKeys.length && !args.changesTopic) throw new Error('--change-key needs --order-changes-topic');
   return args;
 }
 
@@ -184,11 +197,46 @@ class Snapshot {
   }
 }
 
+// --- freshness as data: account-status (compacted) and order-changes ---------------------------
+// A risk engine joins open-orders with account-status on <exchange>:<account>: rows of a FRESH or
+// FAILING account are open as of as_of; rows of a STALE, UNKNOWN or DISABLED account are unknown.
+function statusSummary(key, s) {
+  return {
+    status_key: key,
+    status: s.status,
+    as_of: s.as_of === null ? null : Number(s.as_of),
+    as_of_request_id: s.as_of_request_id,
+    open_orders: s.open_orders,
+    consecutive_failures: s.consecutive_failures,
+    last_error_code: s.last_error_code,
+    rows_are: s.status === 'FRESH' || s.status === 'FAILING' ? 'open' : 'unknown',
+  };
+}
+
+function changeSummary(c) {
+  return {
+    change: c.change,
+    changed_fields: c.changed_fields,
+    detected_by: c.detected_by,
+    before_status: c.before ? c.before.status : null,
+    after_status: c.after ? c.after.status : null,
+    seen_open_at: c.seen_open_at === null ? null : Number(c.seen_open_at),
+  };
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   const orderEvent = loadSchema(args.avroDir, 'OrderEvent');
   const queryResult = loadSchema(args.avroDir, 'QueryResult');
+  // Each .avsc is parsed on its own (OrderChange.avsc defines Side, OrderStatus, ... itself).
+  const accountStatus = args.statusTopic ? loadSchema(args.avroDir, 'AccountStatus') : null;
+  const orderChange = args.changesTopic ? loadSchema(args.avroDir, 'OrderChange') : null;
   const snapshots = new Map(args.requestIds.map((id) => [id, new Snapshot(id)]));
+  const statuses = new Map(); // <exchange>:<account> -> the last AccountStatus (compacted topic)
+  const changes = new Map(args.changeKeys.map((k) => [k, []])); // order key -> its changes
+  const done = () => [...snapshots.values()].every((s) => s.judged)
+    && args.statusKeys.every((k) => statuses.has(k))
+    && args.changeKeys.every((k) => changes.get(k).length > 0);
   let undecodable = 0;
 
   const kafka = new Kafka({
@@ -204,15 +252,21 @@ async function main() {
   });
 
   let finish;
-  const done = new Promise((resolve) => { finish = resolve; });
+  const finished = new Promise((resolve) => { finish = resolve; });
   const timer = setTimeout(() => finish(false), args.timeoutMs);
 
   await consumer.connect();
-  await consumer.subscribe({ topics: [args.ordersTopic, args.resultsTopic], fromBeginning: true });
+  const topics = [args.ordersTopic, args.resultsTopic, args.statusTopic, args.changesTopic];
+  await consumer.subscribe({ topics: topics.filter((t) => t), fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ topic, message }) => {
       if (!message.value) return;
-      const expected = topic === args.ordersTopic ? orderEvent : queryResult;
+      const expected = {
+        [args.ordersTopic]: orderEvent,
+        [args.resultsTopic]: queryResult,
+        ...(args.statusTopic ? { [args.statusTopic]: accountStatus } : {}),
+        ...(args.changesTopic ? { [args.changesTopic]: orderChange } : {}),
+      }[topic];
       let decoded;
       try {
         decoded = decodeSingleObject(message.value, [expected]);
@@ -221,18 +275,32 @@ async function main() {
         undecodable += 1; // e.g. a newer schema: a real consumer would fetch it, never drop silently
         return;
       }
-      const snap = snapshots.get(decoded.value.request_id);
-      if (!snap) return;
-      if (decoded.schema === orderEvent.name) snap.addOrder(decoded.value);
-      else snap.addResult(decoded.value);
-      if ([...snapshots.values()].every((s) => s.judged)) finish(true);
+      const key = message.key ? message.key.toString('utf8') : null;
+      if (accountStatus && decoded.schema === accountStatus.name) {
+        statuses.set(key, decoded.value);
+      } else if (orderChange && decoded.schema === orderChange.name) {
+        if (changes.has(key)) changes.get(key).push(decoded.value);
+      } else {
+        const snap = snapshots.get(decoded.value.request_id);
+        if (!snap) return;
+        if (decoded.schema === orderEvent.name) snap.addOrder(decoded.value);
+        else snap.addResult(decoded.value);
+      }
+      if (done()) finish(true);
     },
   });
 
-  const ok = await done;
+  const ok = await finished;
   clearTimeout(timer);
   await consumer.disconnect();
   for (const snap of snapshots.values()) console.log(JSON.stringify(snap.summary()));
+  for (const key of args.statusKeys) {
+    const s = statuses.get(key);
+    console.log(JSON.stringify(s ? statusSummary(key, s) : { status_key: key, status: null }));
+  }
+  for (const [key, list] of changes) {
+    console.log(JSON.stringify({ change_key: key, changes: list.map(changeSummary) }));
+  }
   console.log(JSON.stringify({
     summary: true,
     all_judged: ok,

@@ -428,7 +428,13 @@ def test_replicas_up_to_the_partition_count_are_fine(chart):
         ({"topics": {"queryOrders": "bad topic"}}, "/topics/queryOrders"),
         ({"accounts": {"key": "accounts.json"}}, "/accounts/key"),
         ({"accounts": {"content": "accounts: {}"}}, "/accounts/content"),
-        ({"extraConfig": {"CONNECTOR_KAFKA_SASL_PASSWORD": "x"}}, "CONNECTOR_KAFKA_SASL_PASSWORD"),
+        (
+            {"schedules": [{"exchange": "bitget", "account": "f", "intervall_s": 30}]},
+            "/schedules/0",
+        ),
+        ({"schedules": [{"exchange": "bitget", "account": "f", "interval_s": 0}]}, "/schedules/0"),
+        ({"extraEnv": [{"value": "x"}]}, "/extraEnv/0"),
+        ({"extraVolumeMounts": [{"name": "v"}]}, "/extraVolumeMounts/0"),
         ({"extraConfig": {"KAFKA_BOOTSTRAP": "x:1"}}, "KAFKA_BOOTSTRAP"),
         (
             {"securityContext": {"readOnlyRootFilesystem": False}},
@@ -517,3 +523,99 @@ def test_a_venue_is_switched_off_by_a_value(chart, settings_env):
     assert off["CONNECTOR_ASCENDEX_ENABLED"] == "false"
     assert off["CONNECTOR_BITGET_ENABLED"] == "true"
     assert {"CONNECTOR_ASCENDEX_ENABLED", "CONNECTOR_BITGET_ENABLED"} <= settings_env
+
+
+# --- secrets in extraConfig, extra env and volumes, standing queries -------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "belongs_in"),
+    [
+        ("CONNECTOR_KAFKA_SASL_PASSWORD", "use kafka.sasl.existingSecret"),
+        ("CONNECTOR_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", "use schemaRegistry.basicAuth.existingSecret"),
+        ("CONNECTOR_BITGET_API_SECRET", "the accounts file, per account (accounts.existingSecret)"),
+        ("CONNECTOR_SOME_TOKEN", "use an extraEnv entry instead: {name: CONNECTOR_SOME_TOKEN, valueFrom: {secretKeyRef:"),
+    ],
+)  # fmt: skip
+def test_a_secret_in_extra_config_says_where_it_belongs(chart, name, belongs_in):
+    values = merge(BASE, {"extraConfig": {name: "hunter2"}})
+    chart.validate_schema(values)  # the schema cannot say where it goes: the template does
+    with pytest.raises(helm.HelmRenderError) as info:
+        render(chart, values)
+    message = str(info.value)
+    assert f"extraConfig.{name} looks like a secret" in message
+    assert belongs_in in message
+    assert "hunter2" not in message
+
+
+def test_extra_env_volumes_and_mounts_reach_the_worker(chart):
+    env = [
+        {"name": "CONNECTOR_BITGET_PAGE_SIZE", "value": "50"},
+        {"name": "CONNECTOR_X_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mine", "key": "t"}}},
+    ]
+    volumes = [{"name": "certs", "configMap": {"name": "corp-ca"}}]
+    mounts = [{"name": "certs", "mountPath": "/etc/corp-ca", "readOnly": True}]
+    docs = render(
+        chart,
+        merge(BASE, {"extraEnv": env, "extraVolumes": volumes, "extraVolumeMounts": mounts}),
+    )
+    container = worker_container(docs)
+    assert container["env"] == env
+    assert container["volumeMounts"][-1] == mounts[0]
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"][-1] == volumes[0]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    # With SASL on, the chart's own entries come first and the extra ones follow.
+    sasl = load_values("sasl-tls.yaml")
+    names = [
+        e["name"] for e in worker_container(render(chart, merge(sasl, {"extraEnv": env})))["env"]
+    ]
+    assert names == ["CONNECTOR_KAFKA_SASL_PASSWORD", *(e["name"] for e in env)]
+
+
+SCHEDULES = [
+    {"exchange": "bitget", "account": "follower-1", "product_type": "USDT-FUTURES", "interval_s": 30},
+    {"exchange": "ascendex", "account": "desk-a", "symbol": "BTC-PERP", "interval_s": 10,
+     "deadline_factor": 0.8},
+]  # fmt: skip
+
+
+def test_schedules_value_mounts_a_schedules_file_the_worker_loads(chart, tmp_path):
+    from connector.schedules import load_schedules
+
+    docs = render(chart, merge(BASE, {"schedules": SCHEDULES}))
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    main, schedules = sorted(by_kind(docs, "ConfigMap"), key=lambda d: d["metadata"]["name"])
+    path = main["data"]["CONNECTOR_SCHEDULES_FILE"]
+    mount_dir, _, key = path.rpartition("/")
+    assert schedules["metadata"]["name"] == main["metadata"]["name"] + "-schedules"
+    (mount,) = [m for m in worker_container(docs)["volumeMounts"] if m["mountPath"] == mount_dir]
+    assert mount["readOnly"] is True
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["configMap"]["name"] == schedules["metadata"]["name"]
+    # What the worker reads there is a valid schedules file with the entries given.
+    file = tmp_path / key
+    file.write_text(schedules["data"][key])
+    loaded = load_schedules(file)
+    assert [(s.exchange, s.account, s.interval_s) for s in loaded] == [
+        ("bitget", "follower-1", 30), ("ascendex", "desk-a", 10)
+    ]  # fmt: skip
+    assert loaded[1].symbol == "BTC-PERP" and loaded[1].deadline_factor == 0.8
+    # A change to the list rolls the pods; without schedules nothing of it is rendered.
+    changed = merge(BASE, {"schedules": [{**SCHEDULES[0], "interval_s": 60}]})
+    before = pod_annotations(docs)["checksum/schedules"]
+    assert pod_annotations(render(chart, changed))["checksum/schedules"] != before
+    plain = render(chart, BASE)
+    assert "CONNECTOR_SCHEDULES_FILE" not in config_data(plain)
+    assert "checksum/schedules" not in pod_annotations(plain)
+
+
+def test_schedules_and_a_schedules_file_of_ones_own_are_exclusive(chart):
+    values = merge(
+        BASE,
+        {"schedules": SCHEDULES, "extraConfig": {"CONNECTOR_SCHEDULES_FILE": "/etc/mine.yaml"}},
+    )
+    with pytest.raises(helm.HelmRenderError, match="set schedules or extraConfig"):
+        render(chart, values)

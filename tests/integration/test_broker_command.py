@@ -51,3 +51,48 @@ async def test_broker_command_lifecycle() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def _start_broker(port: int) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """``connector broker`` on ``port``, once it said it is ready (its output so far)."""
+    proc = await asyncio.create_subprocess_exec(
+        PY, "-m", "connector", "broker",
+        env={**os.environ, "CONNECTOR_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    output: list[str] = []
+    while not any("broker ready" in line for line in output):
+        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        if not line:
+            await proc.wait()
+            break
+        output.append(line)
+    return proc, output
+
+
+async def test_broker_restarts_on_its_port_at_once() -> None:
+    """A broker stopped while a client was connected leaves that connection lingering on its
+    port (TIME-WAIT); starting it again right away works, it is not "already in use"."""
+    port = free_port()
+    first, output = await _start_broker(port)
+    try:
+        assert first.returncode is None, output
+        _, writer = await asyncio.open_connection("127.0.0.1", port)  # a client stays connected
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.wait(), 30) == 0
+        writer.close()
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    second, output = await _start_broker(port)
+    try:
+        assert second.returncode is None, output
+        assert not any("already in use" in line for line in output), output
+        second.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(second.wait(), 30) == 0
+    finally:
+        if second.returncode is None:
+            second.kill()
+            await second.wait()

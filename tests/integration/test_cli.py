@@ -96,6 +96,7 @@ async def test_query_relative_deadline_and_tail_of_json_commands_by_role(
     rec = lines[0]
     assert rec["schema"] == "json" and rec["value"]["request_id"] == request_id
     assert before + 29_000 <= rec["value"]["deadline_ms"] <= int(time.time() * 1000) + 30_000
+    assert before <= rec["value"]["requested_at"] <= int(time.time() * 1000)  # UTC ms, sent
     assert isinstance(rec["partition"], int) and isinstance(rec["offset"], int)
     assert rec["timestamp"].endswith("Z") and rec["key"] == "ascendex:ascendex-empty"
     code, lines = await run_cli(
@@ -107,17 +108,82 @@ async def test_query_relative_deadline_and_tail_of_json_commands_by_role(
 
 
 async def test_query_summary_format(worker: Worker, worker_env: dict[str, str]) -> None:
+    request_id = rid("cli-summary")
     proc = await asyncio.create_subprocess_exec(
         PY, "-m", "connector", "query", "--exchange", "ascendex", "--account", "ascendex-demo",
-        "--wait", "--format", "summary",
+        "--request-id", request_id, "--wait", "--format", "summary",
         env={**os.environ, **worker_env}, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0
     lines = out.decode().splitlines()
-    assert lines[-1].startswith("QueryResult OK order_count=")
-    assert lines[0].startswith("OrderEvent  1/")
+    who = f"ascendex:ascendex-demo req={request_id}"
+    assert lines[-1].startswith(f"QueryResult {who} OK order_count=")
+    assert lines[0].startswith(f"OrderEvent  {who} 1/")
+    assert all(who in line and "None" not in line for line in lines)
+
+
+async def _run_on(stdout: int, env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run ``connector`` with its stdout on the file descriptor given (closed here once the
+    child has it); returns the exit code and stderr."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            PY, "-m", "connector", *args,
+            env={**os.environ, **env}, stdout=stdout, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        os.close(stdout)
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tail", "results", "--idle-timeout", "2"],
+        ["query", "--exchange", "ascendex", "--account", "ascendex-demo", "--wait"],
+    ],
+    ids=["tail", "query-wait"],
+)
+async def test_a_reader_that_stops_reading_ends_the_command_quietly(
+    worker: Worker, worker_env: dict[str, str], args: list[str]
+) -> None:
+    """``connector tail results | head -1``: the reader is gone before the command writes, so
+    every write fails with EPIPE; that is the end of the command (exit 0, nothing on stderr),
+    not a broker failure (exit 3)."""
+    await run_cli(  # at least one record on the results topic for tail to print
+        worker_env, "query", "--exchange", "ascendex", "--account", "ascendex-empty", "--wait"
+    )
+    read, write = os.pipe()
+    os.close(read)  # the reader has already gone
+    code, err = await _run_on(write, worker_env, *args)
+    assert (code, err) == (0, "")
+
+
+async def test_default_output_on_a_terminal_is_the_summary(
+    worker: Worker, worker_env: dict[str, str]
+) -> None:
+    request_id = rid("cli-tty")
+    code, _ = await run_cli(
+        worker_env, "query", "--exchange", "ascendex", "--account", "ascendex-empty",
+        "--request-id", request_id, "--wait",
+    )  # fmt: skip
+    assert code == 0
+    master, slave = os.openpty()
+    try:
+        code, err = await _run_on(
+            slave, worker_env, "tail", "results", "--request-id", request_id, "--idle-timeout", "2"
+        )
+        assert code == 0, err
+        shown = b""
+        while not shown.endswith(b"\n"):
+            shown += os.read(master, 4096)
+    finally:
+        os.close(master)
+    line = shown.decode().strip()
+    assert line.startswith(f"QueryResult ascendex:ascendex-empty req={request_id} OK "), line
 
 
 async def test_worker_logs_one_ready_line(worker: Worker) -> None:

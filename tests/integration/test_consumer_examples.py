@@ -19,8 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import NewTopic
 
-from connector.codec import ORDER_EVENT, QUERY_RESULT
+from connector.codec import (
+    ACCOUNT_STATUS,
+    ORDER_CHANGE,
+    ORDER_EVENT,
+    QUERY_RESULT,
+    encode_single_object,
+)
+from connector.freshness import Failed, Ok, apply_attempt, initial, refresh
+from connector.kafka import client_kwargs, create_missing_topics
 from connector.settings import Settings
 
 from .harness import Commands, Outputs, Worker, rid
@@ -103,7 +113,13 @@ async def run_example(argv: list[str], env: dict[str, str]) -> tuple[int, str, s
 def parse_summary(stdout: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
     (summary,) = [x for x in lines if x.get("summary")]
-    return {x["request_id"]: x for x in lines if not x.get("summary")}, summary
+    return {x["request_id"]: x for x in lines if "request_id" in x}, summary
+
+
+def keyed_lines(stdout: str, field: str) -> dict[str, dict[str, Any]]:
+    """The examples' ``status_key`` / ``change_key`` lines, by key."""
+    lines = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    return {x[field]: x for x in lines if field in x}
 
 
 async def test_java_and_node_consumers_judge_snapshots_by_order_count(
@@ -217,3 +233,90 @@ async def test_consumer_examples_read_records_of_an_earlier_release(
         assert summary["undecodable"] == 0, context
         s = snapshots[request_id]
         assert s["complete"] is True and set(s["order_ids"]) == want, context
+
+
+async def test_consumer_examples_decode_account_status_and_order_changes(
+    built_examples: None, topics: list[str], settings: Settings
+) -> None:
+    """The two freshness topics (docs/contract.md, "Freshness as data"), written here with the
+    connector's own encoder and records from connector/freshness.py and connector/changes.py
+    (the worker does not publish them yet): both examples decode them from the .avsc files
+    alone, keep the last status per account and every change per order."""
+    status_topic, changes_topic = f"{rid('it-status')}", f"{rid('it-changes')}"
+    await create_missing_topics(
+        settings, [NewTopic(status_topic, 4, 1), NewTopic(changes_topic, 4, 1)]
+    )
+    stale_ms = 60_000
+    desk = initial("ascendex", "desk-a", stale_after_ms=stale_ms, now_ms=1_000)
+    fresh = apply_attempt(desk, "ascendex", "desk-a", Ok("r-1", 2_000, 3), now_ms=2_500,
+                          stale_after_ms=stale_ms)  # fmt: skip
+    assert fresh is not None
+    stale = refresh(fresh, now_ms=2_001 + stale_ms)
+    other = apply_attempt(None, "bitget", "f-1", Failed("r-2", 3_000, "AUTH_FAILED", "bad key"),
+                          now_ms=3_100, stale_after_ms=stale_ms)  # fmt: skip
+    assert stale is not None and other is not None
+    statuses = [desk, fresh, stale, other]
+
+    view = {"symbol": "BTCUSDT", "product_type": None, "side": "BUY", "position_side": None,
+            "order_type": "LIMIT", "status": "NEW", "price": "100", "stop_price": None,
+            "quantity": "2", "filled_quantity": "0", "remaining_quantity": "2",
+            "average_fill_price": None, "reduce_only": False, "post_only": False,
+            "liquidation": False, "exec_instructions": [], "observed_at": 1_050}  # fmt: skip
+    filled = {**view, "status": "PARTIALLY_FILLED", "filled_quantity": "1", "observed_at": 2_050}
+    common = {"exchange": "bitget", "account": "f-1", "snapshot_started_at": 2_000,
+              "observed_at": 2_050}  # fmt: skip
+    changes = [
+        {**common, "order_id": "o-1", "change": "OPENED", "changed_fields": [], "before": None,
+         "after": view, "detected_by": "r-1", "snapshot_started_at": 1_000, "observed_at": 1_050,
+         "seen_open_at": None},
+        {**common, "order_id": "o-1", "change": "CHANGED",
+         "changed_fields": ["status", "filled_quantity"], "before": view, "after": filled,
+         "detected_by": "r-2", "seen_open_at": 1_000},
+        {**common, "order_id": "o-2", "change": "CLOSED", "changed_fields": [], "before": view,
+         "after": None, "detected_by": "r-2", "seen_open_at": 1_000},
+    ]  # fmt: skip
+    producer = AIOKafkaProducer(**client_kwargs(settings), acks="all")
+    await producer.start()
+    try:
+        for record in statuses:
+            key = f"{record['exchange']}:{record['account']}".encode()
+            value = encode_single_object(ACCOUNT_STATUS, record)
+            await producer.send_and_wait(status_topic, value, key=key)
+        for change in changes:
+            key = f"{change['exchange']}:{change['account']}:{change['order_id']}".encode()
+            value = encode_single_object(ORDER_CHANGE, change)
+            await producer.send_and_wait(changes_topic, value, key=key)
+    finally:
+        await producer.stop()
+
+    argvs = example_commands(settings, [])
+    extra = ["--account-status-topic", status_topic, "--order-changes-topic", changes_topic,
+             "--status-key", "ascendex:desk-a", "--status-key", "bitget:f-1",
+             "--change-key", "bitget:f-1:o-1", "--change-key", "bitget:f-1:o-2"]  # fmt: skip
+    env = security_env(settings)
+    runs = await asyncio.gather(*(run_example([*argv, *extra], env) for argv in argvs.values()))
+    for language, (code, out, err) in zip(argvs, runs, strict=True):
+        context = f"{language} example:\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
+        assert code == 0, context
+        _snapshots, summary = parse_summary(out)
+        assert summary["all_judged"] is True and summary["undecodable"] == 0, context
+        got = keyed_lines(out, "status_key")
+        desk_status = got["ascendex:desk-a"]  # the last of three records for the key
+        assert (desk_status["status"], desk_status["as_of"], desk_status["rows_are"]) == (
+            "STALE", 2_000, "unknown"), context  # fmt: skip
+        assert desk_status["as_of_request_id"] == "r-1" and desk_status["open_orders"] == 3
+        f1 = got["bitget:f-1"]
+        assert (f1["status"], f1["consecutive_failures"], f1["last_error_code"]) == (
+            "STALE", 1, "AUTH_FAILED"), context  # fmt: skip
+        by_order = keyed_lines(out, "change_key")
+        assert by_order["bitget:f-1:o-1"]["changes"] == [
+            {"change": "OPENED", "changed_fields": [], "detected_by": "r-1",
+             "before_status": None, "after_status": "NEW", "seen_open_at": None},
+            {"change": "CHANGED", "changed_fields": ["status", "filled_quantity"],
+             "detected_by": "r-2", "before_status": "NEW", "after_status": "PARTIALLY_FILLED",
+             "seen_open_at": 1_000},
+        ], context  # fmt: skip
+        assert by_order["bitget:f-1:o-2"]["changes"] == [
+            {"change": "CLOSED", "changed_fields": [], "detected_by": "r-2",
+             "before_status": "NEW", "after_status": None, "seen_open_at": 1_000},
+        ], context  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -151,3 +152,86 @@ async def test_leader_killed_the_other_worker_continues_the_schedule(
     finally:
         stop_process(second.proc)
         second.log_file.close()
+
+
+# One AscendEX account per partition of the command topic (4, the default; murmur2 of
+# "<exchange>:<account>"), so with two workers some accounts are handled by the worker that is
+# not the leader: the leader must keep their cadence without seeing their answers.
+STEADY_ACCOUNTS = ("ascendex-empty", "ascendex-grp-03", "ascendex-demo", "ascendex-grp-01")
+STEADY_INTERVAL_MS = 3000
+STEADY_WINDOW_MS = 30_000
+
+
+async def test_two_workers_steady_state_one_command_per_slot_for_every_account(
+    isolated_stack: Callable[..., Awaitable[Stack]], tmp_path: Path
+) -> None:
+    """With two workers in the group, every schedule gets a command in (at least) N-1 of the N
+    slots of a 30 s window and never two for one slot, whichever worker answers it: the
+    scheduler never makes an account's data older than one interval by itself."""
+    schedules = tmp_path / "schedules.yaml"
+    schedules.write_text(
+        "schedules:\n"
+        + "".join(
+            f"  - exchange: ascendex\n    account: {a}\n    interval_s: {STEADY_INTERVAL_MS // 1000}\n"
+            for a in STEADY_ACCOUNTS
+        )
+    )
+    stack = await isolated_stack("steady", CONNECTOR_SCHEDULES_FILE=str(schedules))
+    env2 = {**stack.env, "CONNECTOR_WEB_PORT": str(free_port()),
+            "CONNECTOR_DATA_DIR": str(tmp_path / "data-steady-2")}  # fmt: skip
+    second = start_worker(env2, tmp_path / "worker-steady-2.log")
+    workers = [stack.worker, second]
+    try:
+        await wait_ready(second)
+        await wait_all_assigned(workers)
+        # The window starts at the second slot boundary from now: the rebalance is over.
+        now = int(time.time() * 1000)
+        start = now - now % STEADY_INTERVAL_MS + 2 * STEADY_INTERVAL_MS
+        end = start + STEADY_WINDOW_MS
+        expected = list(range(start, end, STEADY_INTERVAL_MS))
+        slots = await scheduled_slots_until(stack.settings, end, timeout=(end - now) / 1000 + 60)
+        for account in STEADY_ACCOUNTS:
+            sid = f"sched:ascendex:{account}"
+            mine = [s for s in slots.get(sid, []) if start <= s < end]
+            assert len(mine) == len(set(mine)), f"{account}: a slot published twice: {mine}"
+            assert len(set(mine) & set(expected)) >= len(expected) - 1, (account, mine, expected)
+
+        # The window covered the case that matters: both workers answered scheduled commands.
+        def answered_scheduled(w: Worker) -> int:
+            return sum(
+                "command answered" in line and '"request_id": "sched:' in line
+                for line in w.log_text().splitlines()
+            )
+
+        assert all(answered_scheduled(w) > 0 for w in workers)
+    finally:
+        stop_process(second.proc)
+        second.log_file.close()
+
+
+async def scheduled_slots_until(
+    settings: Settings, end_ms: int, timeout: float
+) -> dict[str, list[int]]:
+    """Schedule id (``sched:<id>``) -> the slots of the scheduled commands on the command topic,
+    read until every schedule seen has published a slot at or after ``end_ms``."""
+    consumer = AIOKafkaConsumer(**consumer_kwargs(settings), enable_auto_commit=False)
+    await consumer.start()
+    slots: dict[str, list[int]] = {}
+    try:
+        tps = await topic_partitions(consumer, settings.topic_query_orders)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+
+        async def read() -> None:
+            while not slots or any(max(v) < end_ms for v in slots.values()):
+                for records in (await consumer.getmany(timeout_ms=200)).values():
+                    for m in records:
+                        rid = json.loads(m.value)["request_id"]
+                        if rid.startswith("sched:"):
+                            sid, _, slot = rid.rpartition(":")
+                            slots.setdefault(sid, []).append(int(slot))
+
+        await asyncio.wait_for(read(), timeout)
+        return slots
+    finally:
+        await consumer.stop()

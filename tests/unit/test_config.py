@@ -184,3 +184,54 @@ def test_world_readable_accounts_file_warns(
     with caplog.at_level("WARNING", logger="connector.accounts"):
         load_accounts(path)
     assert caplog.text == ""
+
+
+def test_every_mistake_in_the_accounts_file_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text(
+        "accounts:\n"
+        "  a:\n    exchange: bitget\n    api_key: k-123456\n    api_secret: s-123456\n"
+        "    pasphrase: p-123456\n"
+        "  b:\n    exchange: kraken\n"
+        "  c:\n    exchange: ascendex\n    api_key: k-123456\n"
+        "  ok:\n    exchange: ascendex\n    api_key: k-123456\n    api_secret: s-123456\n"
+        "  d: just-a-string\n"
+        "  e:\n    exchange: ascendex\n    api_secret: s-123456\n    colour: blue\n"
+    )
+    path.chmod(0o600)
+    with pytest.raises(ConfigurationError) as info:
+        load_accounts(path)
+    assert str(info.value) == (
+        "CONNECTOR_ACCOUNTS_FILE: "
+        "account 'a': pasphrase is not a field of a bitget account (did you mean passphrase?); "
+        "account 'b': exchange must be one of ascendex, bitget; "
+        "account 'c': api_secret is required; "
+        "account 'd' must be a mapping; "
+        "account 'e': colour is not a field of a ascendex account; "
+        "account 'e': api_key is required"
+    )
+
+
+def test_placeholder_credentials_are_warned_about_once_per_account(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "a.yaml"
+    example = Path(__file__).parents[2] / "deploy" / "accounts.example.yaml"
+    path.write_text(
+        example.read_text()
+        + "  real:\n    exchange: ascendex\n    api_key: AK-1234567890\n"
+        + "    api_secret: AS-very-secret-0987\n"
+    )
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="connector.accounts"):
+        accounts = load_accounts(path)
+    assert len(accounts) == 3  # a warning, not an error: the worker still starts
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "CONNECTOR_ACCOUNTS_FILE: account 'desk-a' has placeholder credentials (api_key, "
+        "api_secret): the venue will reject them until they are replaced with the account's "
+        "real ones",
+        "CONNECTOR_ACCOUNTS_FILE: account 'follower-1' has placeholder credentials (api_key, "
+        "api_secret, passphrase): the venue will reject them until they are replaced with the "
+        "account's real ones",
+    ]

@@ -127,6 +127,44 @@ async def test_failures_give_one_error_and_one_failed_result(value: bytes, code:
     assert adapter.calls == []  # nothing reached the exchange
 
 
+@pytest.mark.parametrize(
+    ("fields", "code", "says"),
+    [
+        ({"deadline_ms": 1_796_674_350}, ErrorCode.EXPIRED,
+         "deadline 1796674350 passed before the query started; deadline_ms is in milliseconds; "
+         "1796674350 looks like seconds"),
+        ({"account": "dsek"}, ErrorCode.UNKNOWN_ACCOUNT,
+         "no ascendex account with alias 'dsek' is configured; did you mean 'desk'?"),
+        ({"account": "follower"}, ErrorCode.UNKNOWN_ACCOUNT,
+         "no ascendex account with alias 'follower' is configured; 'follower' is a bitget account"),
+        ({"account": "zzz"}, ErrorCode.UNKNOWN_ACCOUNT,
+         "no ascendex account with alias 'zzz' is configured"),
+    ],
+)  # fmt: skip
+async def test_failure_messages_say_what_was_probably_meant(
+    fields: dict[str, Any], code: ErrorCode, says: str
+) -> None:
+    accounts = Accounts(
+        [
+            Account("desk", "ascendex", Secret("key-abcdef"), Secret(SECRET)),
+            Account("follower", "bitget", Secret("key-bcdefg"), Secret(SECRET + "2")),
+        ]
+    )
+    adapter = FakeAdapter()
+    pipe = Pipeline(Settings(), accounts, {"ascendex": adapter}, codec.Serializer())
+    out = await pipe.process(cmd(**fields))
+    assert out.error is not None
+    assert (out.error.value["code"], out.error.value["message"]) == (code.value, says)
+    assert adapter.calls == []
+
+
+async def test_a_deadline_in_milliseconds_gets_no_seconds_hint() -> None:
+    out = await pipeline(FakeAdapter()).process(cmd(deadline_ms=now_ms() - 1000))
+    assert out.error is not None and out.error.value["code"] == "EXPIRED"
+    assert "passed before the query started" in out.error.value["message"]
+    assert "seconds" not in out.error.value["message"]
+
+
 async def test_unreadable_command_gets_generated_request_id_and_null_key() -> None:
     out = await pipeline(FakeAdapter()).process(b"\x8f\x00random")
     assert out.error is not None and out.result is not None

@@ -138,3 +138,54 @@ def test_order_intent_decodes_with_apache_avro_from_the_avsc_alone() -> None:
     assert decoded["post_only"] is False
     assert decoded["liquidation"] is False
     assert decoded["exec_instructions"] == ["PosStopMkt"]
+
+
+# --- freshness as data (issue 21): new schemas, no released version yet --------------------------
+
+NEW_SCHEMAS = ("AccountStatus.avsc", "OrderChange.avsc")
+
+
+def test_the_new_schemas_are_not_released_yet_and_stand_alone() -> None:
+    """Not in the last release (so nothing to be compatible with yet); each parses from its own
+    file, as a consumer in another stack reads it."""
+    released = {p.name for p in LATEST.glob("*.avsc")}
+    for name in NEW_SCHEMAS:
+        assert name not in released
+        fastavro.parse_schema(json.loads((AVRO / name).read_text()))
+
+
+def _fields(schema: dict[str, Any]) -> dict[str, Any]:
+    return {f["name"]: f for f in schema["fields"]}
+
+
+def test_order_view_copies_order_event_fields_exactly() -> None:
+    """OrderChange.before/after hold an OrderView: every field is an OrderEvent field with the
+    same type (so a consumer maps one onto the other), in the order connector/changes.py keeps."""
+    from connector.changes import VIEW_FIELDS
+
+    event = _fields(json.loads((AVRO / "OrderEvent.avsc").read_text()))
+    change = _fields(json.loads((AVRO / "OrderChange.avsc").read_text()))
+    view = change["before"]["type"][1]
+    assert view["name"] == "OrderView" and change["after"]["type"] == ["null", "OrderView"]
+    assert tuple(f["name"] for f in view["fields"]) == VIEW_FIELDS
+    for f in view["fields"]:
+        assert f["type"] == event[f["name"]]["type"], f["name"]
+        assert f.get("default") == event[f["name"]].get("default"), f["name"]
+
+
+def test_new_enums_have_a_default_for_readers_of_an_older_schema() -> None:
+    from connector import freshness
+
+    status = _fields(json.loads((AVRO / "AccountStatus.avsc").read_text()))["status"]["type"]
+    assert status["symbols"] == [freshness.FRESH, freshness.FAILING, freshness.STALE,
+                                 freshness.UNKNOWN, freshness.DISABLED]  # fmt: skip
+    assert status["default"] == "UNKNOWN"
+    change = _fields(json.loads((AVRO / "OrderChange.avsc").read_text()))["change"]["type"]
+    assert change["symbols"] == ["OPENED", "CHANGED", "CLOSED"] and change["default"] == "CHANGED"
+
+
+def test_every_nullable_field_of_the_new_schemas_defaults_to_null() -> None:
+    for name in NEW_SCHEMAS:
+        for f in json.loads((AVRO / name).read_text())["fields"]:
+            if isinstance(f["type"], list) and f["type"][0] == "null":
+                assert f.get("default", "missing") is None, (name, f["name"])

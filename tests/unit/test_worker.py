@@ -103,6 +103,7 @@ async def test_agent_failure_fails_liveness(tmp_path: Any) -> None:
     with pytest.raises(RuntimeError):
         await c.consume(FakeStream([event]))
     assert c.health.alive() == (False, "agent failed: RuntimeError")
+    assert event.message.refcount > 0  # held: the stream's own final ack is never the last
 
 
 async def test_metric_labels_are_the_configured_venues(tmp_path: Any) -> None:
@@ -147,9 +148,13 @@ class FakeEvent:
     def __init__(self, topic: str, offset: int, value: bytes, timestamp: float = 1.0) -> None:
         self.value = value
         self.message = SimpleNamespace(
-            topic=topic, partition=0, offset=offset, timestamp=timestamp, headers=[]
+            topic=topic, partition=0, offset=offset, timestamp=timestamp, headers=[], refcount=0
         )
+        self.message.incref = self._incref  # Faust's Message.incref: holds back the final ack
         self.acks = 0
+
+    def _incref(self, n: int = 1) -> None:
+        self.message.refcount += n
 
     def ack(self) -> bool:
         self.acks += 1
@@ -239,3 +244,15 @@ async def test_in_memory_publisher_holds_sends_at_its_gate() -> None:
     publisher.gate.set()
     await send
     assert publisher.topics() == ["t"]
+
+
+def test_a_by_account_topic_keeping_commands_less_long_than_the_command_topic_is_refused() -> None:
+    from connector.worker.routing import retention_problem
+
+    line = retention_problem("by", 60_000, "cmd", 86_400_000)
+    assert line is not None and "retention.ms=60000" in line and "'cmd' (86400000 ms)" in line
+    assert "forever" in (retention_problem("by", 60_000, "cmd", -1) or "")
+    assert retention_problem("by", 86_400_000, "cmd", 86_400_000) is None
+    assert retention_problem("by", -1, "cmd", 1000) is None
+    assert retention_problem("by", None, "cmd", 1000) is None  # not reported: not checked
+    assert retention_problem("by", 1000, "cmd", None) is None

@@ -6,12 +6,17 @@
 //        --results-topic order-query-results --request-id r-1 [--request-id r-2 ...] \
 //        [--timeout-ms 60000] [--session-timeout-ms 6000] [--librdkafka PATH]
 //        [--config librdkafka.setting=value ...]
+//        [--account-status-topic account-status --status-key EXCHANGE:ACCOUNT ...]
+//        [--order-changes-topic order-changes --change-key EXCHANGE:ACCOUNT:ORDER_ID ...]
 //
 // Broker security comes from the environment: KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
 // KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE.
 //
 // Prints one JSON line per request id (the summary the test suite checks) and exits 0 when every
-// requested snapshot was judged (complete or FAILED) before the timeout, 1 otherwise.
+// requested snapshot was judged (complete or FAILED) before the timeout, 1 otherwise. With the
+// account-status and order-changes topics (docs/contract.md, "Freshness as data"), it also waits
+// for a status per --status-key and a change per --change-key, and prints the account's last
+// status (a compacted topic: the last record per key wins) and each order's changes.
 //
 // The Avro side is the standard one: BinaryMessageDecoder checks the C3 01 marker and the
 // CRC-64-AVRO fingerprint, then decodes the body (libavro-java). The Kafka side: Debian ships no
@@ -77,6 +82,49 @@ public final class OrderSnapshotConsumer {
   // rd_kafka_message_t on LP64: err@0, rkt@8, partition@16, payload@24, len@32, key@40,
   // key_len@48, offset@56.
   private static final long MSG_ERR = 0, MSG_RKT = 8, MSG_PAYLOAD = 24, MSG_LEN = 32;
+  private static final long MSG_KEY = 40, MSG_KEY_LEN = 48;
+
+  /**
+   * The last AccountStatus of an account, as a JSON line. A risk engine joins open-orders with
+   * account-status on exchange:account: rows of a FRESH or FAILING account are open as of as_of;
+   * rows of a STALE, UNKNOWN or DISABLED account are unknown.
+   */
+  static String statusJson(String key, GenericRecord s) {
+    if (s == null) {
+      return "{\"status_key\":" + quote(key) + ",\"status\":null}";
+    }
+    String status = s.get("status").toString();
+    boolean trusted = status.equals("FRESH") || status.equals("FAILING");
+    return "{\"status_key\":" + quote(key)
+        + ",\"status\":" + quote(status)
+        + ",\"as_of\":" + s.get("as_of")
+        + ",\"as_of_request_id\":" + nullableString(s.get("as_of_request_id"))
+        + ",\"open_orders\":" + s.get("open_orders")
+        + ",\"consecutive_failures\":" + s.get("consecutive_failures")
+        + ",\"last_error_code\":" + nullableString(s.get("last_error_code"))
+        + ",\"rows_are\":" + quote(trusted ? "open" : "unknown") + "}";
+  }
+
+  /** One OrderChange, summarized as a JSON object. */
+  static String changeJson(GenericRecord c) {
+    StringBuilder fields = new StringBuilder("[");
+    for (Object f : (List<?>) c.get("changed_fields")) {
+      fields.append(fields.length() > 1 ? "," : "").append(quote(f.toString()));
+    }
+    fields.append(']');
+    GenericRecord before = (GenericRecord) c.get("before");
+    GenericRecord after = (GenericRecord) c.get("after");
+    return "{\"change\":" + quote(c.get("change").toString())
+        + ",\"changed_fields\":" + fields
+        + ",\"detected_by\":" + quote(c.get("detected_by").toString())
+        + ",\"before_status\":" + (before == null ? "null" : quote(before.get("status").toString()))
+        + ",\"after_status\":" + (after == null ? "null" : quote(after.get("status").toString()))
+        + ",\"seen_open_at\":" + c.get("seen_open_at") + "}";
+  }
+
+  static String nullableString(Object value) {
+    return value == null ? "null" : quote(value.toString());
+  }
 
   /** One command's outputs as seen so far, deduplicated on order_id. */
   static final class Snapshot {
@@ -190,6 +238,8 @@ public final class OrderSnapshotConsumer {
     Map<String, String> opts = new LinkedHashMap<>();
     List<String> requestIds = new ArrayList<>();
     List<String> extraConfig = new ArrayList<>(); // librdkafka name=value, e.g. for a dev broker
+    List<String> statusKeys = new ArrayList<>();
+    List<String> changeKeys = new ArrayList<>();
     opts.put("--timeout-ms", "60000");
     opts.put("--session-timeout-ms", "30000");
     for (int i = 0; i + 1 < argv.length; i += 2) {
@@ -197,6 +247,10 @@ public final class OrderSnapshotConsumer {
         requestIds.add(argv[i + 1]);
       } else if (argv[i].equals("--config")) {
         extraConfig.add(argv[i + 1]);
+      } else if (argv[i].equals("--status-key")) {
+        statusKeys.add(argv[i + 1]);
+      } else if (argv[i].equals("--change-key")) {
+        changeKeys.add(argv[i + 1]);
       } else {
         opts.put(argv[i], argv[i + 1]);
       }
@@ -210,6 +264,14 @@ public final class OrderSnapshotConsumer {
     }
     String ordersTopic = opts.get("--orders-topic");
     String resultsTopic = opts.get("--results-topic");
+    String statusTopic = opts.get("--account-status-topic");
+    String changesTopic = opts.get("--order-changes-topic");
+    if ((!statusKeys.isEmpty() && statusTopic == null)
+        || (!changeKeys.isEmpty() && changesTopic == null)) {
+      System.err.println("error: --status-key needs --account-status-topic, "
+          + "--change-key needs --order-changes-topic");
+      System.exit(2);
+    }
 
     // Decoders from the .avsc files alone. BinaryMessageDecoder rejects anything that is not
     // C3 01 + this schema's fingerprint (MissingSchemaException / BadHeaderException).
@@ -231,9 +293,20 @@ public final class OrderSnapshotConsumer {
       }
     }
 
+    // Each .avsc is parsed on its own (OrderChange.avsc defines Side, OrderStatus, ... itself).
+    BinaryMessageDecoder<GenericRecord> statusDecoder = statusTopic == null ? null
+        : new BinaryMessageDecoder<>(GenericData.get(), load(opts.get("--avro-dir"), "AccountStatus"));
+    BinaryMessageDecoder<GenericRecord> changeDecoder = changesTopic == null ? null
+        : new BinaryMessageDecoder<>(GenericData.get(), load(opts.get("--avro-dir"), "OrderChange"));
+
     Map<String, Snapshot> snapshots = new LinkedHashMap<>();
     for (String id : requestIds) {
       snapshots.put(id, new Snapshot(id));
+    }
+    Map<String, GenericRecord> statuses = new LinkedHashMap<>(); // key -> last AccountStatus
+    Map<String, List<GenericRecord>> changes = new LinkedHashMap<>(); // order key -> its changes
+    for (String key : changeKeys) {
+      changes.put(key, new ArrayList<>());
     }
 
     // "rdkafka" = the system library (Debian: librdkafka1); a path loads that build instead.
@@ -269,9 +342,15 @@ public final class OrderSnapshotConsumer {
       System.exit(2);
     }
     rd.rd_kafka_poll_set_consumer(rk);
-    Pointer topics = rd.rd_kafka_topic_partition_list_new(2);
+    Pointer topics = rd.rd_kafka_topic_partition_list_new(4);
     rd.rd_kafka_topic_partition_list_add(topics, ordersTopic, -1);
     rd.rd_kafka_topic_partition_list_add(topics, resultsTopic, -1);
+    if (statusTopic != null) {
+      rd.rd_kafka_topic_partition_list_add(topics, statusTopic, -1);
+    }
+    if (changesTopic != null) {
+      rd.rd_kafka_topic_partition_list_add(topics, changesTopic, -1);
+    }
     int rc = rd.rd_kafka_subscribe(rk, topics);
     rd.rd_kafka_topic_partition_list_destroy(topics);
     if (rc != 0) {
@@ -303,25 +382,42 @@ public final class OrderSnapshotConsumer {
         byte[] value = payload.getByteArray(0, (int) len);
         String topic = rd.rd_kafka_topic_name(msg.getPointer(MSG_RKT));
         boolean isOrder = topic.equals(ordersTopic);
+        boolean isStatus = topic.equals(statusTopic);
+        boolean isChange = topic.equals(changesTopic);
+        Pointer keyPtr = msg.getPointer(MSG_KEY);
+        String key = keyPtr == null ? null : new String(
+            keyPtr.getByteArray(0, (int) msg.getLong(MSG_KEY_LEN)),
+            java.nio.charset.StandardCharsets.UTF_8);
         GenericRecord record;
         try {
-          record = (isOrder ? orderDecoder : resultDecoder).decode(value);
+          record = (isStatus ? statusDecoder : isChange ? changeDecoder
+              : isOrder ? orderDecoder : resultDecoder).decode(value);
         } catch (org.apache.avro.AvroRuntimeException e) {
           // Unknown fingerprint (a newer schema) or not single-object encoded (00 + id is the
           // registry framing): a real consumer fetches the schema; it never drops silently.
           undecodable++;
           continue;
         }
-        Snapshot snap = snapshots.get(record.get("request_id").toString());
-        if (snap == null) {
-          continue;
-        }
-        if (isOrder) {
-          snap.addOrder(record);
+        if (isStatus) {
+          statuses.put(key, record); // compacted topic: the last record per key wins
+        } else if (isChange) {
+          if (changes.containsKey(key)) {
+            changes.get(key).add(record);
+          }
         } else {
-          snap.addResult(record);
+          Snapshot snap = snapshots.get(record.get("request_id").toString());
+          if (snap == null) {
+            continue;
+          }
+          if (isOrder) {
+            snap.addOrder(record);
+          } else {
+            snap.addResult(record);
+          }
         }
-        allJudged = snapshots.values().stream().allMatch(Snapshot::judged);
+        allJudged = snapshots.values().stream().allMatch(Snapshot::judged)
+            && statuses.keySet().containsAll(statusKeys)
+            && changes.values().stream().allMatch(list -> !list.isEmpty());
       } finally {
         rd.rd_kafka_message_destroy(msg);
       }
@@ -331,6 +427,16 @@ public final class OrderSnapshotConsumer {
 
     for (Snapshot snap : snapshots.values()) {
       System.out.println(snap.toJson());
+    }
+    for (String key : statusKeys) {
+      System.out.println(statusJson(key, statuses.get(key)));
+    }
+    for (Map.Entry<String, List<GenericRecord>> e : changes.entrySet()) {
+      StringBuilder list = new StringBuilder("[");
+      for (GenericRecord c : e.getValue()) {
+        list.append(list.length() > 1 ? "," : "").append(changeJson(c));
+      }
+      System.out.println("{\"change_key\":" + quote(e.getKey()) + ",\"changes\":" + list + "]}");
     }
     System.out.println("{\"summary\":true,\"all_judged\":" + allJudged
         + ",\"undecodable\":" + undecodable

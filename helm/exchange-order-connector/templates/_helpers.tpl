@@ -76,10 +76,38 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{- define "eoc.tlsMountPath" -}}/etc/connector/kafka-tls{{- end }}
 
+{{/* Key of the schedules file in its ConfigMap (its extension picks YAML). */}}
+{{- define "eoc.schedulesKey" -}}schedules.yaml{{- end }}
+
+{{/*
+A secret put in extraConfig would land in a ConfigMap. values.schema.json cannot say where it
+belongs instead (a schema failure reads "invalid propertyName ... 'not' failed"), so the check is
+here, naming the value that takes it.
+*/}}
+{{- define "eoc.validateExtraConfig" -}}
+{{- range $name, $_ := .Values.extraConfig }}
+{{- if regexMatch "PASSWORD|SECRET|PASSPHRASE|API_KEY|PRIVATE_KEY|TOKEN|USER_INFO" $name }}
+{{- $where := printf "an extraEnv entry instead: {name: %s, valueFrom: {secretKeyRef: {name: <your Secret>, key: <its key>}}}" $name }}
+{{- if eq $name "CONNECTOR_KAFKA_SASL_PASSWORD" }}
+{{- $where = "kafka.sasl.existingSecret (the name of a Secret holding the password; key kafka.sasl.existingSecretKey)" }}
+{{- else if eq $name "CONNECTOR_SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" }}
+{{- $where = "schemaRegistry.basicAuth.existingSecret (the name of a Secret holding user:password)" }}
+{{- else if regexMatch "API_KEY|API_SECRET|PASSPHRASE" $name }}
+{{- $where = "the accounts file, per account (accounts.existingSecret)" }}
+{{- end }}
+{{- fail (printf "extraConfig.%s looks like a secret, and extraConfig is rendered into a ConfigMap: use %s" $name $where) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/*
 Cross-field checks that values.schema.json cannot express. Rendering fails with one clear line.
 */}}
 {{- define "eoc.validate" -}}
+{{- include "eoc.validateExtraConfig" . }}
+{{- if and .Values.schedules (hasKey .Values.extraConfig "CONNECTOR_SCHEDULES_FILE") }}
+{{- fail "set schedules or extraConfig.CONNECTOR_SCHEDULES_FILE, not both" }}
+{{- end }}
 {{- $partitions := int .Values.topics.partitions }}
 {{- if eq .Values.autoscaling.mode "none" }}
 {{- if gt (int .Values.replicaCount) $partitions }}
