@@ -2,8 +2,10 @@
 final commit.
 
 At shutdown (SIGTERM/SIGINT) Faust has stopped fetching but its agents still run: the commands
-in flight finish (bounded by ``shutdown_drain_s``), no new one starts, then what was answered is
-committed so the next owner of these partitions does not repeat it. The hook sees the worker
+in flight in the venue lanes (connector/worker/lanes.py) finish (bounded by
+``shutdown_drain_s``), no new one starts (not even one already waiting in a lane: it stays
+unacknowledged), then what was answered is committed so the next owner of these partitions does
+not repeat it. The hook sees the worker
 through :class:`Drainable`, so this module does not import the Connector that connects it.
 """
 
@@ -18,7 +20,7 @@ from ..codec import Serializer
 from ..exchanges.base import ExchangeAdapter
 from ..settings import Settings
 from .faust_internals import committed_offsets, uncommitted_acks
-from .health import Liveness
+from .lanes import Lanes
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ class Drainable(Protocol):
     @property
     def settings(self) -> Settings: ...
     @property
-    def liveness(self) -> Liveness: ...
+    def lanes(self) -> Lanes: ...
     @property
     def app(self) -> Any: ...
     @property
@@ -47,12 +49,11 @@ async def drain_and_commit(connector: Drainable) -> None:
     serializer."""
     connector.draining = True
     settings = connector.settings
-    try:
-        await asyncio.wait_for(connector.liveness.wait_idle(), settings.shutdown_drain_s)
-    except TimeoutError:
+    abandoned = await connector.lanes.drain(settings.shutdown_drain_s)
+    if abandoned:
         log.warning(
             "%d commands still in flight after %.0fs; abandoning them uncommitted",
-            connector.liveness.pending,
+            abandoned,
             settings.shutdown_drain_s,
         )
     consumer: Any = connector.app.consumer
