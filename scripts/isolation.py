@@ -9,8 +9,9 @@ commands are produced first, then ``--healthy`` (default 8) Bitget commands, all
   answers (every AscendEX command waits for its whole command timeout);
 * ``refused``: they point at a port nothing listens on (connection refused).
 
-Printed per scenario: when each venue's commands were answered (seconds from the first command
-produced to its QueryResult's record timestamp: min / median / max, and the codes), and the
+Printed per scenario, once the worker owns its partitions: when each venue's commands were
+answered (seconds from the first command produced to its QueryResult's record timestamp: min /
+median / max, and the codes), and the
 worker's slot use sampled from ``/metrics`` every 0.1 s: the most commands in flight per venue
 (``connector_commands_in_flight_by_venue``), waiting per venue, and in total.
 
@@ -45,7 +46,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from connector.client import decode_message, topic_partitions  # noqa: E402
 from connector.codec import QUERY_RESULT, Serializer  # noqa: E402
-from connector.devstack import Stack, Worker, free_port  # noqa: E402
+from connector.devstack import Stack, Worker, free_port, wait_all_assigned  # noqa: E402
 from connector.kafka import client_kwargs, consumer_kwargs, ensure_topics  # noqa: E402
 from connector.settings import Settings  # noqa: E402
 from connector.statetopic import ensure_state_topic  # noqa: E402
@@ -139,6 +140,9 @@ async def run_scenario(stack: Stack, tag: str, port: int, args: argparse.Namespa
     worker = stack.start_worker(f"worker-{tag}", **overrides)
     try:
         await worker.wait_ready(120)
+        # Ready is not assigned: measured from a worker that owns its partitions, so the
+        # consumer group's join is not in the figures.
+        await wait_all_assigned([worker], timeout=120)
         return await measure(settings, worker, args)
     finally:
         await asyncio.to_thread(stack.stop_process, worker)

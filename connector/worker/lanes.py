@@ -5,9 +5,9 @@ a rate limiter, an exchange that does not answer) is waiting, not work. When the
 ran the exchange work themselves, every such command held one of the ``worker_concurrency``
 actors for as long as it waited, so one dead venue (each command held for the whole command
 timeout) or one busy rate limiter stopped the commands of every other venue from even being
-fetched: measured on the old worker, 8 Bitget commands behind 24 for an AscendEX that never
-answered were answered after 5 to 67 s, and a backlog with 1 command in 10 for Bitget drained at
-32 commands/s against 204/s without them.
+fetched: measured on the old worker, 8 commands for a healthy venue behind 24 for a venue that
+never answered were answered after 5 to 67 s, and a backlog with 1 command in 10 for a venue
+with a 5 requests/s per-user limit drained at 32 commands/s against 204/s without them.
 
 So an actor only takes an event, routes it and hands the command to :class:`Lanes`, which runs
 it as an asyncio task in its venue's :class:`Lane`, and takes the next event at once. Two limits:
@@ -15,7 +15,7 @@ it as an asyncio task in its venue's :class:`Lane`, and takes the next event at 
 * **per venue** (``CONNECTOR_WORKER_VENUE_CONCURRENCY``, or ``CONNECTOR_<VENUE>_CONCURRENCY``
   for one venue): how many of the venue's commands run at once. Further commands wait in the
   lane, one queue per account, served round-robin: an account whose commands all wait on its
-  own budget (Bitget's per-UID rate limiter, an AscendEX group's sessions) takes one turn in
+  own budget (a per-user rate limiter, an account group's sessions) takes one turn in
   the lane, not all of it, so the venue's other accounts that are ready to go get the next
   slot that frees. A venue that hangs holds its own slots, never another venue's.
 * **held in memory** (``CONNECTOR_WORKER_MAX_IN_FLIGHT``): commands admitted and not yet
