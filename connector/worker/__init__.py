@@ -4,7 +4,11 @@ Module map:
 
 * :mod:`.app`: the :class:`Connector`: builds the Faust app, the state table and the
   ``query-orders`` agent, wires the modules below together; the agent loop (with its redelivery
-  guard) and ``handle()`` (one command: pipeline, outputs, state, metrics, log line).
+  guard: it hands each command to the lanes), a command's run in its lane (route, handle,
+  ack) and ``handle()`` (one command: pipeline, outputs, state, metrics, log line).
+* :mod:`.lanes`: the bulkheads: one lane per venue running its commands as tasks under the
+  venue's limit (a freed slot to the account with the fewest running), the cap on commands
+  held (the backpressure), the drain at shutdown.
 * :mod:`.outcomes`: an outcome's records encoded and published in contract order; a refused
   outcome replaced by a FAILED one.
 * :mod:`.publisher`: the ``Publisher`` seam (send records, wait for their acks):
@@ -22,7 +26,7 @@ Module map:
 * :mod:`.health`: liveness (``Liveness``), readiness, ``/status``, the web pages, the health
   server while waiting for the broker.
 * :mod:`.lifecycle`: start-up: ``run_worker`` and the "ready" line.
-* :mod:`.shutdown`: the shutdown hook (drain the commands in flight, final commit).
+* :mod:`.shutdown`: the shutdown hook (drain the lanes, final commit).
 * :mod:`.faust_internals`: the Kafka transport's corrections (commit rule, holes, fetch wait)
   and every use of Faust's or aiokafka's private names, behind small public functions.
 """
