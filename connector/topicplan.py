@@ -17,6 +17,7 @@ created by the worker at start when allowed, as Kafka Streams does for its inter
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TextIO
@@ -24,6 +25,8 @@ from typing import Literal, TextIO
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from .settings import ENV_PREFIX, Settings
+
+log = logging.getLogger(__name__)
 
 CreatedBy = Literal["you", "worker"]
 
@@ -205,12 +208,10 @@ async def topics_command(settings: Settings, *, create: bool, fmt: str, out: Tex
             print(json.dumps(row), file=out)
     else:
         for row in rows:
-            state = (
-                f"  [{row['status']}{': ' if row['differences'] else ''}"
-                f"{'; '.join(row['differences'])}]"
-                if "status" in row
-                else ""
-            )  # type: ignore[arg-type]
+            diffs = row.get("differences") or []
+            assert isinstance(diffs, list)
+            state = f"  [{row['status']}{': ' if diffs else ''}{'; '.join(diffs)}]" \
+                if "status" in row else ""  # fmt: skip
             print(f"{row['topic']}  {row['setting']}  {row['role']}; {row['partitions']} "
                   f"partitions, {row['cleanup_policy']}; retention {row['retention']}; "
                   f"created by {row['created_by']}{state}", file=out)  # fmt: skip
