@@ -451,19 +451,10 @@ def state(
     sys.exit(_run(run()))
 
 
-@cli.command(
-    epilog=_env_help(
-        (
-            *KAFKA,
-            "app_id",
-            *ALL_TOPICS,
-            "topic_commands_by_account",
-            "topic_partitions",
-            "topic_replication_factor",
-            "create_topics",
-        )
-    )  # fmt: skip
-)
+TOPIC_PLAN = (*ALL_TOPICS, "topic_commands_by_account", "topic_partitions")
+
+
+@cli.command(epilog=_env_help((*KAFKA, "app_id", *TOPIC_PLAN, "topic_replication_factor")))
 @click.option(
     "--create",
     is_flag=True,

@@ -208,9 +208,9 @@ async def topics_command(settings: Settings, *, create: bool, fmt: str, out: Tex
             print(json.dumps(row), file=out)
     else:
         for row in rows:
-            diffs = row.get("differences") or []
-            assert isinstance(diffs, list)
-            state = f"  [{row['status']}{': ' if diffs else ''}{'; '.join(diffs)}]" \
+            found = row.get("differences") or []
+            assert isinstance(found, list)
+            state = f"  [{row['status']}{': ' if found else ''}{'; '.join(found)}]" \
                 if "status" in row else ""  # fmt: skip
             print(f"{row['topic']}  {row['setting']}  {row['role']}; {row['partitions']} "
                   f"partitions, {row['cleanup_policy']}; retention {row['retention']}; "
