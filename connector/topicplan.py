@@ -141,8 +141,8 @@ async def describe(settings: Settings, plan: Sequence[PlannedTopic]) -> list[Top
                         for entry in entries:
                             if entry[0] == "cleanup.policy" and entry[1] is not None:
                                 policies[name] = str(entry[1])
-            except Exception:
-                pass
+            except Exception as exc:  # a broker without DescribeConfigs: the policy is unknown
+                log.debug("cleanup policies unknown (%s)", type(exc).__name__)
     finally:
         await admin.close()
     return [TopicStatus(t, counts.get(t.name), policies.get(t.name)) for t in plan]
