@@ -137,20 +137,18 @@ async def _is_boundary(
 async def search_by_time(
     tp: Any, since_ms: int, low: int, high: int, record_time: RecordTime
 ) -> int:
-    """The first offset in ``[low, high)`` whose record's timestamp is at least ``since_ms``
-    (``high`` when none), by binary search."""
+    """The offset of the first record in ``[low, high)`` whose timestamp is at least
+    ``since_ms`` (``high`` when none), by binary search."""
+    end = high
     while low < high:
         mid = (low + high) // 2
         found = await record_time(tp, mid)
-        if found is None or found[0] >= high:  # nothing readable from mid on
-            high = mid
-            continue
-        offset, timestamp = found
-        if timestamp >= since_ms:
+        if found is None or found[0] >= high or found[1] >= since_ms:
             high = mid
         else:
-            low = offset + 1
-    return low
+            low = found[0] + 1
+    found = await record_time(tp, low) if low < end else None
+    return found[0] if found is not None and found[0] < end else end
 
 
 class BrokerLookup:
