@@ -467,7 +467,7 @@ def topics(create: bool, fmt: str | None, connect_timeout: float) -> None:
     """Print the topic plan for the current settings: every topic the connector uses, its
     setting, role, partitions, cleanup policy, retention and who creates it."""
     settings = _settings("WARNING")
-    from .topicplan import topics_command
+    from .topicadmin import topics_command
 
     async def run() -> int:
         if create:

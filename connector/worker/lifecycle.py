@@ -25,7 +25,7 @@ from ..errors import ConfigurationError
 from ..logs import logging_config
 from ..settings import Settings
 from ..statetopic import ensure_internal_topics
-from ..topicplan import require_worker_topics
+from ..topicadmin import require_worker_topics
 from ..version import __version__
 from .app import Connector
 from .health import await_broker_serving_health
