@@ -451,6 +451,36 @@ def state(
     sys.exit(_run(run()))
 
 
+TOPIC_PLAN = (*ALL_TOPICS, "topic_commands_by_account", "topic_partitions")
+
+
+@cli.command(epilog=_env_help((*KAFKA, "app_id", *TOPIC_PLAN, "topic_replication_factor")))
+@click.option(
+    "--create",
+    is_flag=True,
+    help="create the missing topics on the broker and report those that differ from the plan "
+    "(exit 1 for a cleanup policy or a required partition count that differs)",
+)
+@format_option
+@connect_timeout_option
+def topics(create: bool, fmt: str | None, connect_timeout: float) -> None:
+    """Print the topic plan for the current settings: every topic the connector uses, its
+    setting, role, partitions, cleanup policy, retention and who creates it."""
+    settings = _settings("WARNING")
+    from .topicadmin import topics_command
+
+    async def run() -> int:
+        if create:
+            from .client import require_broker
+
+            await require_broker(settings, connect_timeout)
+        return await topics_command(
+            settings, create=create, fmt=output_format(fmt, sys.stdout), out=sys.stdout
+        )
+
+    sys.exit(_run(run()))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: click parses; configuration problems become one stderr line (exit 2)."""
     try:

@@ -1,8 +1,9 @@
 """Kafka client settings and topic administration shared by the worker, CLI and tests.
 
-Start-up checks live here: a TLS file that cannot be loaded and a topic missing on the broker
-are :class:`~connector.errors.ConfigurationError` lines naming the setting (the worker never
-creates topics: production topics are provisioned with their own partitions and retention).
+Start-up checks live here: a TLS file that cannot be loaded and a contract topic missing on the
+broker are :class:`~connector.errors.ConfigurationError` lines naming the setting (the worker
+never creates the contract topics: production provisions them with its own partitions and
+retention). Which topics exist and who creates them is :mod:`connector.topicplan`.
 """
 
 from __future__ import annotations
@@ -143,10 +144,13 @@ async def await_broker(settings: Settings, max_backoff_s: float = 10.0) -> None:
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the connector's four topics if missing; returns the ones created."""
-    n, rf = settings.topic_partitions, settings.topic_replication_factor
+    """Create the connector's four contract topics if missing (``connector broker``, tests);
+    returns the ones created. As planned in :func:`connector.topicplan.topic_plan`."""
+    from .topicplan import topic_plan
+
+    rf = settings.topic_replication_factor
     return await create_missing_topics(
-        settings, [NewTopic(name, n, rf) for name in settings.topics.values()]
+        settings, [t.new_topic(rf) for t in topic_plan(settings) if t.created_by == "you"]
     )
 
 
@@ -171,17 +175,10 @@ async def create_missing_topics(settings: Settings, topics: list[NewTopic]) -> l
         await admin.close()
 
 
-#: The setting that names each of the worker's topics.
-TOPIC_SETTINGS = {
-    "topic_query_orders": ENV_PREFIX + "TOPIC_QUERY_ORDERS",
-    "topic_orders": ENV_PREFIX + "TOPIC_ORDERS",
-    "topic_results": ENV_PREFIX + "TOPIC_RESULTS",
-    "topic_errors": ENV_PREFIX + "TOPIC_ERRORS",
-}
-
-
 async def missing_topics(settings: Settings) -> list[str]:
-    """``SETTING=topic`` for each of the worker's topics the broker does not have."""
+    """``SETTING=topic`` for each of the four contract topics the broker does not have."""
+    from .topicplan import topic_plan
+
     admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
     await admin.start()
     try:
@@ -189,9 +186,7 @@ async def missing_topics(settings: Settings) -> list[str]:
     finally:
         await admin.close()
     return [
-        f"{env}={getattr(settings, field)}"
-        for field, env in TOPIC_SETTINGS.items()
-        if getattr(settings, field) not in existing
+        t.label for t in topic_plan(settings) if t.created_by == "you" and t.name not in existing
     ]
 
 

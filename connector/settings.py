@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     # At start, how long the worker waits for its topics to appear on the broker (a
     # provisioning job may still be creating them) before failing with one line naming them.
     startup_topic_wait_s: float = Field(default=30.0, ge=0, le=3600)
+    # Whether the worker creates its own topics (state topic, by-account commands, changelogs,
+    # leader topic) at start when missing; false: it only checks them and fails with one line
+    # naming each missing one (docs/operations.md "Topics"; `connector topics --create`).
+    create_topics: bool = True
+    # Where a consumer group without a committed offset on a command-topic partition starts:
+    # earliest (the topic's history), latest (its end) or start-time (commands produced after
+    # the group's first worker process started, minus a few seconds' grace). The position is
+    # committed at once, so it is the group's, not one worker's (docs/consuming.md).
+    new_group_start: Literal["earliest", "latest", "start-time"] = "start-time"
     web_host: str = "0.0.0.0"
     web_port: int = Field(default=6066, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"  # any case
@@ -137,6 +146,11 @@ class Settings(BaseSettings):
     @classmethod
     def _log_level(cls, v: object) -> object:
         return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("new_group_start", mode="before")
+    @classmethod
+    def _new_group_start(cls, v: object) -> object:
+        return v.strip().lower().replace("_", "-") if isinstance(v, str) else v
 
     @field_validator("log_format", mode="before")
     @classmethod

@@ -34,6 +34,7 @@ from .codec import ORDER_EVENT, Serializer, serializer_for
 from .kafka import consumer_kwargs, create_missing_topics
 from .settings import Settings
 from .state import StateRecord
+from .topicplan import worker_topics
 
 STATE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
@@ -54,29 +55,24 @@ async def ensure_state_topic(settings: Settings) -> bool:
 
 
 def internal_topics(settings: Settings) -> list[NewTopic]:
-    """The worker's internal topics, with the partition counts Faust requires: the commands
-    repartitioned by account and the state table's changelog (compacted) have as many
+    """The worker's internal topics as planned (:func:`connector.topicplan.topic_plan`): the
+    commands repartitioned by account and the state table's changelog (compacted) have as many
     partitions as the command topic, so partition p of each lands on the same worker; the
     standing queries' progress (compacted) and Faust's leader election topic have one."""
-    n, rf = settings.topic_partitions, settings.topic_replication_factor
-    return [
-        NewTopic(settings.commands_by_account_topic, n, rf),
-        NewTopic(settings.state_table_changelog, n, rf, topic_configs=STATE_TOPIC_CONFIG),
-        NewTopic(settings.schedules_changelog, 1, rf, topic_configs=STATE_TOPIC_CONFIG),
-        NewTopic(settings.leader_topic, 1, rf),
-    ]
+    rf = settings.topic_replication_factor
+    return [t.new_topic(rf) for t in worker_topics(settings) if t.name != settings.topic_state]
 
 
 async def ensure_internal_topics(settings: Settings) -> list[str]:
     """Create the state topic and the worker's internal topics if missing; returns the created.
 
     Called by ``connector broker`` and by the worker at start (as Kafka Streams does for its
-    internal topics); on a cluster where the worker may not create topics, create them
-    beforehand with the names and configs listed in docs/state-topic.md.
+    internal topics) unless ``CONNECTOR_CREATE_TOPICS=false``; on a cluster where the worker may
+    not create topics, create them beforehand (``connector topics --create``, or the names and
+    configs of docs/operations.md "Topics").
     """
-    return await create_missing_topics(
-        settings, [state_topic(settings), *internal_topics(settings)]
-    )
+    rf = settings.topic_replication_factor
+    return await create_missing_topics(settings, [t.new_topic(rf) for t in worker_topics(settings)])
 
 
 async def encode_state_records(

@@ -49,6 +49,7 @@ from ..schedules import Schedule
 from ..settings import STATE_TABLE, Settings
 from ..status import VenueHealth
 from .faust_internals import App, live_actor_count, recovery_started_at
+from .group_start import BrokerLookup
 from .health import Health, Liveness
 from .lanes import UNKNOWN, LaneClosed, Lanes
 from .outages import Outages
@@ -144,6 +145,7 @@ class Connector:
         self.app = App(
             settings.app_id,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            start_offsets=BrokerLookup(settings),  # CONNECTOR_NEW_GROUP_START (group_start.py)
             broker=f"kafka://{settings.kafka_bootstrap}",
             broker_credentials=credentials(settings),
             broker_session_timeout=settings.kafka_session_timeout_s,

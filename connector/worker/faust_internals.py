@@ -24,8 +24,17 @@ aiokafka 0.14.0):
 * ``faust.tables.recovery.Recovery._recovery_started_at`` (monotonic start of a recovery).
 * ``aiokafka.AIOKafkaConsumer._fetch_max_wait_ms`` (read when its fetcher is built).
 * ``aiokafka.client.AIOKafkaClient._wait_on_metadata(topic)``.
+* ``faust.transport.consumer.Consumer._seek`` and ``._commit`` (a new group's start position,
+  below).
 
 The Kafka transport's corrections:
+
+**Where a new group starts.** aiokafka leaves a partition without a committed offset to the
+reset policy (``earliest``), so a new consumer group answered the command topic's history again
+(connector/worker/group_start.py). ``TunedConsumer.seek_to_committed`` asks ``start_offsets``
+(the policy of ``CONNECTOR_NEW_GROUP_START``) where such partitions start, seeks them there and
+commits that position at once, and reports it to Faust as the committed offset, so the commit
+rule's base is that position.
 
 **Configurable long-poll wait.** faust-streaming hard-codes ``fetch_max_wait_ms=1500`` for its
 consumer. Against Apache Kafka that is harmless: the broker answers a waiting fetch as soon as
@@ -92,7 +101,7 @@ import logging
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -188,7 +197,13 @@ def _thread_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.AIOKafkaConsume
     return ConsumerThread
 
 
-def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
+#: Partitions without a committed offset -> where they start (none: the reset policy's).
+StartOffsets = Callable[[Sequence[Any]], Awaitable[Mapping[Any, int]]]
+
+
+def transport_class(
+    fetch_max_wait_ms: int, start_offsets: StartOffsets | None = None
+) -> type[faust_aiokafka.Transport]:
     thread_class = _thread_class(fetch_max_wait_ms)
 
     class TunedConsumer(faust_aiokafka.Consumer):
@@ -226,6 +241,22 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
             if skipped and self.app.topics.acks_enabled_for(message.topic):
                 return False
             return bool(super().ack(message))
+
+        async def seek_to_committed(self) -> Mapping[Any, int]:
+            committed = dict(await super().seek_to_committed())
+            fresh = [tp for tp, o in committed.items() if o is None or o < 0]
+            if start_offsets is None or not fresh:
+                return committed
+            positions = dict(await start_offsets(fresh))
+            if positions:
+                for tp, offset in positions.items():
+                    await self._seek(tp, offset)
+                await self._commit(positions)  # the group's position, not this worker's
+                log.info("new consumer group starts at %s",
+                         ", ".join(f"{tp.topic}:{tp.partition}@{o}"
+                                   for tp, o in sorted(positions.items())))  # fmt: skip
+                committed.update(positions)
+            return committed
 
         async def seek(self, partition: Any, offset: int) -> None:
             # A seek of our own (a hole refetch) is not the seek to the committed offset.
@@ -328,8 +359,14 @@ class App(faust.App):
       (exchange clients) can be closed without failing a command still running.
     """
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
-        self._transport_class = transport_class(fetch_max_wait_ms)
+    def __init__(
+        self,
+        *args: Any,
+        fetch_max_wait_ms: int = 1500,
+        start_offsets: StartOffsets | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._transport_class = transport_class(fetch_max_wait_ms, start_offsets)
         self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
         self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         super().__init__(*args, **kwargs)

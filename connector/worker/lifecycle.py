@@ -25,6 +25,7 @@ from ..errors import ConfigurationError
 from ..logs import logging_config
 from ..settings import Settings
 from ..statetopic import ensure_internal_topics
+from ..topicadmin import require_worker_topics
 from ..version import __version__
 from .app import Connector
 from .health import await_broker_serving_health
@@ -86,10 +87,14 @@ def run_worker(settings: Settings) -> None:
     try:
         loop.run_until_complete(await_broker_serving_health(settings))
         # Faust may not declare topics (topic_allow_declare=False): create the state topic and
-        # the internal ones (by-account commands, table changelog) if missing.
-        created = loop.run_until_complete(ensure_internal_topics(settings))
-        if created:
-            log.info("created topics: %s", ", ".join(created))
+        # the internal ones (by-account commands, table changelog) if missing, or, where the
+        # worker may not create topics, fail with one line naming each missing one.
+        if settings.create_topics:
+            created = loop.run_until_complete(ensure_internal_topics(settings))
+            if created:
+                log.info("created topics: %s", ", ".join(created))
+        else:
+            loop.run_until_complete(require_worker_topics(settings))
         direct = loop.run_until_complete(check_routing_partitions(settings))
         loop.run_until_complete(check_by_account_retention(settings))
     finally:

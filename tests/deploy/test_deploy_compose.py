@@ -96,26 +96,21 @@ def test_kafka_is_pinned_single_node_kraft_with_container_and_host_listeners(ser
     assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
 
 
-def test_topic_init_creates_the_four_topics_with_the_kafka_image(services):
+def test_topic_init_creates_every_topic_of_the_plan_with_the_workers_settings(services):
+    """kafka-init runs `connector topics --create` (connector/topicplan.py: all nine topics)
+    with the workers' environment, so it creates exactly the names the workers use."""
     init = services["kafka-init"]
-    assert init["image"] == services["kafka"]["image"]
+    assert init["image"] == services["connector"]["image"]
     assert dependencies(init) == {"kafka": {"condition": "service_healthy"}}
-    script = " ".join(init["command"])
-    assert "/opt/kafka/bin/kafka-topics.sh" in script and "--create" in script
-    assert "--if-not-exists" in script
+    assert init["command"][:2] == ["topics", "--create"]
     env = env_of(init)
-    assert env["TOPICS"].split() == [
-        "query-orders",
-        "orders",
-        "order-query-results",
-        "order-errors",
-    ]
-    worker_env = env_of(services["connector"])
-    assert env["PARTITIONS"] == worker_env["CONNECTOR_TOPIC_PARTITIONS"]
-    assert env["TOPICS"].split() == [
-        worker_env[f"CONNECTOR_TOPIC_{t}"] for t in ("QUERY_ORDERS", "ORDERS", "RESULTS", "ERRORS")
-    ]
-    assert env["BOOTSTRAP"] == worker_env["CONNECTOR_KAFKA_BOOTSTRAP"]
+    for worker in WORKERS:
+        worker_env = env_of(services[worker])
+        for name in ("CONNECTOR_KAFKA_BOOTSTRAP", "CONNECTOR_APP_ID", "CONNECTOR_TOPIC_PARTITIONS",
+                     "CONNECTOR_TOPIC_REPLICATION_FACTOR", "CONNECTOR_TOPIC_QUERY_ORDERS",
+                     "CONNECTOR_TOPIC_ORDERS", "CONNECTOR_TOPIC_RESULTS", "CONNECTOR_TOPIC_ERRORS",
+                     "CONNECTOR_TOPIC_STATE"):  # fmt: skip
+            assert env[name] == worker_env[name], name
 
 
 @pytest.mark.parametrize("name", WORKERS)

@@ -619,3 +619,35 @@ def test_schedules_and_a_schedules_file_of_ones_own_are_exclusive(chart):
     )
     with pytest.raises(helm.HelmRenderError, match="set schedules or extraConfig"):
         render(chart, values)
+
+
+def test_every_topic_name_is_a_chart_value_and_the_notes_list_the_whole_plan(chart):
+    """topics.state and topics.commandsByAccount become their settings; NOTES.txt names every
+    topic of connector/topicplan.py's plan for those values."""
+    from connector.settings import Settings
+    from connector.topicplan import topic_plan
+
+    values = merge(load_values("keda.yaml"), {
+        "topics": {"state": "risk.open-orders", "commandsByAccount": "risk.by-account"},
+        "config": {"appId": "risk-connector"},
+    })  # fmt: skip
+    data = config_data(render(chart, values))
+    assert data["CONNECTOR_TOPIC_STATE"] == "risk.open-orders"
+    assert data["CONNECTOR_TOPIC_COMMANDS_BY_ACCOUNT"] == "risk.by-account"
+    notes = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    (text,) = [v for k, v in notes.items() if k.endswith("NOTES.txt")]
+    fields = {k.removeprefix("CONNECTOR_").lower(): v for k, v in data.items()}
+    settings = Settings(**{k: v for k, v in fields.items() if k in Settings.model_fields})
+    for topic in topic_plan(settings):
+        assert topic.name in text, topic.name
+    default = config_data(render(chart, load_values("keda.yaml")))
+    assert default["CONNECTOR_TOPIC_STATE"] == "open-orders"
+    assert "CONNECTOR_TOPIC_COMMANDS_BY_ACCOUNT" not in default  # derived from the app id
+
+
+def test_a_topic_name_in_extra_config_points_at_its_value(chart):
+    values = merge(load_values("keda.yaml"), {"extraConfig": {"CONNECTOR_TOPIC_STATE": "x"}})
+    with pytest.raises(
+        helm.HelmRenderError, match=r"extraConfig.CONNECTOR_TOPIC_STATE: set topics.state"
+    ):
+        render(chart, values)

@@ -514,10 +514,13 @@ async def test_liveness_fails_while_work_is_stuck(
 async def test_stale_commands_are_expired_not_rerun(
     isolated_stack: Callable[..., Awaitable[Stack]],
 ) -> None:
-    """What a worker under a new consumer group meets: the topic's history. Commands whose
-    record timestamp is older than CONNECTOR_COMMAND_MAX_AGE_S are answered EXPIRED without
-    calling the exchange; fresh ones in between are served."""
-    stack = await isolated_stack("stale", CONNECTOR_COMMAND_MAX_AGE_S="60")
+    """What a worker under a new consumer group meets when it reads the topic's history
+    (CONNECTOR_NEW_GROUP_START=earliest; the default starts after the worker's start). Commands
+    whose record timestamp is older than CONNECTOR_COMMAND_MAX_AGE_S are answered EXPIRED
+    without calling the exchange; fresh ones in between are served."""
+    stack = await isolated_stack(
+        "stale", CONNECTOR_COMMAND_MAX_AGE_S="60", CONNECTOR_NEW_GROUP_START="earliest"
+    )
     topic = stack.settings.topic_query_orders
     hour_ago = int(time.time() * 1000) - 3_600_000
     old = [rid(f"stale-{i}") for i in range(5)]

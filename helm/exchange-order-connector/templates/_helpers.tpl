@@ -105,6 +105,11 @@ Cross-field checks that values.schema.json cannot express. Rendering fails with 
 */}}
 {{- define "eoc.validate" -}}
 {{- include "eoc.validateExtraConfig" . }}
+{{- range $name, $value := dict "CONNECTOR_TOPIC_STATE" "topics.state" "CONNECTOR_TOPIC_COMMANDS_BY_ACCOUNT" "topics.commandsByAccount" }}
+{{- if hasKey $.Values.extraConfig $name }}
+{{- fail (printf "extraConfig.%s: set %s instead" $name $value) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.schedules (hasKey .Values.extraConfig "CONNECTOR_SCHEDULES_FILE") }}
 {{- fail "set schedules or extraConfig.CONNECTOR_SCHEDULES_FILE, not both" }}
 {{- end }}
