@@ -3,8 +3,11 @@
 * The agent's fatal path (an exception escaping ``Connector.handle``, which fails liveness):
   Faust's stream iterator acknowledges its current event when the actor's loop ends, so the
   command counted as answered and the next commit passed it. Run in-process, with Faust's real
-  agent, stream and consumer, and a state store that fails for one account (the
-  :class:`~connector.worker.state_store.StateStore` seam).
+  agent, stream and consumer, and a state store whose load fails for one account (the
+  :class:`~connector.worker.state_store.StateStore` seam). An OK snapshot's state write
+  catches a store's failure (connector/worker/state_writer.py), so the command is one that
+  ends FAILED (a rejected API key), whose check of a restored state's pending tombstones
+  loads the state outside that guard.
 * SIGTERM with a command stuck on a slow exchange: Faust waited for every message in flight
   without a limit before the connector's drain ran, so ``CONNECTOR_SHUTDOWN_DRAIN_S`` never
   applied. The worker must exit within the drain limit, leaving the stuck command uncommitted
@@ -74,7 +77,7 @@ async def test_a_command_whose_agent_failed_is_not_committed(
     await ensure_topics(settings)
     await ensure_internal_topics(settings)
     n, topic = settings.topic_partitions, settings.topic_query_orders
-    failing, other = "ascendex-demo", "ascendex-empty"
+    failing, other = "ascendex-badkey", "ascendex-demo"
     p_fail = partition_for(f"ascendex:{failing}".encode(), n)
     assert partition_for(f"ascendex:{other}".encode(), n) != p_fail
     assert settings.accounts_file
