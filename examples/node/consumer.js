@@ -254,6 +254,8 @@ async function main() {
   let finish;
   const finished = new Promise((resolve) => { finish = resolve; });
   const timer = setTimeout(() => finish(false), args.timeoutMs);
+  const QUIET_MS = 1000;
+  let quiet;
 
   await consumer.connect();
   const topics = [args.ordersTopic, args.resultsTopic, args.statusTopic, args.changesTopic];
@@ -286,12 +288,17 @@ async function main() {
         if (decoded.schema === orderEvent.name) snap.addOrder(decoded.value);
         else snap.addResult(decoded.value);
       }
-      if (done()) finish(true);
+      // A compacted table is read to its end, not to its first record per key: once every
+      // key is seen, finish after a quiet spell with no further record (the records a reader
+      // wants are the last per key; they follow the first in the same partition).
+      clearTimeout(quiet);
+      if (done()) quiet = setTimeout(() => finish(true), QUIET_MS);
     },
   });
 
   const ok = await finished;
   clearTimeout(timer);
+  clearTimeout(quiet);
   await consumer.disconnect();
   for (const snap of snapshots.values()) console.log(JSON.stringify(snap.summary()));
   for (const key of args.statusKeys) {

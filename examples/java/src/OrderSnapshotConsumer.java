@@ -361,9 +361,15 @@ public final class OrderSnapshotConsumer {
     long deadline = System.currentTimeMillis() + Long.parseLong(opts.get("--timeout-ms"));
     int undecodable = 0;
     boolean allJudged = false;
-    while (!allJudged && System.currentTimeMillis() < deadline) {
-      Pointer msg = rd.rd_kafka_consumer_poll(rk, 200);
+    // A compacted table is read to its end, not to its first record per key: once everything
+    // asked for is seen, stop at the first quiet poll (no record for a second), so the status
+    // kept per key is the last one written.
+    while (System.currentTimeMillis() < deadline) {
+      Pointer msg = rd.rd_kafka_consumer_poll(rk, allJudged ? 1000 : 200);
       if (msg == null) {
+        if (allJudged) {
+          break;
+        }
         continue;
       }
       try {
