@@ -172,7 +172,8 @@ class AccountStatuses:
         self.serializer = serializer
         self.disabled = frozenset(disabled)
         # The configured accounts (metric labels are these aliases only: bounded).
-        self.accounts = {table_key(a.exchange, a.alias): (a.exchange, a.alias) for a in accounts}
+        pairs = [(a.exchange, a.alias) for a in accounts] + list(accounts.switched_off)
+        self.accounts = {table_key(ex, alias): (ex, alias) for ex, alias in pairs}
         self.bounds = stale_bounds(settings, schedules)
         self._locks: dict[str, asyncio.Lock] = {}
 

@@ -35,7 +35,8 @@ def accounts() -> Accounts:
     def account(alias: str, exchange: str) -> Account:
         return Account(alias, exchange, Secret("k"), Secret("s"), Secret("p"))
 
-    return Accounts([account(ACC, "bitget"), account(IDLE, "bitget"), account(OFF, "ascendex")])
+    # OFF: in the accounts file, not loaded: its venue is disabled (accounts_file.py)
+    return Accounts([account(ACC, "bitget"), account(IDLE, "bitget")], [("ascendex", OFF)])
 
 
 def statuses(publisher: InMemoryPublisher, store: InMemoryStatusStore) -> AccountStatuses:
