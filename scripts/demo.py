@@ -146,18 +146,21 @@ def freshness_step(env: dict[str, str]) -> None:
             detail = " ".join(f"{f}: {c['before'][f]} -> {c['after'][f]}"
                               for f in c["changed_fields"])  # fmt: skip
         print(f"  OrderChange {c['change']:<7} {c['order_id']} {detail}".rstrip())
-    print("\n$ connector tail account-status   (the last record per account)")
+    print("\n$ connector tail account-status   (the last record of each account the demo queried)")
+    from collections import Counter
+
+    from connector.statusview import status_line
+
     latest = {str(r["key"]): r["value"] for r in tail_json(env, "account-status")}
-    unknown = 0
+    others: Counter[str] = Counter()
     for key, v in sorted(latest.items()):
         assert isinstance(v, dict)
-        if v["status"] == "UNKNOWN":
-            unknown += 1
-            continue
-        as_of = "" if v["as_of"] is None else f"as_of={v['as_of']} open_orders={v['open_orders']}"
-        failing = f" {v['last_error_code']}" if v["consecutive_failures"] else ""
-        print(f"  {key:<28} {v['status']:<8} {as_of}{failing}".rstrip())
-    print(f"  ... and {unknown} configured accounts UNKNOWN (never queried)")
+        if v["last_attempt_at"] is None:
+            others[str(v["status"])] += 1
+        else:
+            print(f"  {key:<24} {status_line(v)}")
+    print("  other configured accounts: "
+          + ", ".join(f"{n} {status}" for status, n in sorted(others.items())))  # fmt: skip
 
 
 def main() -> int:
