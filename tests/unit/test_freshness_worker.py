@@ -27,8 +27,14 @@ from connector.worker.state_writer import StateWriter
 
 ACC, IDLE, OFF = "desk-1", "desk-idle", "desk-off"
 KEY = table_key("bitget", ACC)
-T = now_ms() - 10  # the tests' fetches start at T + n (they run well within the bound)
+T = 0  # each test's fetches start at T + n, T set just before it runs (well within the bound)
 SETTINGS = Settings(account_stale_after_s=60, topic_partitions=1)
+
+
+@pytest.fixture(autouse=True)
+def recent() -> None:
+    global T
+    T = now_ms() - 10
 
 
 def accounts() -> Accounts:
