@@ -91,6 +91,17 @@ WS_RECONNECTS = Counter(
     "connector_ws_reconnects_total", "WebSocket connections re-opened after a drop", ["exchange"]
 )
 IN_FLIGHT = Gauge("connector_commands_in_flight", "Commands being processed now")
+IN_FLIGHT_BY_VENUE = Gauge(
+    "connector_commands_in_flight_by_venue",
+    "Commands holding one of their venue's slots now (CONNECTOR_WORKER_VENUE_CONCURRENCY; "
+    "connector/worker/lanes.py); exchange 'unknown' for commands naming no configured venue",
+    ["exchange"],
+)
+WAITING_BY_VENUE = Gauge(
+    "connector_commands_waiting_by_venue",
+    "Commands fetched and waiting for one of their venue's slots (all of them taken)",
+    ["exchange"],
+)
 OUTAGES = Counter(
     "connector_outages_total",
     "Broker or schema registry outages waited out (one per outage, not per retry)",

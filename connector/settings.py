@@ -60,7 +60,14 @@ class Settings(BaseSettings):
     # Worker
     accounts_file: str | None = None
     schedules_file: str | None = None  # standing queries, see connector/schedules.py
+    # Faust actors: each takes a command, routes it and hands it to its venue's lane
+    # (connector/worker/lanes.py), which runs it.
     worker_concurrency: int = Field(default=8, ge=1, le=256)
+    # Commands of one venue running at once (a venue's CONNECTOR_<VENUE>_CONCURRENCY overrides
+    # it), and commands held in memory (running or waiting for their venue) at most: at that
+    # cap the worker stops taking commands until one is answered.
+    worker_venue_concurrency: int = Field(default=32, ge=1, le=4096)
+    worker_max_in_flight: int = Field(default=256, ge=1, le=65_536)
     # Faust's working directory; it keeps no state (no tables), so a tmpfs/emptyDir is right.
     data_dir: str = "/tmp/connector-data"  # noqa: S108
     # At start, how long the worker waits for its topics to appear on the broker (a

@@ -70,9 +70,21 @@ open; the tombstones of those versions are what could be lost, so the next worke
 state it did not publish itself, sends them again first (:func:`unpublished_tombstones`). Upserts
 never need this: an order the state holds as open is upserted by every snapshot that lists it.
 
+Clocks
+------
+``started_at`` is the wall clock of the worker that fetched. A worker that restores an
+account's state written by another (after a restart or a rebalance) may have a clock behind the
+other's; its snapshots, all started after the restore, would then look older than the restored
+versions, and rule 1 would keep them from upserting new orders until its clock caught up. So a
+worker raises the versions of the snapshots it applies to a state it restored above the newest
+version in that state (:func:`not_before`, :func:`newest_started_at`): within one worker, the
+order of its own snapshots is kept (they are raised to the same floor at most, and then ordered
+by partition and offset, i.e. command order).
+
 Size
 ----
-The state is a small JSON value: per order its attributes and version, plus the retired orders'
+The state is a JSON value (stored as a header and chunks: connector/state_layout.py): per order
+its attributes and version, plus the retired orders'
 markers for ``retain_ms`` (default one day) after the snapshot that retired them, plus one
 version per scope ever applied. A retired marker older than that is dropped; by then no snapshot
 started before the retirement can still be running (commands time out within minutes).
@@ -274,6 +286,24 @@ def with_pending(
         pending = {v for v in pending if v[0] >= cutoff}
     state["pending"] = [list(v) for v in sorted(pending)]
     return state
+
+
+def newest_started_at(state: Mapping[str, Any] | None) -> int | None:
+    """The latest fetch start (ms) of any version ``state`` holds, or None for no state."""
+    if not state:
+        return None
+    times = [_version(v)[0] for v in state["scopes"].values()]
+    times += [_version(e["v"])[0] for e in state["orders"].values()]
+    return max(times, default=None)
+
+
+def not_before(version: Version, floor_ms: int | None) -> Version:
+    """``version`` moved to ``floor_ms`` + 1 when it started at or before it (see "Clocks"):
+    a snapshot that started after a state was restored is newer than all of it, whatever the
+    clocks of the workers that wrote it said."""
+    if floor_ms is None or version[0] > floor_ms:
+        return version
+    return (floor_ms + 1, version[1], version[2])
 
 
 def unpublished_tombstones(

@@ -118,9 +118,12 @@ class VenueControls(_VenueSwitch):
 
     ``circuit_failures`` consecutive "venue not there" failures open the venue's circuit (per
     scope: the venue, or one of its hosts); the first cool-down is ``circuit_cooldown_s``,
-    doubled after each failed probe up to ``circuit_max_cooldown_s``.
+    doubled after each failed probe up to ``circuit_max_cooldown_s``. ``concurrency``: the
+    venue's own bulkhead size (connector/worker/lanes.py).
     """
 
+    # Commands of the venue a worker runs at once; unset: CONNECTOR_WORKER_VENUE_CONCURRENCY.
+    concurrency: int | None = Field(default=None, ge=1, le=4096)
     circuit_failures: int = Field(default=5, ge=1)
     circuit_cooldown_s: float = Field(default=5.0, gt=0)
     circuit_max_cooldown_s: float = Field(default=300.0, gt=0)
@@ -304,6 +307,13 @@ def breaker_policies() -> dict[str, BreakerPolicy]:
     return {name: venue.controls().breaker_policy() for name, venue in enabled_venues().items()}
 
 
+def venue_concurrency() -> dict[str, int]:
+    """The enabled venues with a concurrency of their own (``CONNECTOR_<VENUE>_CONCURRENCY``):
+    how many of their commands a worker runs at once (connector/worker/lanes.py)."""
+    limits = {name: venue.controls().concurrency for name, venue in enabled_venues().items()}
+    return {name: limit for name, limit in limits.items() if limit is not None}
+
+
 def create_adapters(settings: Settings) -> dict[str, ExchangeAdapter]:
     """One adapter per enabled venue, each configured from its own settings. A disabled venue
     gets none: its settings are not even read, so they may be missing or invalid."""
@@ -328,5 +338,6 @@ __all__ = [
     "register",
     "setting_names",
     "settings_problems",
+    "venue_concurrency",
     "venues",
 ]

@@ -2,9 +2,12 @@
 
 Faust commits an input offset only once the event is acknowledged, and our agent acknowledges
 it only after every output of that command has been acknowledged by the broker (acks=all). A
-crash in between therefore repeats a command's outputs; it never loses them. Commands are
-processed ``worker_concurrency`` at a time; Faust commits the highest *contiguous* acknowledged
-offset per partition, so a slow command holds back commits, never skips them. Commits happen
+crash in between therefore repeats a command's outputs; it never loses them. The
+``worker_concurrency`` actors only take events and hand each command to its venue's lane
+(connector/worker/lanes.py), which runs it under the venue's limit, so a venue that hangs or
+waits on its budgets never holds the commands of another; the commit covers only the
+*contiguous* run of answered offsets per partition, so a slow command holds back commits, never
+skips them. Commits happen
 every ``kafka_commit_interval_s`` or after ``kafka_commit_every`` acks, whichever comes first, so
 a crash repeats about the in-flight commands, not seconds of history.
 
@@ -38,7 +41,7 @@ from ..account import Accounts
 from ..codec import RegistryUnavailable, serializer_for
 from ..commands import RawCommand
 from ..errors import InternalError
-from ..exchanges import create_adapters
+from ..exchanges import create_adapters, registry
 from ..exchanges.base import ExchangeAdapter
 from ..exchanges.registry import disabled_names
 from ..kafka import kafka_partitioner, ssl_context
@@ -49,11 +52,12 @@ from ..status import VenueHealth
 from .account_status import AccountStatuses, StatusStore, TableStatusStore, install_timer
 from .faust_internals import App, live_actor_count, recovery_started_at
 from .health import Health, Liveness
+from .lanes import UNKNOWN, LaneClosed, Lanes
 from .outages import Outages
 from .outcomes import OutcomeWriter
 from .publisher import KafkaPublisher, Publisher
 from .routing import Router
-from .shutdown import drain_and_commit
+from .shutdown import close_clients, drain_and_commit
 from .standing import StandingQueries
 from .state_store import FaustTableStore, StateStore
 from .state_writer import StateWriter
@@ -76,6 +80,16 @@ def credentials(settings: Settings) -> Any:
     if ctx is not None:
         return faust.SSLCredentials(ctx)
     return None
+
+
+def hold_unanswered(event: Any) -> None:
+    """Keep Faust from ever acknowledging ``event``, a command that was not answered (issue
+    20). Faust acks an event when the agent's loop asks for the next one, and again when the
+    loop ends (an exception, a cancellation at shutdown or rebalance): the stream generator's
+    ``finally`` acks its current event, which a later commit would then pass, a lost command.
+    The extra references keep every such ack from being final; the offset stays uncommitted and
+    the next owner of the partition processes the command again."""
+    event.message.incref(1 << 30)
 
 
 class Connector:
@@ -123,6 +137,13 @@ class Connector:
         # after it). Bounded; the value says whether the first delivery was answered.
         self._handled: OrderedDict[tuple[Any, ...], asyncio.Future[bool]] = OrderedDict()
         self.pipeline = Pipeline(settings, accounts, self.adapters, self.serializer)
+        # The bulkheads: every command runs in its venue's lane (connector/worker/lanes.py).
+        self.lanes = Lanes(
+            settings.worker_max_in_flight,
+            settings.worker_venue_concurrency,
+            limits=registry.venue_concurrency(),
+            labels=self.venues,
+        )
         self.app = App(
             settings.app_id,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
@@ -168,7 +189,7 @@ class Connector:
             partitions=settings.topic_partitions,
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
-        store = state_store or FaustTableStore(self.state_table, self.outages)
+        store = state_store or FaustTableStore(self.state_table, self.publisher, self.outages)
         self.outcomes = OutcomeWriter(
             settings, self.pipeline, self.serializer, self.publisher, self.outages
         )
@@ -213,70 +234,114 @@ class Connector:
             self.app, settings, accounts, self.venues, self.liveness, self.pipeline.gate.status
         )
         self.health.register_pages()
-        self.app.on_before_shutdown.connect(self._on_shutdown)  # type: ignore[arg-type]
-
-    async def _on_shutdown(self, app: Any, *args: Any, **kwargs: Any) -> None:
-        await drain_and_commit(self)
+        # Shutdown (connector/worker/shutdown.py): drain first, close the clients last.
+        self.app.stop_hooks.append(partial(drain_and_commit, self))
+        self.app.shutdown_hooks.append(partial(close_clients, self))
 
     async def consume(self, stream: Any) -> None:
-        """The agent (one per actor): handles each event of ``stream`` and acknowledges it once
-        answered. Called by Faust with the command topics' stream; affects the events' acks,
-        the redelivery guard and, on failure, liveness."""
+        """The agent (one per actor): takes each event of ``stream`` and hands its command to
+        the lanes (:meth:`_serve` answers it and acknowledges the event), so an actor never
+        waits for an exchange, only for room among the commands held (the backpressure).
+        Called by Faust with the command topics' stream; affects the events' acks and the
+        redelivery guard."""
         async for event in stream.events():
             if self.draining:
-                # Shutting down: do not start this command, and do not let Faust ack it (it
-                # acks an event when the loop asks for the next one, and again when the agent
-                # is cancelled: the stream generator's ``finally`` acks the current event, which
-                # a later commit would then skip: a lost command). The extra references keep
-                # every such ack from being final. Parked until the agent is cancelled; the
-                # offset stays uncommitted for the next owner.
-                event.message.incref(1 << 30)
-                await asyncio.Event().wait()
+                await self._park(event)
             msg = event.message
-            ts = msg.timestamp
             # Topic, partition and offset, plus timestamp and checksum: the embedded broker
             # restarts offsets at 0 after a restart, and a new record must never look repeated.
-            identity = (msg.topic, msg.partition, msg.offset, ts, zlib.crc32(event.value or b""))
+            identity = (msg.topic, msg.partition, msg.offset, msg.timestamp,
+                        zlib.crc32(event.value or b""))  # fmt: skip
             first = self._handled.get(identity)
-            if first is not None and await asyncio.shield(first):
-                # A redelivery of a record this process answered: acking it again is a no-op.
-                log.info("record redelivered by the consumer, already answered; skipped",
-                         extra={"topic": msg.topic, "partition": msg.partition,
-                                "offset": msg.offset})  # fmt: skip
-                event.ack()
+            if first is not None and first.done() and first.result():
+                self._skip_repeat(event)
                 continue
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             self._handled[identity] = done
             while len(self._handled) > _HANDLED_MAX:
                 self._handled.popitem(last=False)
+            # Faust acks an event when this loop asks for the next one, and again when the
+            # agent is cancelled; one more reference keeps those acks from being final, so only
+            # the lane task's ack, once the command is answered, is.
+            msg.incref()
             try:
-                where, decoded = "here", None
-                if msg.topic != self.settings.commands_by_account_topic:
-                    where, decoded = await self.router.route(event.value, msg)
-                if where != "forwarded":
+                await self.lanes.submit(partial(self._serve, event, first, done))
+            except LaneClosed:
+                done.set_result(False)
+                await self._park(event)
+            except BaseException:  # cancelled while waiting for room: not started
+                done.set_result(False)
+                raise
+
+    async def _park(self, event: Any) -> None:
+        """Shutting down: do not start this command, and do not let Faust ack it (it acks an
+        event when the loop asks for the next one, and again when the agent is cancelled: the
+        stream generator's ``finally`` acks the current event, which a later commit would then
+        skip: a lost command). The extra references keep every such ack from being final.
+        Parked until the agent is cancelled; the offset stays uncommitted for the next owner."""
+        hold_unanswered(event)
+        await asyncio.Event().wait()
+
+    def _skip_repeat(self, event: Any) -> None:
+        """A redelivery of a record this process answered: acking it again is a no-op."""
+        msg = event.message
+        log.info("record redelivered by the consumer, already answered; skipped",
+                 extra={"topic": msg.topic, "partition": msg.partition,
+                        "offset": msg.offset})  # fmt: skip
+        event.ack()
+
+    async def _serve(
+        self, event: Any, first: asyncio.Future[bool] | None, done: asyncio.Future[bool]
+    ) -> None:
+        """One command in its lane: routed, then handled in a slot of its venue's lane, then
+        its event acknowledged; ``done`` says whether it was answered (the redelivery guard),
+        ``first`` is an earlier delivery of the same record still in progress."""
+        msg = event.message
+        try:
+            if first is not None and await asyncio.shield(first):
+                self._skip_repeat(event)
+                done.set_result(True)
+                return
+            if self.draining:
+                return  # not started: unacknowledged, for the next owner of the partition
+            where, decoded = "here", None
+            if msg.topic != self.settings.commands_by_account_topic:
+                where, decoded = await self.router.route(event.value, msg)
+            if where != "forwarded":
+                venue, account = self._lane_of(decoded, msg)
+                async with self.lanes.slot(venue, account):
                     await self.handle(
                         event.value,
-                        timestamp_ms=int(ts * 1000) if ts else None,
+                        timestamp_ms=int(msg.timestamp * 1000) if msg.timestamp else None,
                         position=(msg.partition, msg.offset),
                         state=where == "here",
                         topic=msg.topic,
                         decoded=decoded,
                     )
-                # Ack now, not when this actor takes its next event (Faust's default): an idle
-                # actor would otherwise hold back the commit of an answered command, and a
-                # SIGTERM or SIGKILL would repeat it. A second ack by Faust is a no-op.
-                event.ack()
-                done.set_result(True)
-            except Exception as exc:
-                # Unreachable by design (handle answers or waits). If it happens anyway, do not
-                # move on: that would acknowledge an unanswered command. Fail liveness so the
-                # pod restarts and the uncommitted command is processed again.
-                self.liveness.fail(f"agent failed: {type(exc).__name__}")
-                log.exception("agent failed; /healthz now fails so the worker restarts")
-                raise
-            finally:
-                if not done.done():  # failed or cancelled: a redelivery is handled afresh
-                    done.set_result(False)
+            event.ack()  # final: the command is answered (see consume)
+            done.set_result(True)
+        except LaneClosed:
+            pass  # draining began before it could start: unacknowledged, for the next owner
+        except Exception as exc:
+            # Unreachable by design (handle answers or waits). If it happens anyway, do not
+            # acknowledge an unanswered command: fail liveness so the pod restarts and the
+            # uncommitted command is processed again.
+            self.liveness.fail(f"agent failed: {type(exc).__name__}")
+            log.exception("agent failed; /healthz now fails so the worker restarts")
+        finally:
+            if not done.done():  # failed, not started or cancelled: a redelivery is handled afresh
+                done.set_result(False)
+
+    def _lane_of(self, decoded: RawCommand | None, msg: Any) -> tuple[str, str]:
+        """The lane of a command (its venue, or "unknown") and its account: from the command
+        decoded to route it, or, on the by-account topic, from its key (``<exchange>:<account>``,
+        written by the router)."""
+        if decoded is not None:
+            exchange, account = decoded.exchange, decoded.account
+        else:
+            key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else ""
+            exchange, _, account = key.partition(":")
+        return (exchange if exchange in self.venues else UNKNOWN), account or ""
 
     async def handle(
         self,

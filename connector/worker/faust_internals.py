@@ -90,11 +90,13 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import faust
+from faust.exceptions import AlreadyConfiguredWarning
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from .. import metrics
@@ -311,12 +313,40 @@ def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
 
 
 class App(faust.App):
-    """faust.App using :func:`transport_class` for its Kafka transport."""
+    """faust.App using :func:`transport_class` for its Kafka transport, with two hooks around
+    its stop (the worker's shutdown, connector/worker/shutdown.py):
+
+    * ``stop_hooks`` run first, while the consumer, tables and agents are still alive. Faust's
+      own ``on_before_shutdown`` comes only after it stopped the consumer, which (with
+      ``stream_wait_empty``, its default) waits without a limit for every message in flight: a
+      command stuck on a slow exchange held SIGTERM past any drain limit (issue 20). So once
+      the hooks have drained (with their own limit), ``stream_wait_empty`` is turned off for
+      the rest of the stop. It stays on until then: at a rebalance, Faust's wait for the
+      commands in flight before it gives up a partition is what keeps a worker from writing an
+      account's state after its successor took the partition over.
+    * ``shutdown_hooks`` run last, once the agents and the consumer have stopped: what they use
+      (exchange clients) can be closed without failing a command still running.
+    """
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
         self._transport_class = transport_class(fetch_max_wait_ms)
+        self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.shutdown_hooks: list[Callable[[], Awaitable[None]]] = []
         super().__init__(*args, **kwargs)
         self.timer(interval=1.0, name="offset-holes")(self._heal_offsets)
+
+    async def on_stop(self) -> None:
+        for hook in self.stop_hooks:
+            await hook()
+        with warnings.catch_warnings():  # "reconfiguring late": meant, for the stop only
+            warnings.simplefilter("ignore", AlreadyConfiguredWarning)
+            self.conf.stream_wait_empty = False
+        await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        for hook in self.shutdown_hooks:
+            await hook()
 
     async def _heal_offsets(self, *args: Any) -> None:
         consumer: Any = self.consumer

@@ -58,8 +58,6 @@ class Liveness:
         self.pending = 0
         self.fatal: str | None = None
         self._progress = clock()
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     def beat(self) -> None:
         """Called on progress (a command starts or ends, an outage wait): resets the stall."""
@@ -68,23 +66,16 @@ class Liveness:
     def started(self) -> None:
         """Called by the agent when a command starts: one more pending, not idle."""
         self.pending += 1
-        self._idle.clear()
         self.beat()
 
     def finished(self) -> None:
         """Called by the agent when a command ends (answered or not): one fewer pending."""
         self.pending -= 1
-        if not self.pending:
-            self._idle.set()
         self.beat()
 
     def fail(self, reason: str) -> None:
         """Called by the agent when it cannot go on: liveness fails from now on."""
         self.fatal = reason
-
-    async def wait_idle(self) -> None:
-        """Until no command is pending (the shutdown hook waits for this)."""
-        await self._idle.wait()
 
     def check(self) -> tuple[bool, str]:
         """Liveness: the agent's actors are running and pending work is making progress."""

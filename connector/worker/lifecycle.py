@@ -28,7 +28,7 @@ from ..statetopic import ensure_internal_topics
 from ..version import __version__
 from .app import Connector
 from .health import await_broker_serving_health
-from .routing import check_routing_partitions
+from .routing import check_by_account_retention, check_routing_partitions
 from .standing import load_checked_schedules
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def run_worker(settings: Settings) -> None:
         if created:
             log.info("created topics: %s", ", ".join(created))
         direct = loop.run_until_complete(check_routing_partitions(settings))
+        loop.run_until_complete(check_by_account_retention(settings))
     finally:
         loop.close()
     connector = Connector(settings, accounts, schedules=schedules, direct_partitions=direct)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
 from .. import metrics
 from ..codec import RegistryUnavailable
 from ..commands import RawCommand, validate_command
 from ..errors import ConfigurationError, ConnectorError
-from ..kafka import partition_counts, partition_for
+from ..kafka import client_kwargs, partition_counts, partition_for
 from ..pipeline import Pipeline
 from ..settings import Settings
 from ..state import table_key
@@ -134,3 +137,56 @@ async def check_routing_partitions(settings: Settings) -> int | None:
         counts.get(settings.topic_query_orders), n, settings.commands_by_account_topic,
     )  # fmt: skip
     return None
+
+
+def retention_problem(
+    by_account: str, by_account_ms: int | None, commands: str, commands_ms: int | None
+) -> str | None:
+    """The one line refusing a by-account topic whose ``retention.ms`` is shorter than the
+    command topic's (-1: forever; None: not reported, not checked), or None when it is not.
+
+    A command forwarded to the by-account topic is acknowledged, and its offset committed, on
+    the command topic as soon as the forward is acknowledged. If the by-account topic deletes
+    it before the worker of its account reads it (that worker lagging, or down, longer than the
+    retention), the command is lost with nothing left to read it again from: so the by-account
+    topic must keep commands at least as long as the command topic does."""
+    if by_account_ms is None or commands_ms is None or by_account_ms < 0:
+        return None
+    if commands_ms >= 0 and by_account_ms >= commands_ms:
+        return None
+    shown = "forever" if commands_ms < 0 else f"{commands_ms} ms"
+    return (
+        f"topic {by_account!r} keeps records for retention.ms={by_account_ms}, less than "
+        f"{commands!r} ({shown}): a forwarded command could be deleted before it is answered; "
+        "give it at least the command topic's retention (docs/state-topic.md)"
+    )
+
+
+async def retention_ms(settings: Settings, topics: list[str]) -> dict[str, int]:
+    """``retention.ms`` per existing topic among ``topics``, as the broker reports it (a topic
+    or a broker that does not report it is left out)."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings), request_timeout_ms=10000)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, int] = {}
+    for response in responses:
+        for _code, _message, _type, name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "retention.ms" and entry[1] is not None:
+                    found[name] = int(entry[1])
+    return found
+
+
+async def check_by_account_retention(settings: Settings) -> None:
+    """Fail at start with one line (:func:`retention_problem`) when the by-account topic keeps
+    commands for less time than the command topic."""
+    by_account, commands = settings.commands_by_account_topic, settings.topic_query_orders
+    found = await retention_ms(settings, [by_account, commands])
+    problem = retention_problem(by_account, found.get(by_account), commands, found.get(commands))
+    if problem is not None:
+        raise ConfigurationError(problem)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from .. import metrics
 from ..changes import ChangeRecord, with_views
@@ -31,6 +32,8 @@ from ..state import (
     Snapshot,
     StateRecord,
     apply_snapshot,
+    newest_started_at,
+    not_before,
     scope_of_query,
     table_key,
     unpublished_tombstones,
@@ -86,6 +89,9 @@ class StateWriter:
         self._locks: dict[str, asyncio.Lock] = {}
         self._queues: dict[str, list[_StateWrite]] = {}
         self._published: dict[str, AccountState] = {}
+        # Per account: the newest version time of a state restored from another writer, below
+        # which no later snapshot's version may start (connector/state.py "Clocks").
+        self._floors: dict[str, int] = {}
 
     def queued(self, key: str) -> int:
         """How many snapshots of the account (table key) wait for its lock."""
@@ -110,6 +116,7 @@ class StateWriter:
         queue, lock and stored state, and connector_state_records_total."""
         query = outcome.query
         if not outcome.ok or query is None:
+            await self._confirm_restored(outcome)  # issue 20: FAILED, but tombstones pending
             return
         key = table_key(outcome.exchange, outcome.account)
         snap = Snapshot(
@@ -126,6 +133,10 @@ class StateWriter:
                 queued = self._queues.pop(key)
                 try:
                     await self._write_states(key, queued)
+                except Exception:  # a bug: never a worker exit; the stored state is unchanged
+                    log.exception("state not written; the stored state is unchanged",
+                                  extra={"exchange": outcome.exchange,
+                                         "account": outcome.account})  # fmt: skip
                 except BaseException:  # cancelled: the others go back, for the next holder
                     rest = [w for w in queued if w is not mine]
                     self._queues[key] = rest + self._queues.get(key, [])
@@ -153,8 +164,14 @@ class StateWriter:
             try:
                 resend = unpublished_tombstones(loaded, first.snap.exchange, first.snap.account)
                 unconfirmed = loaded
+                self._restored_floor(key, loaded)
             except (ValueError, KeyError, TypeError):  # unreadable: reported just below
                 pass
+        # Snapshots started after a restore are newer than the restored state, whatever the
+        # clocks say (connector/state.py "Clocks").
+        for write in queued:
+            write.snap = replace(write.snap, version=not_before(write.snap.version,
+                                                               self._floors.get(key)))  # fmt: skip
         batches = [(resend, first.outcome, first.encoded)]
         counts: list[tuple[int, int]] = []
         state = loaded
@@ -175,7 +192,10 @@ class StateWriter:
         with_pending(state, (w.snap.version for w in queued), unconfirmed)
         ids = {**ctx, "request_ids": [w.outcome.request_id for w in queued]}
         if not await self.store.store(key, state):
-            log.error("state records not published: the table change was refused", extra=ids)
+            # The stored state is unchanged (in memory too), so it is not ahead of the topic:
+            # like a FAILED snapshot, this one changes nothing; the next one catches up.
+            log.error("state records not published: the table change was refused (INTERNAL)",
+                      extra=ids)  # fmt: skip
             return
         refused = await self.outages.until_acked(lambda: self._send(batches, queued))
         if refused is not None:
@@ -186,10 +206,48 @@ class StateWriter:
         for write, (upserts, tombstones) in zip(queued, counts, strict=True):
             write.upserts, write.tombstones = upserts, tombstones
 
+    def _restored_floor(self, key: str, loaded: AccountState) -> None:
+        """Remember the newest version time of a state this process restored (not published)."""
+        newest = newest_started_at(loaded)
+        if newest is not None:
+            self._floors[key] = max(newest, self._floors.get(key, newest))
+
+    async def _confirm_restored(self, outcome: Outcome) -> None:
+        """A FAILED or EXPIRED outcome changes no state; but when its account's state was
+        restored by this process (a command re-run after a crash), the tombstones it names as
+        pending may never have been sent. Send them now and store the state without them once
+        they are acknowledged, rather than leaving those orders open on the state topic until
+        the account's next OK snapshot. Affects the state topic and the stored state (only its
+        ``pending``)."""
+        if not outcome.exchange or not outcome.account:
+            return
+        key = table_key(outcome.exchange, outcome.account)
+        async with self.lock(key):
+            loaded = self.store.load(key)
+            if loaded is None or loaded is self._published.get(key) or not loaded.get("pending"):
+                return
+            try:
+                resend = unpublished_tombstones(loaded, outcome.exchange, outcome.account)
+                self._restored_floor(key, loaded)
+            except (ValueError, KeyError, TypeError):  # unreadable: the next OK snapshot says so
+                return
+            ids = {"exchange": outcome.exchange, "account": outcome.account,
+                   "request_ids": [outcome.request_id]}  # fmt: skip
+            refused = await self.outages.until_acked(lambda: self._send([(resend, outcome, {})]))
+            if refused is not None:
+                log.error("state records refused by the broker (%s)", refusal_name(refused),
+                          extra=ids)  # fmt: skip
+                return
+            confirmed = {**loaded, "pending": []}
+            if await self.store.store(key, confirmed):
+                self._published[key] = confirmed
+            else:
+                log.error("state table change refused (pending tombstones were sent)", extra=ids)
+
     async def _send(
         self,
         batches: list[tuple[list[StateRecord], Outcome, dict[int, bytes]]],
-        queued: list[_StateWrite],
+        queued: Sequence[_StateWrite] = (),
     ) -> None:
         """Encode state records (inside the retry: encoding may meet a registry outage) and
         send them, each batch with its command's headers; then the snapshots' order changes."""

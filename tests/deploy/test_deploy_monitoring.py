@@ -358,7 +358,7 @@ def test_thresholds_come_from_values(chart):
         merge(
             ON,
             {
-                "config": {"workerConcurrency": 13, "appId": "eoc.prod-1"},
+                "config": {"workerMaxInFlight": 13, "appId": "eoc.prod-1"},
                 "topics": {"queryOrders": "risk.query-orders"},
                 "metrics": {
                     "prometheusRule": {

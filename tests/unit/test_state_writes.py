@@ -215,3 +215,57 @@ async def test_a_new_worker_resends_the_pending_tombstones_of_the_state_it_resto
         assert new.sends() == [upserts("b"), upserts("b")]
     else:
         assert new.sends() == [tombstones("a") + upserts("b"), upserts("b")]
+
+
+def failed(n: int, rid: str | None = None) -> tuple[Outcome, tuple[int, int], dict[int, bytes]]:
+    """Command ``n`` of the account answered FAILED (an exchange error, or EXPIRED)."""
+    out = Outcome(rid or f"r{n}", "bitget", ACC, False, started_at=1_000 + n)
+    return out, (0, n), {}
+
+
+async def test_a_failed_rerun_sends_the_pending_tombstones_of_the_state_it_restored() -> None:
+    """Issue 20: a command re-run after a crash that ends FAILED (or EXPIRED) still sends the
+    tombstones the restored state names as pending, and then stores it without them; the
+    FAILED snapshot itself changes nothing."""
+    old = Writer()
+    await old.publish_state(*outcome(1, "a", "b"))
+    await old.publish_state(*outcome(2, "b"))  # retires a; say its records were lost
+    restored = json.loads(json.dumps(old.store.load(KEY)))
+    new = Writer({KEY: restored})
+    await new.publish_state(*failed(3))
+    assert new.sends() == [tombstones("a")]
+    stored = new.store.load(KEY)
+    assert stored is not None and stored["pending"] == []
+    assert {k: v for k, v in stored.items() if k != "pending"} == {
+        k: v for k, v in restored.items() if k != "pending"
+    }
+    await new.publish_state(*failed(4))  # confirmed: nothing more to send
+    await new.publish_state(*outcome(5, "b"))
+    assert new.sends() == [tombstones("a"), upserts("b")]
+
+
+async def test_a_failed_answer_of_a_state_this_worker_published_sends_nothing() -> None:
+    w = Writer()
+    await w.publish_state(*outcome(1, "a", "b"))
+    await w.publish_state(*outcome(2, "b"))
+    before = list(w.log)
+    await w.publish_state(*failed(3))
+    assert w.log == before
+
+
+async def test_a_successor_whose_clock_is_behind_still_upserts_new_orders() -> None:
+    """Issue 20: versions start with the fetching worker's wall clock. A successor 5 s behind
+    restores the state; its snapshots all started after the restore, so they must count as
+    newer: a new order it lists is upserted, an order it no longer lists retired."""
+    old = Writer()
+    await old.publish_state(*outcome(10_000, "a", "b"))  # started at 11000 on the old clock
+    new = Writer({KEY: json.loads(json.dumps(old.store.load(KEY)))})
+    behind, _, encoded = outcome(6_000, "b", "c")  # started at 7000 on the new clock
+    await new.publish_state(behind, (1, 0), encoded)
+    assert new.sends()[-1] == upserts("b", "c") + tombstones("a")
+    state = new.store.load(KEY)
+    assert state is not None and {o for o, e in state["orders"].items() if e["open"]} == {"b", "c"}
+    # Its own later snapshots keep their order among themselves (command order breaks ties).
+    later, _, encoded = outcome(6_001, "c")
+    await new.publish_state(later, (1, 1), encoded)
+    assert new.sends()[-1] == upserts("c") + tombstones("b")

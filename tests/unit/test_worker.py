@@ -95,14 +95,17 @@ async def test_stuck_pending_work_fails_liveness_idle_does_not() -> None:
 async def test_agent_failure_fails_liveness(tmp_path: Any) -> None:
     class UnackableEvent(FakeEvent):
         def ack(self) -> bool:
-            raise RuntimeError("ack failed")
+            if self.acks + 1 >= self.message.refcount:  # the final ack, once answered
+                raise RuntimeError("ack failed")
+            return super().ack()
 
     c = connector(tmp_path)
     assert c.health.alive() == (True, "ok")
     event = UnackableEvent(c.settings.commands_by_account_topic, 0, b"{}")
-    with pytest.raises(RuntimeError):
-        await c.consume(FakeStream([event]))
+    await c.consume(FakeStream([event]))
+    await c.lanes.wait_idle()
     assert c.health.alive() == (False, "agent failed: RuntimeError")
+    assert event.message.refcount > 0  # held: the stream's own final ack is never the last
 
 
 async def test_metric_labels_are_the_configured_venues(tmp_path: Any) -> None:
@@ -143,26 +146,59 @@ async def test_outputs_the_broker_refuses_become_a_failed_answer(tmp_path: Any) 
     assert value is not None and codec.decode_single_object(value)[1]["status"] == "FAILED"
 
 
+class FakeMessage(SimpleNamespace):
+    """Faust's Message as the worker uses it: its fields and its reference count."""
+
+    refcount = 0
+
+    def incref(self, n: int = 1) -> None:
+        self.refcount += n
+
+
 class FakeEvent:
-    def __init__(self, topic: str, offset: int, value: bytes, timestamp: float = 1.0) -> None:
+    """Faust's Event: ``acks`` counts every ack, ``final`` is true once the acks reached the
+    references taken (Faust's stream takes one when it delivers the event)."""
+
+    def __init__(
+        self,
+        topic: str,
+        offset: int,
+        value: bytes,
+        timestamp: float = 1.0,
+        key: bytes | None = None,
+        partition: int = 0,
+    ) -> None:
         self.value = value
-        self.message = SimpleNamespace(
-            topic=topic, partition=0, offset=offset, timestamp=timestamp, headers=[]
-        )
+        self.message = FakeMessage(
+            topic=topic, partition=partition, offset=offset, timestamp=timestamp, headers=[],
+            key=key, refcount=1,
+        )  # fmt: skip
         self.acks = 0
 
     def ack(self) -> bool:
         self.acks += 1
-        return True
+        return self.final
+
+    @property
+    def final(self) -> bool:
+        return self.acks >= self.message.refcount
 
 
 class FakeStream:
+    """Faust's stream of events: like Faust, it acks an event when the agent asks for the next
+    one (and at the end); ``taken`` counts the events the agent took."""
+
     def __init__(self, events: list[FakeEvent]) -> None:
         self._events = events
+        self.taken = 0
 
     async def events(self) -> Any:
         for e in self._events:
-            yield e
+            self.taken += 1
+            try:
+                yield e
+            finally:
+                e.ack()
 
 
 async def test_a_record_redelivered_to_the_same_worker_is_answered_once(tmp_path: Any) -> None:
@@ -176,13 +212,14 @@ async def test_a_record_redelivered_to_the_same_worker_is_answered_once(tmp_path
     other = b'{"request_id": "r2", "exchange": "ascendex", "account": "a"}'
     events = [FakeEvent(topic, 7, cmd), FakeEvent(topic, 7, cmd), FakeEvent(topic, 7, other, 2.0)]
     await c.consume(FakeStream(events))
+    await c.lanes.wait_idle()
     results = [
         codec.decode_single_object(r.value)[1]
         for r in publisher.sent
         if r.topic == c.settings.topic_results and r.value is not None
     ]
     assert [r["request_id"] for r in results] == ["r1", "r2"]
-    assert [e.acks for e in events] == [1, 1, 1]
+    assert all(e.final for e in events)
 
 
 def test_table_recovery_stuck_past_the_stall_limit_fails_liveness() -> None:
@@ -239,3 +276,15 @@ async def test_in_memory_publisher_holds_sends_at_its_gate() -> None:
     publisher.gate.set()
     await send
     assert publisher.topics() == ["t"]
+
+
+def test_a_by_account_topic_keeping_commands_less_long_than_the_command_topic_is_refused() -> None:
+    from connector.worker.routing import retention_problem
+
+    line = retention_problem("by", 60_000, "cmd", 86_400_000)
+    assert line is not None and "retention.ms=60000" in line and "'cmd' (86400000 ms)" in line
+    assert "forever" in (retention_problem("by", 60_000, "cmd", -1) or "")
+    assert retention_problem("by", 86_400_000, "cmd", 86_400_000) is None
+    assert retention_problem("by", -1, "cmd", 1000) is None
+    assert retention_problem("by", None, "cmd", 1000) is None  # not reported: not checked
+    assert retention_problem("by", 1000, "cmd", None) is None
