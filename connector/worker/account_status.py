@@ -35,6 +35,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import metrics
@@ -46,6 +47,7 @@ from ..freshness import (
     FRESH,
     STALE,
     UNKNOWN,
+    Attempt,
     StatusRecord,
     apply_attempt,
     attempt_of,
@@ -148,6 +150,15 @@ def stale_bounds(settings: Settings, schedules: Iterable[Schedule]) -> dict[str,
     return bounds
 
 
+@dataclass(eq=False)
+class _Attempt:
+    """An answered command's attempt waiting for its account's lock (after_command)."""
+
+    attempt: Attempt
+    request_id: str
+    done: bool = False
+
+
 class AccountStatuses:
     """The status records of the accounts this worker owns: updated by attempts and by time,
     stored, then published on ``account-status``; and their metrics."""
@@ -175,7 +186,15 @@ class AccountStatuses:
         pairs = [(a.exchange, a.alias) for a in accounts] + list(accounts.switched_off)
         self.accounts = {table_key(ex, alias): (ex, alias) for ex, alias in pairs}
         self.bounds = stale_bounds(settings, schedules)
+        # Per account: the lock that serializes its record's updates, and the attempts waiting
+        # for it: whoever holds it next applies them all and writes once (a busy account's
+        # commands would otherwise queue for two round trips each, as in the state writer).
         self._locks: dict[str, asyncio.Lock] = {}
+        self._queues: dict[str, list[_Attempt]] = {}
+
+    def queued(self, key: str) -> int:
+        """How many answered commands of the account (table key) wait for its lock."""
+        return len(self._queues.get(key, ()))
 
     def stale_after_ms(self, key: str) -> int:
         return self.bounds.get(key, self.settings.account_stale_after_ms)
@@ -196,18 +215,40 @@ class AccountStatuses:
         key = table_key(outcome.exchange, outcome.account)
         if attempt is None or key not in self.accounts:
             return
+        mine = _Attempt(attempt, outcome.request_id)
+        self._queues.setdefault(key, []).append(mine)
         async with self._lock(key):
+            if mine.done:  # applied and written by the holder before this command
+                return
+            queued = self._queues.pop(key)
+            try:
+                await self._apply(key, queued)
+            except BaseException:  # cancelled: the others go back, for the next holder
+                rest = [a for a in queued if a is not mine]
+                self._queues[key] = rest + self._queues.get(key, [])
+                raise
+            for a in queued:
+                a.done = True
+
+    async def _apply(self, key: str, queued: list[_Attempt]) -> None:
+        """Apply the queued attempts of one account in turn; store and publish the result once
+        (with the request id of the last attempt that changed it)."""
+        exchange, alias = self.accounts[key]
+        record, changed, request_id = self.store.load(key), None, None
+        for a in queued:
             new = apply_attempt(
-                self.store.load(key),
-                outcome.exchange,
-                outcome.account,
-                attempt,
+                record,
+                exchange,
+                alias,
+                a.attempt,
                 now_ms=now_ms(),
                 stale_after_ms=self.stale_after_ms(key),
-                disabled=outcome.exchange in self.disabled,
+                disabled=exchange in self.disabled,
             )
             if new is not None:
-                await self._write(key, new, outcome.request_id)
+                record, changed, request_id = new, new, a.request_id
+        if changed is not None:
+            await self._write(key, changed, request_id)
 
     async def tick(self, owned: Collection[int], now: int | None = None) -> None:
         """Called every second by the timer with the partitions this worker owns: each

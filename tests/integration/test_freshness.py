@@ -25,7 +25,18 @@ from connector.client import Decoded
 from connector.settings import Settings
 from connector.statusview import read_account_status, status_line
 
-from .harness import Answer, Collector, Commands, Outputs, Stack, Worker, rid
+from .harness import (
+    Answer,
+    Collector,
+    Commands,
+    Outputs,
+    Stack,
+    Worker,
+    free_port,
+    rid,
+    start_worker,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -200,5 +211,43 @@ async def test_configured_accounts_are_unknown_or_disabled_after_start(
         assert disabled.value["status"] == "DISABLED"
         assert unknown.value["stale_after_ms"] == stack.settings.account_stale_after_ms
         assert "request_id" not in unknown.headers  # caused by no command
+    finally:
+        await f.stop()
+
+
+async def test_a_restarted_worker_continues_from_the_stored_status(
+    isolated_stack: Callable[..., Awaitable[Stack]],
+    base: str,
+    control: httpx.AsyncClient,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL after a FRESH status, start a new worker with an empty data directory: it
+    recovers the status from the state table's changelog (key ``<exchange>:<account>|status``),
+    so a failure then is FAILING with the old as_of, not STALE for want of a snapshot, and no
+    UNKNOWN is published again. The embedded broker needs
+    CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE=1 for table recovery (README "Development setup")."""
+    stack = await isolated_stack("fresh-restart", CONNECTOR_KAFKA_PRODUCER_MAX_BATCH_SIZE="1")
+    f = Freshness(stack.settings)
+    await f.start()
+    try:
+        ok, answer, fresh_status = await fresh_after(stack.commands, stack.outputs, f, "fr-kill")
+        stack.worker.proc.kill()
+        await asyncio.to_thread(stack.worker.proc.wait, 30)
+        env = {**stack.env, "CONNECTOR_WEB_PORT": str(free_port()),
+               "CONNECTOR_DATA_DIR": str(tmp_path / "data-restart-2")}  # fmt: skip
+        stack.worker = start_worker(env, tmp_path / "worker-restart-2.log")
+        await wait_ready(stack.worker)
+
+        faults = await control.post(f"{base}/__sandbox/faults", json={"fail_next": 100})
+        faults.raise_for_status()
+        failed, failed_answer = await snapshot(stack.commands, stack.outputs, "fr-after-kill")
+        assert failed_answer.result["status"] == "FAILED"
+        status = await f.status(KEY, lambda v: v["consecutive_failures"] > 0)
+        assert status.headers["request_id"] == failed
+        assert (status.value["status"], status.value["as_of"]) == (
+            "FAILING", answer.result["started_at"])  # fmt: skip
+        assert status.value["as_of_request_id"] == ok
+        after = f.statuses[f.statuses.index(fresh_status) + 1 :]
+        assert [d.value["status"] for d in after if d.key == KEY] == ["FAILING"]
     finally:
         await f.stop()

@@ -6,6 +6,7 @@ InMemoryStateStore, InMemoryPublisher; records decoded with the connector's code
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from prometheus_client import REGISTRY
 
 from connector.account import Account, Accounts
 from connector.codec import ACCOUNT_STATUS, ORDER_CHANGE, Serializer, to_plain
+from connector.devstack import wait_until
 from connector.model import OrderQuery, now_ms
 from connector.pipeline import Outcome, OutputRecord
 from connector.schedules import Schedule
@@ -192,3 +194,19 @@ async def test_order_changes_follow_the_state_records_exactly_once() -> None:
     topics = publisher.topics()
     assert topics.index("order-changes") > topics.index("open-orders")
     assert topics[-1] == "open-orders"  # the repeat: state records again, no changes
+
+
+async def test_attempts_waiting_for_the_account_are_written_together() -> None:
+    publisher, store = InMemoryPublisher(), InMemoryStatusStore()
+    s = statuses(publisher, store)
+    publisher.gate = asyncio.Event()
+    first = asyncio.create_task(s.after_command(answered(1)))
+    await publisher.sending.wait()  # the first holds the account's lock, its record in flight
+    waiting = [asyncio.create_task(s.after_command(answered(n, ok=False))) for n in (2, 3)]
+    await wait_until(lambda: s.queued(KEY) == 2, timeout=5, what="both attempts queued")
+    publisher.gate.set()
+    await asyncio.gather(first, *waiting)
+    records = await published(publisher, SETTINGS.topic_account_status)
+    assert [(v["status"], v["consecutive_failures"]) for _, v in records] == [
+        ("FRESH", 0), ("FAILING", 2)]  # fmt: skip
+    assert dict(publisher.sent[-1].headers)["request_id"] == b"r3"
