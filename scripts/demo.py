@@ -29,18 +29,20 @@ def show(line: str) -> None:
     if kind == "OrderEvent":
         print(
             f"  OrderEvent  {v['snapshot_seq']}/{v['snapshot_size']} {v['symbol']:<9} "
-            f"({v['unified_symbol']}) {v['side']} {v['order_type']} {v['status']} "
+            f"({v['unified_symbol']}) {v['side']} {v['order_type'] or '-'} {v['status']} "
             f"price={v['price']} qty={v['quantity']} filled={v['filled_quantity']} "
             f"order_id={v['order_id']}"
         )
     elif kind == "QueryResult":
         print(
             f"  QueryResult {v['status']} order_count={v['order_count']} "
-            f"error_code={v['error_code']} exchange_calls={v['exchange_calls']} "
+            f"error_code={v['error_code'] or '-'} exchange_calls={v['exchange_calls']} "
             f"took={v['completed_at'] - v['started_at']}ms"
         )
     else:
-        print(f"  ErrorEvent  {v['code']} exchange_code={v['exchange_code']}: {v['message']}")
+        print(
+            f"  ErrorEvent  {v['code']} exchange_code={v['exchange_code'] or '-'}: {v['message']}"
+        )
 
 
 def query(env: dict[str, str], args: list[str], expect: int) -> list[str]:
