@@ -40,7 +40,8 @@ def fresh_names(base: dict[str, str]) -> dict[str, str]:
         **base,
         "CONNECTOR_APP_ID": f"it-topics-{tag}",
         **{f"CONNECTOR_TOPIC_{n}": f"it-topics-{tag}-{n.lower()}"
-           for n in ("QUERY_ORDERS", "ORDERS", "RESULTS", "ERRORS", "STATE")},
+           for n in ("QUERY_ORDERS", "ORDERS", "RESULTS", "ERRORS", "STATE", "ACCOUNT_STATUS",
+                     "ORDER_CHANGES")},
     }  # fmt: skip
 
 
