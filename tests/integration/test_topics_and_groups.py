@@ -117,7 +117,8 @@ async def test_a_new_group_does_not_answer_what_another_group_answered(
     stack.worker.stop()
 
     env_b = {**stack.env, "CONNECTOR_APP_ID": f"{stack.env['CONNECTOR_APP_ID']}-b",
-             "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(tmp_path / "b")}  # fmt: skip
+             "CONNECTOR_WEB_PORT": str(free_port()), "CONNECTOR_DATA_DIR": str(tmp_path / "b"),
+             "CONNECTOR_NEW_GROUP_START": "start-time"}  # fmt: skip
     b = start_worker(env_b, tmp_path / "worker-b.log")
     stack.worker = b  # stopped by the fixture
     await b.wait_ready()

@@ -121,6 +121,6 @@ def test_search_by_time_finds_the_first_record_at_or_after_the_time() -> None:
 
 
 def test_start_time_is_the_process_start_minus_the_grace() -> None:
-    start = GroupStart.from_settings(Settings(), started_at=1000.0)
+    start = GroupStart.from_settings(Settings(new_group_start="start-time"), started_at=1000.0)
     assert start.policy == "start-time" and start.topics == {"query-orders"}
     assert start.since_ms == 995_000
