@@ -38,13 +38,8 @@ class Account:
 class Accounts:
     """The configured accounts, looked up by (exchange, alias)."""
 
-    def __init__(
-        self, accounts: Iterable[Account], switched_off: Iterable[tuple[str, str]] = ()
-    ) -> None:
-        """``switched_off``: (exchange, alias) of the file's accounts of disabled venues (not
-        loaded; their account-status is DISABLED: connector/worker/account_status.py)."""
+    def __init__(self, accounts: Iterable[Account]) -> None:
         self._by_alias = {a.alias: a for a in accounts}
-        self.switched_off = tuple(switched_off)
         for a in self._by_alias.values():
             register_secrets(a.api_key, a.api_secret, a.passphrase)
 

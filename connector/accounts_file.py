@@ -104,14 +104,12 @@ def load_accounts(path: str | Path) -> Accounts:
         raise ConfigurationError(f"{setting}: {p} must map account aliases to credentials")
     accounts: list[Account] = []
     problems: list[str] = []
-    switched_off: list[tuple[str, str]] = []
     disabled = registry.disabled_names()
     for alias, entry in data.items():
         if isinstance(entry, dict) and str(entry.get("exchange", "")).lower() in disabled:
             # A switched-off venue's accounts are not read at all (its commands are answered
             # VENUE_DISABLED before any account lookup): a desk can keep them in the file.
             log.info("%s: account %r skipped: its venue is disabled", setting, str(alias))
-            switched_off.append((str(entry["exchange"]).lower(), str(alias)))
             continue
         account, wrong = _parse_entry(str(alias), entry)
         problems += wrong
@@ -119,7 +117,7 @@ def load_accounts(path: str | Path) -> Accounts:
             accounts.append(account)
     if problems:  # every mistake at once: fixing a file one error per restart is slow
         raise ConfigurationError(f"{setting}: " + "; ".join(problems))
-    return Accounts(accounts, switched_off)
+    return Accounts(accounts)
 
 
 #: How the example accounts file (deploy/accounts.example.yaml) marks a value to fill in.

@@ -51,13 +51,7 @@ KAFKA = (
 )
 LOGS = ("log_level", "log_format")
 OUTPUT_TOPICS = ("topic_orders", "topic_results", "topic_errors")
-ALL_TOPICS = (
-    "topic_query_orders",
-    *OUTPUT_TOPICS,
-    "topic_state",
-    "topic_account_status",
-    "topic_order_changes",
-)
+ALL_TOPICS = ("topic_query_orders", *OUTPUT_TOPICS, "topic_state")
 
 
 def _env_help(fields: Sequence[str] | None, *, venues: bool = False) -> str:
@@ -402,7 +396,7 @@ def tail(
     lines, or one summary line per record (the default on a terminal).
 
     TOPIC is a topic name or a role: orders, results, errors, commands (query-orders, JSON or
-    Avro), state (CONNECTOR_TOPIC_STATE), account-status or order-changes.
+    Avro) or state (CONNECTOR_TOPIC_STATE).
     """
     settings = _settings("WARNING")
     from .client import tail as run_tail
@@ -423,9 +417,7 @@ def tail(
     )
 
 
-@cli.command(
-    epilog=_env_help((*KAFKA, "topic_state", "topic_account_status", "schema_registry_url"))
-)
+@cli.command(epilog=_env_help((*KAFKA, "topic_state", "schema_registry_url")))
 @click.option("--exchange", required=True, type=VenueChoice())
 @click.option("--account", required=True)
 @click.option("--symbol", help="only this symbol's orders")
@@ -440,8 +432,7 @@ def state(
     idle_timeout: float,
     connect_timeout: float,
 ) -> None:
-    """Print an account's open orders from the state topic (with ``--format summary``, its
-    account-status line above them)."""
+    """Print an account's open orders from the state topic."""
     settings = _settings("WARNING")
     from .client import require_broker
     from .statetopic import state_command

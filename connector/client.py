@@ -341,12 +341,11 @@ def _contract_order(d: Decoded) -> tuple[int, int]:
 
 
 def resolve_topic(settings: Settings, topic: str) -> str:
-    """A role (``orders``, ``results``, ``errors``, ``commands``, ``state``,
-    ``account-status``, ``order-changes``) or a topic name."""
+    """A role (``orders``, ``results``, ``errors``, ``commands``, ``state``) or a topic name."""
     return settings.topic_for(topic) if topic in TAIL_ROLES else topic
 
 
-TAIL_ROLES = ("orders", "results", "errors", "commands", "state", "account-status", "order-changes")
+TAIL_ROLES = ("orders", "results", "errors", "commands", "state")
 
 
 async def tail(

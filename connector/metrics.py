@@ -48,18 +48,6 @@ STATE_RECORDS = Counter(
     "Records acknowledged on the open-orders state topic (kind: upsert or tombstone)",
     ["exchange", "kind"],
 )
-ACCOUNTS_BY_STATUS = Gauge(
-    "connector_accounts_by_status",
-    "Configured accounts owned by this worker, by venue and account-status (FRESH, FAILING, "
-    "STALE, UNKNOWN, DISABLED); sum over the workers",
-    ["exchange", "status"],
-)
-ACCOUNT_AS_OF_AGE = Gauge(
-    "connector_account_as_of_age_seconds",
-    "Age of the account's newest complete snapshot (now - account-status as_of), on the worker "
-    "that owns the account; absent before its first snapshot",
-    ["exchange", "account"],
-)
 ERRORS = Counter("connector_errors_total", "ErrorEvents published, by code", ["code"])
 RATE_LIMIT_WAITS = Counter(
     "connector_rate_limiter_waits_total",

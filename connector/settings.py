@@ -127,9 +127,6 @@ class Settings(BaseSettings):
     # An account is STALE when its newest complete snapshot started longer ago than this
     # (connector/freshness.py): keep it above the slowest standing-query interval plus a fetch.
     account_stale_after_s: float = Field(default=120.0, gt=0, le=86_400)
-    # An account with a standing query is STALE after this many of its (shortest) intervals
-    # instead (connector/worker/account_status.py).
-    schedule_stale_factor: float = Field(default=3.0, ge=1, le=100)
 
     # State topic and routing (issue 13, docs/state-topic.md)
     # Commands repartitioned by ``<exchange>:<account>``, so one worker handles an account (its

@@ -32,7 +32,6 @@ from aiokafka.admin import NewTopic
 from .client import OutputClosed, decode_message, topic_partitions
 from .codec import ORDER_EVENT, Serializer, serializer_for
 from .kafka import consumer_kwargs, create_missing_topics
-from .model import now_ms
 from .settings import Settings
 from .state import StateRecord
 from .topicplan import worker_topics
@@ -213,11 +212,9 @@ async def read_state(
         await serializer.aclose()
 
 
-def print_state(
-    table: StateTable, fmt: str, out: TextIO = sys.stdout, status: str | None = None
-) -> None:
-    """``jsonl``: one ``{"key", "value"}`` line per open order; ``summary``: counts, the
-    account's ``status`` line (connector/statusview.py) when given, and one line per order."""
+def print_state(table: StateTable, fmt: str, out: TextIO = sys.stdout) -> None:
+    """``jsonl``: one ``{"key", "value"}`` line per open order; ``summary``: counts and one line
+    per order."""
     if fmt == "jsonl":
         for key, value in table.orders.items():
             print(json.dumps({"key": key, "value": value}), file=out)
@@ -228,8 +225,6 @@ def print_state(
         f"({table.records_read} records read, {table.tombstones_read} tombstones)",
         file=out,
     )
-    if status is not None:
-        print(f"  {status}", file=out)
     by_symbol = Counter(str(o.get("symbol")) for o in orders)
     for sym, n in sorted(by_symbol.items()):
         print(f"  {sym}: {n}", file=out)
@@ -253,14 +248,8 @@ async def state_command(
     if table is None:
         print(f"topic {settings.topic_state!r} does not exist", file=sys.stderr)
         return 1
-    status = None
-    if fmt != "jsonl":  # the account's freshness above its orders
-        from .statusview import read_account_status, status_line
-
-        record = await read_account_status(settings, exchange, account, idle_timeout=idle_timeout)
-        status = status_line(record, now_ms())
     try:
-        print_state(table, fmt, out, status)
+        print_state(table, fmt, out)
         out.flush()
     except BrokenPipeError:  # ``| head``: the reader has what it wanted
         raise OutputClosed from None

@@ -11,8 +11,7 @@ docs/operations.md "Topics" lists every row. This module does no I/O.
 
 The four contract topics are the operator's (``created_by == "you"``): the worker never
 creates them, because production wants its own partitions, replication and retention for them.
-The worker's own topics (state topic, account-status, order-changes, by-account commands,
-changelogs, leader topic) are
+The worker's own topics (state topic, by-account commands, changelogs, leader topic) are
 created by the worker at start when allowed, as Kafka Streams does for its internal topics.
 """
 
@@ -70,11 +69,6 @@ def topic_plan(settings: Settings) -> list[PlannedTopic]:
                      n, "delete", ">= the results topic", "you"),
         PlannedTopic(settings.topic_state, ENV_PREFIX + "TOPIC_STATE", "state",
                      n, "compact", "delete.retention.ms >= slowest reader's lag", "worker"),
-        PlannedTopic(settings.topic_account_status, ENV_PREFIX + "TOPIC_ACCOUNT_STATUS",
-                     "account-status", n, "compact",
-                     "delete.retention.ms >= slowest reader's lag", "worker"),
-        PlannedTopic(settings.topic_order_changes, ENV_PREFIX + "TOPIC_ORDER_CHANGES",
-                     "order-changes", n, "delete", ">= 7 d", "worker"),
         PlannedTopic(settings.commands_by_account_topic,
                      ENV_PREFIX + "TOPIC_COMMANDS_BY_ACCOUNT", "commands by account",
                      n, "delete", "short (commands in transit)", "worker", exact_partitions=True),

@@ -110,61 +110,6 @@ def disabled_venue_step(stack: Stack, worker: Worker, env: dict[str, str]) -> No
         query(env, ["--exchange", "bitget", "--account", "bitget-demo"], expect=0)
 
 
-def tail_json(env: dict[str, str], role: str, *extra: str) -> list[dict[str, object]]:
-    out = subprocess.run([*CONNECTOR, "tail", role, "--idle-timeout", "2", "--format", "jsonl",
-                          *extra], env=env, capture_output=True, text=True, check=False)  # fmt: skip
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
-
-
-def freshness_step(env: dict[str, str]) -> None:
-    """On the exchange one order of bitget-demo is amended, one closes and one opens; the next
-    snapshot says so on order-changes (OPENED, CHANGED, CLOSED), and account-status says how
-    fresh each account's view is (docs/consuming.md "Reacting to changes", "Is my view fresh?")."""
-    import httpx
-
-    base, acc = env["CONNECTOR_BITGET_REST_URL"], "bitget-demo"
-    rows = httpx.get(f"{base}/__sandbox/orders", params={"account": acc}).json()["rows"]
-    amended = next(r for r in rows if "openAvgPrice" in r)
-    gone = next(r for r in rows if r is not amended)
-    new = {**gone, "trackingNo": "1170000000000007777", "openOrderId": "1180000000000007777"}
-    upsert = [{**amended, "openAvgPrice": "31000.5"}, new]
-    httpx.post(f"{base}/__sandbox/orders",
-               json={"account": acc, "remove": [gone["trackingNo"]], "upsert": upsert})  # fmt: skip
-    print(f"\nOn the exchange: order {amended['trackingNo']} amended, {gone['trackingNo']} closed, "
-          f"{new['trackingNo']} opened.")  # fmt: skip
-    rid = f"demo-changes-{os.getpid()}"
-    query(env, ["--exchange", "bitget", "--account", acc, "--request-id", rid], expect=0)
-    print(f"\n$ connector tail order-changes --request-id {rid}")
-    for _ in range(20):  # the changes follow the QueryResult (after the state records)
-        changes = [r["value"] for r in tail_json(env, "order-changes", "--request-id", rid)]
-        if len(changes) >= 3:
-            break
-    else:
-        raise SystemExit("order-changes never showed the three changes")
-    for c in changes:
-        assert isinstance(c, dict)
-        detail = ""
-        if c["change"] == "CHANGED":
-            detail = " ".join(f"{f}: {c['before'][f]} -> {c['after'][f]}"
-                              for f in c["changed_fields"])  # fmt: skip
-        print(f"  OrderChange {c['change']:<7} {c['order_id']} {detail}".rstrip())
-    print("\n$ connector tail account-status   (the last record of each account the demo queried)")
-    from collections import Counter
-
-    from connector.statusview import status_line
-
-    latest = {str(r["key"]): r["value"] for r in tail_json(env, "account-status")}
-    others: Counter[str] = Counter()
-    for key, v in sorted(latest.items()):
-        assert isinstance(v, dict)
-        if v["last_attempt_at"] is None:
-            others[str(v["status"])] += 1
-        else:
-            print(f"  {key:<24} {status_line(v)}")
-    print("  other configured accounts: "
-          + ", ".join(f"{n} {status}" for status, n in sorted(others.items())))  # fmt: skip
-
-
 def main() -> int:
     with Stack(Path(tempfile.mkdtemp(prefix="connector-demo-"))) as stack:
         # Dev-only: one record per produce batch, so the embedded broker's end offsets are right
@@ -205,8 +150,6 @@ def main() -> int:
         if not worker.alive():
             raise SystemExit(f"the worker died; see {worker.log_path}")
         disabled_venue_step(stack, worker, env)
-        if "CONNECTOR_BITGET_REST_URL" in env:
-            freshness_step(env)
         print("\nDemo complete: every command ended in exactly one QueryResult.")
         return 0
 

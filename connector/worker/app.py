@@ -43,13 +43,11 @@ from ..commands import RawCommand
 from ..errors import InternalError
 from ..exchanges import create_adapters, registry
 from ..exchanges.base import ExchangeAdapter
-from ..exchanges.registry import disabled_names
 from ..kafka import kafka_partitioner, ssl_context
 from ..pipeline import Outcome, Pipeline
 from ..schedules import Schedule
 from ..settings import STATE_TABLE, Settings
 from ..status import VenueHealth
-from .account_status import AccountStatuses, StatusStore, TableStatusStore, install_timer
 from .faust_internals import App, live_actor_count, recovery_started_at
 from .group_start import BrokerLookup
 from .health import Health, Liveness
@@ -111,7 +109,6 @@ class Connector:
         *,
         publisher: Publisher | None = None,
         state_store: StateStore | None = None,
-        status_store: StatusStore | None = None,
     ) -> None:
         self.settings = settings
         self.schedules = schedules or []
@@ -196,19 +193,8 @@ class Connector:
             settings, self.pipeline, self.serializer, self.publisher, self.outages
         )
         self.state_writer = StateWriter(
-            store, self.publisher, self.outages, self.serializer, settings.topic_state, self.venues,
-            changes_topic=settings.topic_order_changes,
-        )  # fmt: skip
-        # account-status (connector/worker/account_status.py): stored next to the state.
-        self.statuses = AccountStatuses(
-            settings, accounts,
-            status_store or TableStatusStore(self.state_table, self.publisher, self.outages,
-                                             settings.state_table_changelog,
-                                             settings.topic_partitions),
-            self.publisher, self.outages, self.serializer,
-            schedules=self.schedules, disabled=disabled_names(),
-        )  # fmt: skip
-        install_timer(self.app, self.statuses, settings, lambda: self.draining)
+            store, self.publisher, self.outages, self.serializer, settings.topic_state, self.venues
+        )
         self.router = Router(
             settings, self.pipeline, self.publisher, self.outages, direct_partitions
         )
@@ -371,7 +357,6 @@ class Connector:
             outcome = await self.outcomes.publish(outcome, value, encoded)
             if state:
                 await self.state_writer.publish_state(outcome, position, encoded)
-                await self.statuses.after_command(outcome)  # after the state records
             if self.standing is not None:
                 self.standing.mark_answered(outcome.request_id)
         finally:

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from .. import metrics
-from ..changes import ChangeRecord, with_views
 from ..codec import Serializer
 from ..pipeline import Outcome
 from ..state import (
@@ -40,7 +38,6 @@ from ..state import (
     with_pending,
 )
 from ..statetopic import encode_state_records
-from .order_changes import changes_of, encode_changes
 from .outages import Outages, refusal_name
 from .publisher import Publisher, Record
 from .state_store import StateStore
@@ -58,7 +55,6 @@ class _StateWrite:
     done: bool = False
     upserts: int = 0
     tombstones: int = 0
-    changes: list[ChangeRecord] = field(default_factory=list)  # for order-changes
 
 
 class StateWriter:
@@ -72,17 +68,13 @@ class StateWriter:
         serializer: Serializer,
         topic: str,
         venues: frozenset[str],
-        changes_topic: str | None = None,
     ) -> None:
-        """``changes_topic``: where each snapshot's OrderChange records go, after its state
-        records (connector/worker/order_changes.py); None: not published."""
         self.store = store
         self.publisher = publisher
         self.outages = outages
         self.serializer = serializer
         self.topic = topic
         self.venues = venues  # metric label values
-        self.changes_topic = changes_topic
         # Per account: the lock that serializes applying snapshots to its state, the snapshots
         # waiting for it (the holder writes them all), and the last state whose records this
         # process saw acknowledged (see _write_states).
@@ -176,16 +168,13 @@ class StateWriter:
         counts: list[tuple[int, int]] = []
         state = loaded
         for write in queued:
-            before = state
             try:
                 applied = apply_snapshot(state, write.snap)
             except (ValueError, KeyError, TypeError) as exc:  # a stored state we cannot read
                 log.error("stored state unreadable (%s); starting afresh", type(exc).__name__,
                           extra=ctx)  # fmt: skip
-                before, applied = None, apply_snapshot(None, write.snap)
-            # order-changes: compared with the views stored before; the new views stored
-            write.changes = changes_of(before, applied, write.outcome)
-            state = with_views(applied)
+                applied = apply_snapshot(None, write.snap)
+            state = applied.state
             batches.append((applied.records, write.outcome, write.encoded))
             counts.append((len(applied.upserts), len(applied.tombstones)))
         assert state is not None  # at least one snapshot was applied
@@ -197,7 +186,7 @@ class StateWriter:
             log.error("state records not published: the table change was refused (INTERNAL)",
                       extra=ids)  # fmt: skip
             return
-        refused = await self.outages.until_acked(lambda: self._send(batches, queued))
+        refused = await self.outages.until_acked(lambda: self._send(batches))
         if refused is not None:
             log.error("state records refused by the broker (%s)", refusal_name(refused), extra=ids)
             return
@@ -245,12 +234,10 @@ class StateWriter:
                 log.error("state table change refused (pending tombstones were sent)", extra=ids)
 
     async def _send(
-        self,
-        batches: list[tuple[list[StateRecord], Outcome, dict[int, bytes]]],
-        queued: Sequence[_StateWrite] = (),
+        self, batches: list[tuple[list[StateRecord], Outcome, dict[int, bytes]]]
     ) -> None:
         """Encode state records (inside the retry: encoding may meet a registry outage) and
-        send them, each batch with its command's headers; then the snapshots' order changes."""
+        send them; each batch carries its command's headers."""
         records: list[Record] = []
         for recs, outcome, encoded in batches:
             ids = {"request_id": outcome.request_id, "exchange": outcome.exchange,
@@ -260,8 +247,3 @@ class StateWriter:
             )
             records += [Record(self.topic, k, v, h) for k, v, h in encoded_records]
         await self.publisher.send(records)
-        if self.changes_topic is not None:
-            changes = [(w.outcome, w.changes) for w in queued]
-            await self.publisher.send(
-                await encode_changes(self.serializer, self.changes_topic, changes)
-            )

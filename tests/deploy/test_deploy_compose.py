@@ -97,7 +97,7 @@ def test_kafka_is_pinned_single_node_kraft_with_container_and_host_listeners(ser
 
 
 def test_topic_init_creates_every_topic_of_the_plan_with_the_workers_settings(services):
-    """kafka-init runs `connector topics --create` (connector/topicplan.py: every topic of the plan)
+    """kafka-init runs `connector topics --create` (connector/topicplan.py: all nine topics)
     with the workers' environment, so it creates exactly the names the workers use."""
     init = services["kafka-init"]
     assert init["image"] == services["connector"]["image"]

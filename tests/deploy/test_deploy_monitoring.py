@@ -47,8 +47,6 @@ ALERTS = {
     "ConnectorInFlightSaturated",
     "ConnectorVenueFailing",
     "ConnectorVenueCircuitOpen",
-    "ConnectorAccountStale",
-    "ConnectorAccountFailing",
 }
 
 #: What the Prometheus Operator reads from a PrometheusRule (monitoring.coreos.com/v1).
@@ -345,8 +343,6 @@ def test_every_alert_expression_parses_and_names_existing_metrics(rendered_on):
         "ConnectorInFlightSaturated": {"connector_commands_in_flight"},
         "ConnectorVenueFailing": {"connector_commands_total"},
         "ConnectorVenueCircuitOpen": {"connector_venue_circuit_state"},
-        "ConnectorAccountStale": {"connector_accounts_by_status"},
-        "ConnectorAccountFailing": {"connector_accounts_by_status"},
     }
     for name, alert in rules(rendered_on).items():
         assert check_promql(alert["expr"]) == needs[name], name
@@ -371,8 +367,6 @@ def test_thresholds_come_from_values(chart):
                         "inFlightSaturated": {"window": "7m"},
                         "venueFailing": {"window": "17m", "for": "3m"},
                         "venueCircuitOpen": {"for": "7m"},
-                        "accountStale": {"for": "2m"},
-                        "accountFailing": {"for": "20m"},
                     }
                 },
             },
@@ -393,10 +387,6 @@ def test_thresholds_come_from_values(chart):
     assert by_name["ConnectorVenueFailing"]["for"] == "3m"
     assert by_name["ConnectorVenueCircuitOpen"]["for"] == "7m"
     assert "7m" in by_name["ConnectorVenueCircuitOpen"]["annotations"]["summary"]
-    assert by_name["ConnectorAccountStale"]["for"] == "2m"
-    assert 'status="STALE"' in by_name["ConnectorAccountStale"]["expr"]
-    assert by_name["ConnectorAccountFailing"]["for"] == "20m"
-    assert 'status="FAILING"' in by_name["ConnectorAccountFailing"]["expr"]
     for alert in by_name.values():
         assert alert["labels"]["team"] == "risk"
         # The selector reaches every series the rule reads.

@@ -64,8 +64,6 @@ def kafka_env(bootstrap: str) -> dict[str, str]:
         "CONNECTOR_TOPIC_RESULTS": f"it-{RUN}-order-query-results",
         "CONNECTOR_TOPIC_ERRORS": f"it-{RUN}-order-errors",
         "CONNECTOR_TOPIC_STATE": f"it-{RUN}-open-orders",
-        "CONNECTOR_TOPIC_ACCOUNT_STATUS": f"it-{RUN}-account-status",
-        "CONNECTOR_TOPIC_ORDER_CHANGES": f"it-{RUN}-order-changes",
         # The embedded broker completes a group join only after session_timeout/2.
         "CONNECTOR_KAFKA_SESSION_TIMEOUT_S": "6",
         "CONNECTOR_KAFKA_HEARTBEAT_INTERVAL_S": "1",

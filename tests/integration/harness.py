@@ -252,8 +252,6 @@ def isolated_env(
         "CONNECTOR_TOPIC_RESULTS": f"it-{suffix}-order-query-results",
         "CONNECTOR_TOPIC_ERRORS": f"it-{suffix}-order-errors",
         "CONNECTOR_TOPIC_STATE": f"it-{suffix}-open-orders",
-        "CONNECTOR_TOPIC_ACCOUNT_STATUS": f"it-{suffix}-account-status",
-        "CONNECTOR_TOPIC_ORDER_CHANGES": f"it-{suffix}-order-changes",
         "CONNECTOR_WEB_PORT": str(free_port()),
         "CONNECTOR_DATA_DIR": str(data_dir),
         **extra,

@@ -20,15 +20,12 @@ def test_the_plan_names_every_topic_with_its_setting() -> None:
     s = Settings(app_id="grp", topic_state="state-t", topic_partitions=6)
     plan = {t.name: t for t in topic_plan(s)}
     assert list(plan) == ["query-orders", "orders", "order-query-results", "order-errors",
-                          "state-t", "account-status", "order-changes",
-                          "grp-query-orders-by-account",
+                          "state-t", "grp-query-orders-by-account",
                           "grp-open-orders-state-changelog", "grp-schedules-changelog",
                           "grp-__assignor-__leader"]  # fmt: skip
     assert plan["state-t"].setting == "CONNECTOR_TOPIC_STATE"
     assert plan["state-t"].cleanup_policy == "compact" and plan["state-t"].partitions == 6
     assert plan["grp-schedules-changelog"].partitions == 1
-    assert plan["account-status"].cleanup_policy == "compact"
-    assert plan["order-changes"].cleanup_policy == "delete"
     assert plan["grp-open-orders-state-changelog"].exact_partitions
     assert {t.created_by for t in topic_plan(s)[:4]} == {"you"}
     assert [t.name for t in worker_topics(s)] == list(plan)[4:]
