@@ -98,7 +98,7 @@ async def test_worker_that_may_not_create_topics_names_the_missing_state_topic(
 async def test_a_new_group_does_not_answer_what_another_group_answered(
     isolated_stack: Callable[..., Awaitable[Stack]], tmp_path: Path
 ) -> None:
-    stack = await isolated_stack("group-a")
+    stack = await isolated_stack("group-a", CONNECTOR_NEW_GROUP_START="start-time")
     # Group A has its partitions (and its start position committed) once it answers.
     warm = await stack.commands.send(request_id=rid("warm-a"), exchange="ascendex",
                                      account="ascendex-demo")  # fmt: skip
